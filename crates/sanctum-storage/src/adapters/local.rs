@@ -1,0 +1,477 @@
+//! The local-filesystem adapter: the embedded default.
+//!
+//! Layout under the root folder:
+//! - `objects/<path>`: one file per object: a 24-byte header (magic `SNB1`, 4 reserved bytes,
+//!   a 16-byte random etag) followed by the object's bytes. The etag lives in the file because
+//!   inode numbers and coarse mtimes can repeat, and compare-and-swap must never accept a stale tag.
+//! - `tmp/`: bodies being written. A write streams into a temp file (on a blocking thread, fed
+//!   through a small bounded channel), fsyncs it, then renames it into place under a lock.
+//! - `locks/NN.lock`: 256 lock stripes taken with `File::lock`. The OS releases them when a
+//!   process dies, so compare-and-swap is safe across processes, not only across tasks.
+//!
+//! Durability [`Durability::Fsync`] (the default) fsyncs the file and its directory before a put
+//! returns; [`Durability::Os`] leaves both to the page cache (for tests and benchmarks of it).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{
+    BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListEntry, ListPage,
+    PutMode, check_range, once_stream,
+};
+use crate::error::{Error, ErrorCode, Result};
+
+const MAGIC: &[u8; 4] = b"SNB1";
+const HEADER_LEN: u64 = 24;
+/// Read chunk size; also the size up to which a get is answered in one piece.
+const READ_CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the async side and the blocking file thread.
+const CHANNEL_DEPTH: usize = 4;
+const LOCK_STRIPES: usize = 256;
+/// Temp files older than this are left-overs of dead processes; `init` removes them.
+const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
+
+/// When a local write counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// fsync the file and its directory before returning (survives power loss).
+    #[default]
+    Fsync,
+    /// Leave it to the OS page cache (survives a process crash, not a power loss).
+    Os,
+}
+
+/// Blob adapter over a local folder. See the module docs for the layout.
+#[derive(Debug, Clone)]
+pub struct LocalAdapter {
+    name: String,
+    root: PathBuf,
+    durability: Durability,
+}
+
+impl LocalAdapter {
+    /// An adapter storing under `root` (created by [`BlobAdapter::init`]).
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>, durability: Durability) -> Self {
+        Self { name: name.into(), root: root.into(), durability }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn object_file(&self, path: &BlobPath) -> PathBuf {
+        self.root.join("objects").join(path.as_str())
+    }
+
+    fn fsync(&self) -> bool {
+        self.durability == Durability::Fsync
+    }
+}
+
+enum WriteMsg {
+    Chunk(Bytes),
+    Finish,
+}
+
+fn io_err(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| Error::from_backend_io(e, what)
+}
+
+fn join_err(e: tokio::task::JoinError) -> Error {
+    Error::new(ErrorCode::PermanentAdapter, "local adapter worker failed").with_source(e)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads the header of an object file: its etag and body size.
+fn read_header(file: &mut File) -> Result<BlobMeta> {
+    let len = file.metadata().map_err(io_err("stat object"))?.len();
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact(&mut header).map_err(|e| {
+        Error::consistency("object file shorter than its header").with_source(e)
+    })?;
+    if &header[..4] != MAGIC || len < HEADER_LEN {
+        return Err(Error::consistency("object file has an unknown header"));
+    }
+    Ok(BlobMeta { size: len - HEADER_LEN, etag: hex(&header[8..]) })
+}
+
+fn current_meta(file: &Path) -> Result<Option<BlobMeta>> {
+    match File::open(file) {
+        Ok(mut f) => read_header(&mut f).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::from_backend_io(e, "open object")),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of each one created.
+fn create_dirs(dir: &Path, fsync: bool) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent, fsync)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            if fsync && let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Blocking half of a put: drains the channel into `tmp`. A channel that closes without
+/// `Finish` means the writer was dropped or its body failed: the temp file is removed.
+fn write_temp(
+    tmp: &Path,
+    header: [u8; HEADER_LEN as usize],
+    mut rx: mpsc::Receiver<WriteMsg>,
+    fsync: bool,
+) -> Result<u64> {
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .map_err(io_err("create temp file"))?;
+        file.write_all(&header).map_err(io_err("write temp file"))?;
+        let mut size = 0u64;
+        loop {
+            match rx.blocking_recv() {
+                Some(WriteMsg::Chunk(bytes)) => {
+                    file.write_all(&bytes).map_err(io_err("write temp file"))?;
+                    size += bytes.len() as u64;
+                }
+                Some(WriteMsg::Finish) => break,
+                None => return Err(Error::invalid("write aborted before the body ended")),
+            }
+        }
+        if fsync {
+            file.sync_all().map_err(io_err("fsync temp file"))?;
+        }
+        Ok(size)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
+/// The lock stripe for a path, taken exclusively; released when the returned file drops.
+fn lock_stripe(root: &Path, path: &BlobPath) -> Result<File> {
+    let stripe = blake3::hash(path.as_str().as_bytes()).as_bytes()[0] as usize % LOCK_STRIPES;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join("locks").join(format!("{stripe:02x}.lock")))
+        .map_err(io_err("open lock file"))?;
+    file.lock().map_err(io_err("take lock"))?;
+    Ok(file)
+}
+
+fn check_mode(current: Option<&BlobMeta>, mode: &PutMode) -> Result<()> {
+    match (mode, current) {
+        (PutMode::Overwrite, _) | (PutMode::Create, None) => Ok(()),
+        (PutMode::Create, Some(_)) => Err(Error::conflict("object already exists")),
+        (PutMode::Update(etag), Some(cur)) if &cur.etag == etag => Ok(()),
+        (PutMode::Update(_), _) => Err(Error::conflict("object changed since it was read")),
+    }
+}
+
+impl LocalAdapter {
+    /// Blocking half of a put: checks the mode under the lock and renames the temp file in.
+    fn commit(&self, path: &BlobPath, tmp: &Path, mode: &PutMode, meta: &BlobMeta) -> Result<()> {
+        let target = self.object_file(path);
+        let _lock = lock_stripe(&self.root, path)?;
+        check_mode(current_meta(&target)?.as_ref(), mode)?;
+        let parent = target.parent().expect("object files have a parent");
+        // A concurrent delete may remove an empty parent between create and rename: retry.
+        let mut attempts = 0;
+        loop {
+            create_dirs(parent, self.fsync()).map_err(io_err("create directory"))?;
+            match fs::rename(tmp, &target) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+                Err(e) => return Err(Error::from_backend_io(e, "rename into place")),
+            }
+        }
+        if self.fsync() {
+            sync_dir(parent).map_err(io_err("fsync directory"))?;
+        }
+        let _ = meta;
+        Ok(())
+    }
+
+    fn remove(&self, path: &BlobPath, if_match: Option<&str>) -> Result<()> {
+        let target = self.object_file(path);
+        let _lock = lock_stripe(&self.root, path)?;
+        let current = current_meta(&target)?.ok_or_else(|| Error::not_found("no such object"))?;
+        if let Some(etag) = if_match
+            && current.etag != etag
+        {
+            return Err(Error::conflict("object changed since it was read"));
+        }
+        fs::remove_file(&target).map_err(io_err("remove object"))?;
+        let objects = self.root.join("objects");
+        let mut dir = target.parent().map(Path::to_path_buf);
+        if self.fsync()
+            && let Some(d) = &dir
+        {
+            sync_dir(d).map_err(io_err("fsync directory"))?;
+        }
+        // Remove emptied directories so no trace of a purged key's name stays behind.
+        while let Some(d) = dir {
+            if d == objects || fs::remove_dir(&d).is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        Ok(())
+    }
+
+    fn open_range(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<(File, BlobMeta, Range<u64>)> {
+        let mut file = File::open(self.object_file(path)).map_err(io_err("open object"))?;
+        let meta = read_header(&mut file)?;
+        let range = range.unwrap_or(0..meta.size);
+        check_range(&range, meta.size)?;
+        file.seek(SeekFrom::Start(HEADER_LEN + range.start)).map_err(io_err("seek object"))?;
+        Ok((file, meta, range))
+    }
+}
+
+/// Streams `len` bytes of `file` from a blocking thread through a bounded channel.
+fn file_stream(mut file: File, len: u64) -> ByteStream {
+    let (tx, rx) = mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
+    tokio::task::spawn_blocking(move || {
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(READ_CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(n);
+            let item = file
+                .read_exact(&mut buf)
+                .map(|()| buf.freeze())
+                .map_err(|e| Error::from_backend_io(e, "read object"));
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return; // reader dropped, or the error was delivered
+            }
+            left -= n as u64;
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+fn walk(
+    dir: &Path,
+    rel: &str,
+    prefix: &str,
+    start_after: Option<&str>,
+    want: usize,
+    out: &mut Vec<ListEntry>,
+) -> Result<()> {
+    let read = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::from_backend_io(e, "list directory")),
+    };
+    let mut entries = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(io_err("list directory"))?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let is_dir = entry.file_type().map_err(io_err("list directory"))?.is_dir();
+        // Sort as full paths sort: a directory's entries all carry a trailing '/'.
+        let sort_key = if is_dir { format!("{rel}{name}/") } else { format!("{rel}{name}") };
+        entries.push((sort_key, is_dir, entry.path()));
+    }
+    entries.sort();
+    for (path, is_dir, abs) in entries {
+        if out.len() >= want {
+            return Ok(());
+        }
+        if is_dir {
+            let in_prefix = path.starts_with(prefix) || prefix.starts_with(&path);
+            let all_before = start_after.is_some_and(|sa| sa > path.as_str() && !sa.starts_with(&path));
+            if in_prefix && !all_before {
+                walk(&abs, &path, prefix, start_after, want, out)?;
+            }
+        } else if path.starts_with(prefix)
+            && start_after.is_none_or(|sa| path.as_str() > sa)
+            && let Ok(blob_path) = BlobPath::new(path)
+        {
+            let size = fs::metadata(&abs).map(|m| m.len().saturating_sub(HEADER_LEN)).unwrap_or(0);
+            out.push(ListEntry { path: blob_path, size });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobAdapter for LocalAdapter {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> BlobCapabilities {
+        BlobCapabilities {
+            conditional_create: true,
+            conditional_update: true,
+            atomic_conditional_delete: true,
+            durable: self.fsync(),
+            persistent: true,
+        }
+    }
+
+    async fn init(&self) -> Result<()> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            for sub in ["objects", "tmp", "locks"] {
+                fs::create_dir_all(root.join(sub)).map_err(io_err("create root folder"))?;
+            }
+            let now = SystemTime::now();
+            for entry in fs::read_dir(root.join("tmp")).map_err(io_err("read tmp folder"))?.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TMP);
+                if old {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn health_check(&self) -> Result<()> {
+        let probe = self.root.join("tmp").join(format!("health-{}", ulid::Ulid::new()));
+        tokio::task::spawn_blocking(move || {
+            fs::write(&probe, b"ok").map_err(io_err("write health probe"))?;
+            fs::remove_file(&probe).map_err(io_err("remove health probe"))
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn dispose(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn put(&self, path: &BlobPath, mut body: ByteStream, mode: PutMode) -> Result<BlobMeta> {
+        let etag_bytes = ulid::Ulid::new().0.to_be_bytes();
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[..4].copy_from_slice(MAGIC);
+        header[8..].copy_from_slice(&etag_bytes);
+        let tmp = self.root.join("tmp").join(format!("{}.tmp", ulid::Ulid::new()));
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let fsync = self.fsync();
+        let tmp_for_writer = tmp.clone();
+        let writer = tokio::task::spawn_blocking(move || write_temp(&tmp_for_writer, header, rx, fsync));
+        let pumped: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                if tx.send(WriteMsg::Chunk(chunk?)).await.is_err() {
+                    return Ok(()); // the writer failed; its error is reported below
+                }
+            }
+            let _ = tx.send(WriteMsg::Finish).await;
+            Ok(())
+        }
+        .await;
+        drop(tx);
+        let written = writer.await.map_err(join_err)?;
+        pumped?;
+        let size = written?;
+        let meta = BlobMeta { size, etag: hex(&etag_bytes) };
+        let this = self.clone();
+        let path = path.clone();
+        let committed = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = this.commit(&path, &tmp, &mode, &committed);
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+        .map_err(join_err)??;
+        Ok(meta)
+    }
+
+    async fn get(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobGet> {
+        let this = self.clone();
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let (mut file, meta, range) = this.open_range(&path, range)?;
+            let len = range.end - range.start;
+            let body = if len <= READ_CHUNK as u64 {
+                let mut buf = BytesMut::zeroed(len as usize);
+                file.read_exact(&mut buf).map_err(io_err("read object"))?;
+                once_stream(buf.freeze())
+            } else {
+                file_stream(file, len)
+            };
+            Ok(BlobGet { meta, range, body })
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn head(&self, path: &BlobPath) -> Result<BlobMeta> {
+        let file = self.object_file(path);
+        tokio::task::spawn_blocking(move || {
+            current_meta(&file)?.ok_or_else(|| Error::not_found("no such object"))
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    async fn delete(&self, path: &BlobPath, if_match: Option<&str>) -> Result<()> {
+        let this = self.clone();
+        let path = path.clone();
+        let if_match = if_match.map(str::to_string);
+        tokio::task::spawn_blocking(move || this.remove(&path, if_match.as_deref()))
+            .await
+            .map_err(join_err)?
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+        let objects = self.root.join("objects");
+        let prefix = prefix.to_string();
+        let start_after = start_after.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            walk(&objects, "", &prefix, start_after.as_deref(), limit + 1, &mut out)?;
+            let more = out.len() > limit;
+            out.truncate(limit);
+            Ok(ListPage { entries: out, more })
+        })
+        .await
+        .map_err(join_err)?
+    }
+}

@@ -1,0 +1,63 @@
+//! [`create_storage_client`]: builds a [`Storage`] from a validated config and the injected
+//! dependencies.
+
+use std::sync::Arc;
+
+use super::{BlobBackend, ConfigProblem, ConfigReport, Environment, StorageConfig};
+use crate::adapters::BlobAdapter;
+use crate::adapters::local::LocalAdapter;
+use crate::adapters::object_store::ObjectStoreAdapter;
+use crate::adapters::registry::AdapterRegistry;
+use crate::error::{Error, Result};
+use crate::facade::{BlobSettings, BlobStore, Storage};
+use crate::observability::audit::{AuditSink, TracingAuditSink};
+use crate::observability::clock::{Clock, SystemClock};
+
+/// What the application injects. Every field has a development default; in `production` the
+/// audit sink must be supplied. (The key provider and cache tier join this struct with the
+/// encryption and cache layers.)
+#[derive(Debug, Clone, Default)]
+pub struct StorageDependencies {
+    /// Where audit events go. Default: `tracing` events on target `sanctum::audit` (development only).
+    pub audit_sink: Option<Arc<dyn AuditSink>>,
+    /// The clock. Default: the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// A custom blob adapter to use instead of the configured backend.
+    pub blob_adapter: Option<Arc<dyn BlobAdapter>>,
+}
+
+/// Validates `config`, admits the blob adapter through the registry (capabilities, `init`,
+/// `health_check`) and returns the client.
+pub async fn create_storage_client(config: StorageConfig, deps: StorageDependencies) -> Result<Storage> {
+    let mut problems = config.problems();
+    if config.environment == Environment::Production && deps.audit_sink.is_none() {
+        problems.push(ConfigProblem {
+            path: "dependencies.audit_sink".into(),
+            message: "production needs an audit sink; the development default only logs".into(),
+        });
+    }
+    if !problems.is_empty() {
+        let report = ConfigReport { problems };
+        return Err(Error::config(format!("invalid configuration: {report}")).with_source(report));
+    }
+    let adapter: Arc<dyn BlobAdapter> = match deps.blob_adapter {
+        Some(custom) => custom,
+        None => match config.blob.backend {
+            BlobBackend::Local => Arc::new(LocalAdapter::new(
+                config.blob.adapter_name.clone(),
+                config.blob.root.clone().expect("validated: local needs a root"),
+                config.blob.durability,
+            )),
+            BlobBackend::Memory => Arc::new(ObjectStoreAdapter::in_memory(config.blob.adapter_name.clone())),
+        },
+    };
+    let registry = Arc::new(AdapterRegistry::new());
+    registry.register_blob(adapter.clone()).await?;
+    let blobs = BlobStore::new(
+        adapter,
+        deps.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        deps.audit_sink.unwrap_or_else(|| Arc::new(TracingAuditSink)),
+        BlobSettings { inline_threshold: config.blob.inline_threshold },
+    );
+    Ok(Storage::new(blobs, registry, config.environment))
+}

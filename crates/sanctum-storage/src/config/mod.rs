@@ -1,0 +1,115 @@
+//! Configuration: [`StorageConfig`] from a TOML file plus `SANCTUM_<SECTION>__<KEY>` environment
+//! overrides, validated up front; and [`create_storage_client`] with [`StorageDependencies`].
+//!
+//! Every problem is reported at once: unknown keys (typos) and each validation failure, each
+//! with its path, in one `Config` error whose source is a [`ConfigReport`].
+
+mod client;
+mod load;
+
+pub use client::{StorageDependencies, create_storage_client};
+pub use load::{ConfigProblem, ConfigReport};
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::local::Durability;
+
+/// Where the client runs. In `production` the development defaults are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// Development defaults are allowed (in-memory backend, `os` durability, log-only audit).
+    #[default]
+    Development,
+    /// Every dependency must be supplied and durable.
+    Production,
+}
+
+/// Which blob backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobBackend {
+    /// A local folder (`blob.root`): the embedded default.
+    #[default]
+    Local,
+    /// Process memory; everything is lost on exit.
+    Memory,
+}
+
+/// The `[blob]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlobConfig {
+    /// The backend.
+    pub backend: BlobBackend,
+    /// The folder of the local backend.
+    pub root: Option<PathBuf>,
+    /// When a local write counts as done.
+    pub durability: Durability,
+    /// Bodies up to this many bytes are inlined in the head manifest (0 to 1 MiB).
+    pub inline_threshold: u64,
+    /// The adapter's name in spans and the registry.
+    pub adapter_name: String,
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        Self {
+            backend: BlobBackend::Local,
+            root: None,
+            durability: Durability::Fsync,
+            inline_threshold: 64 * 1024,
+            adapter_name: "default".to_string(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// `development` (default) or `production`.
+    pub environment: Environment,
+    /// Blob storage.
+    pub blob: BlobConfig,
+}
+
+/// The largest allowed `blob.inline_threshold`.
+pub const MAX_INLINE_THRESHOLD: u64 = 1024 * 1024;
+
+impl StorageConfig {
+    /// The embedded default: blobs in `<home>/blobs`, fsync durability.
+    pub fn embedded(home: impl Into<PathBuf>) -> Self {
+        let mut config = Self::default();
+        config.blob.root = Some(home.into().join("blobs"));
+        config
+    }
+
+    /// Checks the values, returning every problem found.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut problem = |path: &str, message: &str| {
+            out.push(ConfigProblem { path: path.to_string(), message: message.to_string() })
+        };
+        if self.blob.backend == BlobBackend::Local && self.blob.root.is_none() {
+            problem("blob.root", "required when blob.backend = \"local\"");
+        }
+        if self.blob.inline_threshold > MAX_INLINE_THRESHOLD {
+            problem("blob.inline_threshold", "must be at most 1048576 (1 MiB)");
+        }
+        if self.blob.adapter_name.is_empty() {
+            problem("blob.adapter_name", "must not be empty");
+        }
+        if self.environment == Environment::Production {
+            if self.blob.backend == BlobBackend::Memory {
+                problem("blob.backend", "\"memory\" loses data on exit and is refused in production");
+            }
+            if self.blob.durability == Durability::Os {
+                problem("blob.durability", "\"os\" may lose acknowledged writes and is refused in production");
+            }
+        }
+        out
+    }
+}

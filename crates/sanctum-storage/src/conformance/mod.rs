@@ -1,0 +1,1 @@
+//! The golden contract suite.

@@ -1,0 +1,606 @@
+//! The blob facade: versioned objects over any [`BlobAdapter`].
+//!
+//! Every write streams its body to a fresh immutable body object, then replaces the key's head
+//! manifest with a compare-and-swap. Committed means "listed in a head that won its CAS": a
+//! reader sees the old head or the new one, never a torn object, and concurrent `if_match`
+//! writers cannot both win. A writer that loses deletes its body; bodies orphaned by a crash or
+//! a dropped future are removed by [`BlobStore::sweep`] once older than a grace period.
+//!
+//! Cancel safety: dropping a `put` future before it returns either commits the version or leaves
+//! the key as it was (never a partial version); a body written before the drop may be left for
+//! the sweeper. Dropping a [`BlobRead`] body stream stops the read.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncRead;
+
+use super::layout::Layout;
+use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES, MAX_HEAD_VERSIONS, SPILL_VERSIONS};
+use super::options::{
+    BlobList, BlobRead, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
+    decode_cursor, encode_cursor,
+};
+use super::stream::{Tap, Verify};
+use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
+use crate::error::{Error, ErrorCode, Result};
+use crate::observability::audit::{AuditEvent, AuditSink};
+use crate::observability::clock::{Clock, id_time_ms, is_id, new_id};
+use crate::observability::observe;
+use crate::types::limits::{validate_content_type, validate_key, validate_metadata, validate_prefix};
+use crate::types::{Namespace, ObjectVersion, StorageContext, StorageObject};
+
+/// How many head manifests a listing reads at once.
+const LIST_CONCURRENCY: usize = 16;
+/// How many times an unconditional write retries a lost compare-and-swap.
+const MAX_CAS_ATTEMPTS: usize = 100;
+/// Chunk size when reading from an `AsyncRead`.
+const READER_CHUNK: usize = 256 * 1024;
+
+/// Tunables of the blob facade.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobSettings {
+    /// Bodies up to this many bytes are also inlined in the head manifest.
+    pub inline_threshold: u64,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self { inline_threshold: 64 * 1024 }
+    }
+}
+
+/// The blob facade. Cheap to clone; every method takes the caller's [`StorageContext`].
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    adapter: Arc<dyn BlobAdapter>,
+    clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditSink>,
+    settings: BlobSettings,
+}
+
+/// A head manifest as read, with the etag to compare-and-swap against.
+#[derive(Debug)]
+struct Head {
+    manifest: HeadManifest,
+    inline: Option<Bytes>,
+    etag: String,
+}
+
+/// One key's paths within its namespace.
+struct KeyPaths {
+    layout: Layout,
+    enc: String,
+    head: BlobPath,
+}
+
+impl KeyPaths {
+    fn new(ctx: &StorageContext, ns: &str, key: &str) -> Result<(Namespace, Self)> {
+        let ns = Namespace::new(ctx.tenant(), ns)?;
+        validate_key(key)?;
+        let layout = Layout::new(&ns);
+        let head = layout.head(key)?;
+        Ok((ns, Self { enc: Layout::enc(key), layout, head }))
+    }
+
+    fn body(&self, body_id: &str) -> Result<BlobPath> {
+        self.layout.body(&self.enc, body_id)
+    }
+
+    fn page(&self, page_id: &str) -> Result<BlobPath> {
+        self.layout.page(&self.enc, page_id)
+    }
+}
+
+fn check_version_id(id: &str) -> Result<()> {
+    if is_id(id) { Ok(()) } else { Err(Error::invalid("malformed version id")) }
+}
+
+fn no_such_key() -> Error {
+    Error::not_found("no such object")
+}
+
+impl BlobStore {
+    /// A facade over `adapter`. Prefer [`create_storage_client`](crate::create_storage_client),
+    /// which admits the adapter through the registry first.
+    pub fn new(
+        adapter: Arc<dyn BlobAdapter>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditSink>,
+        settings: BlobSettings,
+    ) -> Self {
+        Self { adapter, clock, audit, settings }
+    }
+
+    /// The adapter underneath.
+    pub fn adapter(&self) -> &Arc<dyn BlobAdapter> {
+        &self.adapter
+    }
+
+    /// Stores a new version of `key` from a byte stream and returns it.
+    ///
+    /// The body streams to the adapter with bounded buffering; it is hashed (BLAKE3) on the way.
+    /// With `if_match` or `if_none_match`, a failed condition is `Conflict` and stores nothing.
+    /// Without them, a concurrent writer never causes a lost update: the write retries its
+    /// compare-and-swap on the newest head.
+    pub async fn put<S>(&self, ctx: &StorageContext, ns: &str, key: &str, body: S, opts: PutOptions) -> Result<ObjectVersion>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let body = body
+            .map_err(|e| Error::invalid("reading the request body failed").with_source(e))
+            .boxed();
+        observe("blob.put", self.adapter.as_ref(), ctx, self.put_inner(ctx, ns, key, body, opts)).await
+    }
+
+    /// Stores a new version of `key` read from `reader`. See [`put`](Self::put).
+    pub async fn put_reader<R>(&self, ctx: &StorageContext, ns: &str, key: &str, reader: R, opts: PutOptions) -> Result<ObjectVersion>
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        self.put(ctx, ns, key, tokio_util::io::ReaderStream::with_capacity(reader, READER_CHUNK), opts).await
+    }
+
+    /// Stores a new version of `key` from one buffer. See [`put`](Self::put).
+    pub async fn put_bytes(&self, ctx: &StorageContext, ns: &str, key: &str, body: impl Into<Bytes>, opts: PutOptions) -> Result<ObjectVersion> {
+        let body = body.into();
+        self.put(ctx, ns, key, futures::stream::once(async move { Ok(body) }), opts).await
+    }
+
+    async fn put_inner(&self, ctx: &StorageContext, ns: &str, key: &str, body: ByteStream, opts: PutOptions) -> Result<ObjectVersion> {
+        let (_, paths) = KeyPaths::new(ctx, ns, key)?;
+        if let Some(ct) = &opts.content_type {
+            validate_content_type(ct)?;
+        }
+        validate_metadata(&opts.metadata)?;
+        if let Some(v) = &opts.if_match {
+            check_version_id(v)?;
+        }
+        let conditional = opts.if_match.is_some() || opts.if_none_match;
+        let check = |head: Option<&Head>| -> Result<()> {
+            let live = head.and_then(|h| h.manifest.live());
+            if opts.if_none_match && live.is_some() {
+                return Err(Error::conflict("the key exists (if_none_match)"));
+            }
+            if let Some(expected) = &opts.if_match
+                && live.map(|v| &v.version_id) != Some(expected)
+            {
+                return Err(Error::conflict("the current version is not the one given (if_match)"));
+            }
+            Ok(())
+        };
+        let head = self.read_head(&paths.head).await?;
+        check(head.as_ref())?; // fail early, before streaming a body that cannot win
+
+        let body_id = new_id(self.clock.as_ref());
+        let body_path = paths.body(&body_id)?;
+        let tap = Tap::new(self.settings.inline_threshold);
+        self.adapter.put(&body_path, tap.wrap(body), PutMode::Create).await?;
+        let tapped = tap.finish();
+        let now = self.clock.now_ms();
+        let version = ObjectVersion {
+            version_id: new_id(self.clock.as_ref()),
+            body_id: Some(body_id),
+            checksum: tapped.checksum,
+            size: tapped.size,
+            created_at_ms: now,
+            body_created_at_ms: now,
+            content_type: opts.content_type.clone(),
+            metadata: opts.metadata.clone(),
+            tombstone: false,
+            restored_from: None,
+        };
+        let committed = self.commit(&paths, head, &version, tapped.inline.as_deref(), !conditional, check).await;
+        if committed.is_err() {
+            // Not committed: the body is ours alone. Failing to delete it leaves work for the sweeper.
+            let _ = self.adapter.delete(&body_path, None).await;
+        }
+        committed.map(|()| version)
+    }
+
+    /// Reads `key` (its current version, a given version, and/or a byte range) as a stream.
+    pub async fn get(&self, ctx: &StorageContext, ns: &str, key: &str, opts: GetOptions) -> Result<BlobRead> {
+        observe("blob.get", self.adapter.as_ref(), ctx, self.get_inner(ctx, ns, key, opts)).await
+    }
+
+    /// Reads a whole object into memory (convenience for small objects).
+    pub async fn get_bytes(&self, ctx: &StorageContext, ns: &str, key: &str, opts: GetOptions) -> Result<(ObjectVersion, Bytes)> {
+        let read = self.get(ctx, ns, key, opts).await?;
+        let bytes = collect_bytes(read.body).await?;
+        Ok((read.version, bytes))
+    }
+
+    async fn get_inner(&self, ctx: &StorageContext, ns: &str, key: &str, opts: GetOptions) -> Result<BlobRead> {
+        let (_, paths) = KeyPaths::new(ctx, ns, key)?;
+        if let Some(v) = &opts.version {
+            check_version_id(v)?;
+        }
+        let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
+        let current = head.manifest.live().ok_or_else(no_such_key)?;
+        let version = match &opts.version {
+            None => current.clone(),
+            Some(id) => self
+                .find_version(&paths, &head.manifest, id)
+                .await?
+                .filter(|v| !v.tombstone)
+                .ok_or_else(|| Error::not_found("no such version"))?,
+        };
+        let range = match opts.range {
+            Some(r) => r.resolve(version.size)?,
+            None => 0..version.size,
+        };
+        let full = range.start == 0 && range.end == version.size;
+        let inline = head.inline.filter(|_| version.version_id == current.version_id);
+        let body = match inline {
+            Some(bytes) => once_stream(bytes.slice(range.start as usize..range.end as usize)),
+            None => {
+                let body_id = version.body_id.as_deref().ok_or_else(|| Error::consistency("version without a body"))?;
+                let got = self.adapter.get(&paths.body(body_id)?, Some(range.clone())).await.map_err(|e| {
+                    if e.code() == ErrorCode::NotFound {
+                        Error::consistency("the body of a committed version is missing").with_source(e)
+                    } else {
+                        e
+                    }
+                })?;
+                if got.meta.size != version.size {
+                    return Err(Error::consistency("body size differs from the version's size"));
+                }
+                got.body
+            }
+        };
+        let body = if full { Verify::wrap(body, version.checksum.clone()) } else { body };
+        Ok(BlobRead { version, range, body })
+    }
+
+    /// The current version of `key`; `NotFound` if it does not exist or is deleted.
+    pub async fn head(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<StorageObject> {
+        observe("blob.head", self.adapter.as_ref(), ctx, async {
+            let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
+            let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
+            let version = head.manifest.live().ok_or_else(no_such_key)?.clone();
+            Ok(StorageObject { namespace: ns.name().to_string(), key: key.to_string(), version })
+        })
+        .await
+    }
+
+    /// Deletes `key` by appending a tombstone version; history stays and
+    /// [`restore`](Self::restore) can bring a version back. Returns the tombstone.
+    pub async fn delete(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<ObjectVersion> {
+        observe("blob.delete", self.adapter.as_ref(), ctx, async {
+            let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
+            let check = |head: Option<&Head>| -> Result<()> {
+                head.and_then(|h| h.manifest.live()).map(|_| ()).ok_or_else(no_such_key)
+            };
+            let head = self.read_head(&paths.head).await?;
+            check(head.as_ref())?;
+            let now = self.clock.now_ms();
+            let tombstone = ObjectVersion {
+                version_id: new_id(self.clock.as_ref()),
+                body_id: None,
+                checksum: String::new(),
+                size: 0,
+                created_at_ms: now,
+                body_created_at_ms: now,
+                content_type: None,
+                metadata: Default::default(),
+                tombstone: true,
+                restored_from: None,
+            };
+            self.commit(&paths, head, &tombstone, None, true, check).await?;
+            self.audit_event(ctx, "blob.delete", &ns, Some(key), Some(&tombstone.version_id));
+            Ok(tombstone)
+        })
+        .await
+    }
+
+    /// Every version of `key`, newest first, tombstones included.
+    pub async fn versions(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<Vec<ObjectVersion>> {
+        observe("blob.versions", self.adapter.as_ref(), ctx, async {
+            let (_, paths) = KeyPaths::new(ctx, ns, key)?;
+            let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
+            if head.manifest.purged || head.manifest.versions.is_empty() {
+                return Err(no_such_key());
+            }
+            let mut all = head.manifest.versions.clone();
+            for page_id in &head.manifest.history_pages {
+                all.extend(self.read_page(&paths, page_id).await?);
+            }
+            Ok(all)
+        })
+        .await
+    }
+
+    /// Makes `version_id` current again by appending a new version that points at its body
+    /// (no copy). Works on deleted keys too. Returns the new version.
+    pub async fn restore(&self, ctx: &StorageContext, ns: &str, key: &str, version_id: &str) -> Result<ObjectVersion> {
+        observe("blob.restore", self.adapter.as_ref(), ctx, async {
+            let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
+            check_version_id(version_id)?;
+            let head = self.read_head(&paths.head).await?;
+            let manifest = head.as_ref().map(|h| &h.manifest).filter(|m| !m.purged).ok_or_else(no_such_key)?;
+            let old = self
+                .find_version(&paths, manifest, version_id)
+                .await?
+                .filter(|v| !v.tombstone)
+                .ok_or_else(|| Error::not_found("no such version"))?;
+            let body_id = old.body_id.clone().ok_or_else(|| Error::consistency("version without a body"))?;
+            let inline = if old.size <= self.settings.inline_threshold {
+                let got = self.adapter.get(&paths.body(&body_id)?, None).await?;
+                Some(collect_bytes(got.body).await?)
+            } else {
+                None
+            };
+            let version = ObjectVersion {
+                version_id: new_id(self.clock.as_ref()),
+                created_at_ms: self.clock.now_ms(),
+                restored_from: Some(old.version_id.clone()),
+                ..old
+            };
+            let check = |head: Option<&Head>| -> Result<()> {
+                head.filter(|h| !h.manifest.purged).map(|_| ()).ok_or_else(no_such_key)
+            };
+            self.commit(&paths, head, &version, inline.as_deref(), true, check).await?;
+            self.audit_event(ctx, "blob.restore", &ns, Some(key), Some(&version.version_id));
+            Ok(version)
+        })
+        .await
+    }
+
+    /// Removes `key` entirely: its head, every version's body and its history (the GDPR path).
+    pub async fn purge(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<()> {
+        observe("blob.purge", self.adapter.as_ref(), ctx, async {
+            let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
+            // 1. Mark the head purged (CAS), so writers racing with us start a fresh key.
+            let mut head = self.read_head(&paths.head).await?;
+            let (old, marker_etag) = loop {
+                let current = head.as_ref().filter(|h| !h.manifest.purged).ok_or_else(no_such_key)?;
+                let marker = HeadManifest { purged: true, ..Default::default() };
+                let bytes = manifest::encode(&marker, None)?;
+                match self.adapter.put(&paths.head, once_stream(bytes), PutMode::Update(current.etag.clone())).await {
+                    Ok(meta) => break (head.take().expect("checked above").manifest, meta.etag),
+                    Err(e) if e.code() == ErrorCode::Conflict => head = self.read_head(&paths.head).await?,
+                    Err(e) => return Err(e),
+                }
+            };
+            // 2. Delete every body and page the old history referenced.
+            let mut doomed: Vec<BlobPath> = Vec::new();
+            let mut versions = old.versions;
+            for page_id in &old.history_pages {
+                versions.extend(self.read_page(&paths, page_id).await?);
+                doomed.push(paths.page(page_id)?);
+            }
+            let bodies: HashSet<&str> = versions.iter().filter_map(|v| v.body_id.as_deref()).collect();
+            for body_id in bodies {
+                doomed.push(paths.body(body_id)?);
+            }
+            for path in doomed {
+                match self.adapter.delete(&path, None).await {
+                    Ok(()) => {}
+                    Err(e) if e.code() == ErrorCode::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // 3. Remove the marker, unless a writer already replaced it with a new key.
+            match self.adapter.delete(&paths.head, Some(&marker_etag)).await {
+                Ok(()) => {}
+                Err(e) if matches!(e.code(), ErrorCode::Conflict | ErrorCode::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            self.audit_event(ctx, "blob.purge", &ns, Some(key), None);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Lists live objects whose keys start with `opts.prefix`, in key byte order, a page at a time.
+    pub async fn list(&self, ctx: &StorageContext, ns: &str, opts: ListOptions) -> Result<BlobList> {
+        observe("blob.list", self.adapter.as_ref(), ctx, self.list_inner(ctx, ns, opts)).await
+    }
+
+    async fn list_inner(&self, ctx: &StorageContext, ns: &str, opts: ListOptions) -> Result<BlobList> {
+        let ns = Namespace::new(ctx.tenant(), ns)?;
+        validate_prefix(&opts.prefix)?;
+        if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
+            return Err(Error::invalid(format!("list limit must be 1-{MAX_LIST_LIMIT}")));
+        }
+        let layout = Layout::new(&ns);
+        let path_prefix = layout.head_prefix(&opts.prefix);
+        let mut after = match &opts.cursor {
+            Some(c) => Some(layout.head(&decode_cursor(c)?)?.as_str().to_string()),
+            None => None,
+        };
+        let mut objects = Vec::new();
+        loop {
+            let want = opts.limit - objects.len();
+            let page = self.adapter.list(&path_prefix, after.as_deref(), want).await?;
+            let Some(last) = page.entries.last() else {
+                return Ok(BlobList { objects, next_cursor: None });
+            };
+            after = Some(last.path.as_str().to_string());
+            let heads: Vec<(String, Option<Head>)> = futures::stream::iter(page.entries.iter())
+                .map(|entry| async {
+                    let key = layout.key_of_head(entry.path.as_str())?;
+                    Ok::<_, Error>((key, self.read_head(&entry.path).await?))
+                })
+                .buffered(LIST_CONCURRENCY)
+                .try_collect()
+                .await?;
+            let last_key = heads.last().map(|(k, _)| k.clone());
+            for (key, head) in heads {
+                if let Some(version) = head.as_ref().and_then(|h| h.manifest.live()) {
+                    objects.push(StorageObject { namespace: ns.name().to_string(), key, version: version.clone() });
+                }
+            }
+            if !page.more {
+                return Ok(BlobList { objects, next_cursor: None });
+            }
+            if objects.len() >= opts.limit {
+                return Ok(BlobList { objects, next_cursor: last_key.as_deref().map(encode_cursor) });
+            }
+        }
+    }
+
+    /// Deletes bodies and history pages of `ns` that no head references and that are older than
+    /// `grace` (left by crashed or dropped writers, or by a purge that failed part-way).
+    pub async fn sweep(&self, ctx: &StorageContext, ns: &str, grace: Duration) -> Result<SweepReport> {
+        observe("blob.sweep", self.adapter.as_ref(), ctx, async {
+            let ns = Namespace::new(ctx.tenant(), ns)?;
+            let layout = Layout::new(&ns);
+            let cutoff = self.clock.now_ms().saturating_sub(grace.as_millis() as u64);
+            let mut report = SweepReport::default();
+            for kind in ['b', 'p'] {
+                let prefix = layout.kind_prefix(kind);
+                let mut after: Option<String> = None;
+                let mut referenced: Option<(String, HashSet<String>)> = None;
+                loop {
+                    let page = self.adapter.list(&prefix, after.as_deref(), MAX_LIST_LIMIT).await?;
+                    for entry in &page.entries {
+                        let Some((enc, id)) = layout.split_owned(kind, entry.path.as_str()) else { continue };
+                        if id_time_ms(id).is_none_or(|t| t > cutoff) {
+                            continue;
+                        }
+                        if referenced.as_ref().is_none_or(|(e, _)| e != enc) {
+                            referenced = Some((enc.to_string(), self.referenced_ids(&layout, enc).await?));
+                        }
+                        let (_, ids) = referenced.as_ref().expect("set above");
+                        if !ids.contains(id) {
+                            match self.adapter.delete(&entry.path, None).await {
+                                Ok(()) if kind == 'b' => report.bodies_deleted += 1,
+                                Ok(()) => report.pages_deleted += 1,
+                                Err(e) if e.code() == ErrorCode::NotFound => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    match page.entries.last() {
+                        Some(last) if page.more => after = Some(last.path.as_str().to_string()),
+                        _ => break,
+                    }
+                }
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Body and page ids the head of `enc` references (empty when the key has no head).
+    async fn referenced_ids(&self, layout: &Layout, enc: &str) -> Result<HashSet<String>> {
+        let head_path = layout.head_of_enc(enc)?;
+        let Some(head) = self.read_head(&head_path).await? else { return Ok(HashSet::new()) };
+        let mut ids: HashSet<String> = head.manifest.history_pages.iter().cloned().collect();
+        let mut versions = head.manifest.versions;
+        for page_id in &head.manifest.history_pages {
+            let got = self.adapter.get(&layout.page(enc, page_id)?, None).await?;
+            versions.extend(manifest::decode_page(&collect_bytes(got.body).await?)?);
+        }
+        ids.extend(versions.into_iter().filter_map(|v| v.body_id));
+        Ok(ids)
+    }
+
+    async fn read_head(&self, path: &BlobPath) -> Result<Option<Head>> {
+        let got = match self.adapter.get(path, None).await {
+            Ok(got) => got,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if got.meta.size > MAX_HEAD_BYTES {
+            return Err(Error::consistency("head manifest is larger than any valid head"));
+        }
+        let etag = got.meta.etag;
+        let (manifest, inline) = manifest::decode(collect_bytes(got.body).await?)?;
+        Ok(Some(Head { manifest, inline, etag }))
+    }
+
+    async fn read_page(&self, paths: &KeyPaths, page_id: &str) -> Result<Vec<ObjectVersion>> {
+        let got = self.adapter.get(&paths.page(page_id)?, None).await.map_err(|e| {
+            if e.code() == ErrorCode::NotFound {
+                Error::consistency("a history page of the key is missing").with_source(e)
+            } else {
+                e
+            }
+        })?;
+        manifest::decode_page(&collect_bytes(got.body).await?)
+    }
+
+    async fn find_version(&self, paths: &KeyPaths, manifest: &HeadManifest, id: &str) -> Result<Option<ObjectVersion>> {
+        if let Some(v) = manifest.versions.iter().find(|v| v.version_id == id) {
+            return Ok(Some(v.clone()));
+        }
+        for page_id in &manifest.history_pages {
+            if let Some(v) = self.read_page(paths, page_id).await?.into_iter().find(|v| v.version_id == id) {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends `version` to the key's head with a compare-and-swap. `check` decides, for the head
+    /// as last read, whether the write may go ahead. A lost CAS re-reads and retries when `retry`
+    /// is set; otherwise it is a `Conflict`.
+    async fn commit(
+        &self,
+        paths: &KeyPaths,
+        mut head: Option<Head>,
+        version: &ObjectVersion,
+        inline: Option<&[u8]>,
+        retry: bool,
+        check: impl Fn(Option<&Head>) -> Result<()>,
+    ) -> Result<()> {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            check(head.as_ref())?;
+            let prior = head.as_ref().filter(|h| !h.manifest.purged).map(|h| &h.manifest);
+            let mut next = HeadManifest {
+                versions: std::iter::once(version.clone())
+                    .chain(prior.into_iter().flat_map(|m| m.versions.iter().cloned()))
+                    .collect(),
+                history_pages: prior.map(|m| m.history_pages.clone()).unwrap_or_default(),
+                purged: false,
+            };
+            let mut spilled = None;
+            if next.versions.len() > MAX_HEAD_VERSIONS {
+                let page_id = new_id(self.clock.as_ref());
+                let old = next.versions.split_off(next.versions.len() - SPILL_VERSIONS);
+                let page_path = paths.page(&page_id)?;
+                self.adapter.put(&page_path, once_stream(manifest::encode_page(&old)?), PutMode::Create).await?;
+                next.history_pages.insert(0, page_id);
+                spilled = Some(page_path);
+            }
+            let inline = inline.filter(|_| !version.tombstone && version.size <= self.settings.inline_threshold);
+            let bytes = manifest::encode(&next, inline)?;
+            let mode = match &head {
+                Some(h) => PutMode::Update(h.etag.clone()),
+                None => PutMode::Create,
+            };
+            match self.adapter.put(&paths.head, once_stream(bytes), mode).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == ErrorCode::Conflict => {
+                    if let Some(page) = spilled {
+                        let _ = self.adapter.delete(&page, None).await;
+                    }
+                    if !retry {
+                        return Err(Error::conflict("another writer changed the key concurrently"));
+                    }
+                    head = self.read_head(&paths.head).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("gave up after repeated concurrent writes to the key"))
+    }
+
+    fn audit_event(&self, ctx: &StorageContext, operation: &'static str, ns: &Namespace, key: Option<&str>, version_id: Option<&str>) {
+        self.audit.record(AuditEvent {
+            at_ms: self.clock.now_ms(),
+            operation,
+            tenant: ctx.tenant().to_string(),
+            actor: ctx.actor().to_string(),
+            correlation_id: ctx.correlation_id().to_string(),
+            namespace: ns.name().to_string(),
+            key: key.map(str::to_string),
+            version_id: version_id.map(str::to_string),
+        });
+    }
+}

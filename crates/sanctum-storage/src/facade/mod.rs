@@ -1,0 +1,70 @@
+//! The facade: the public API callers use. It orchestrates validation, (later) policy,
+//! encryption and cache, the adapter, and observability, in the order ARCHITECTURE.md gives.
+
+mod blob;
+mod layout;
+mod manifest;
+pub mod options;
+mod stream;
+
+pub use blob::{BlobSettings, BlobStore};
+pub use options::{BlobList, BlobRead, ByteRange, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport};
+
+use std::sync::Arc;
+
+use crate::adapters::registry::AdapterRegistry;
+use crate::config::Environment;
+use crate::error::Result;
+
+/// The storage client: one handle to every kind of storage. Build it with
+/// [`create_storage_client`](crate::create_storage_client).
+#[derive(Debug, Clone)]
+pub struct Storage {
+    blobs: BlobStore,
+    registry: Arc<AdapterRegistry>,
+    environment: Environment,
+}
+
+/// What [`Storage::health`] found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthReport {
+    /// The configured environment.
+    pub environment: Environment,
+    /// Kind of the blob adapter.
+    pub blob_adapter_kind: &'static str,
+    /// Name of the blob adapter.
+    pub blob_adapter_name: String,
+    /// Whether its health check passed.
+    pub blob_ok: bool,
+    /// The health check's error, when it failed.
+    pub blob_error: Option<String>,
+}
+
+impl Storage {
+    pub(crate) fn new(blobs: BlobStore, registry: Arc<AdapterRegistry>, environment: Environment) -> Self {
+        Self { blobs, registry, environment }
+    }
+
+    /// Versioned blobs.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Runs every adapter's health check.
+    pub async fn health(&self) -> HealthReport {
+        let adapter = self.blobs.adapter();
+        let check = adapter.health_check().await;
+        HealthReport {
+            environment: self.environment,
+            blob_adapter_kind: adapter.kind(),
+            blob_adapter_name: adapter.name().to_string(),
+            blob_ok: check.is_ok(),
+            blob_error: check.err().map(|e| e.to_string()),
+        }
+    }
+
+    /// Disposes every adapter. The client must not be used afterwards.
+    pub async fn close(&self) -> Result<()> {
+        self.registry.dispose_all().await
+    }
+}

@@ -1,0 +1,124 @@
+//! Stream wrappers on the data path: [`Tap`] hashes and measures a body on its way to the adapter;
+//! [`Verify`] checks a full read against its checksum and fails the stream on a mismatch.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use futures::stream::BoxStream;
+
+use crate::adapters::ByteStream;
+use crate::error::{Error, Result};
+
+/// Formats a BLAKE3 hash as the stored checksum string.
+pub(crate) fn checksum_string(hash: &blake3::Hash) -> String {
+    format!("blake3:{}", hash.to_hex())
+}
+
+/// What a [`Tap`] learned about the body that passed through it.
+#[derive(Debug)]
+pub(crate) struct Tapped {
+    pub checksum: String,
+    pub size: u64,
+    /// The whole body, when it was no larger than the inline threshold.
+    pub inline: Option<Bytes>,
+}
+
+#[derive(Debug)]
+struct TapState {
+    hasher: blake3::Hasher,
+    size: u64,
+    inline: Option<Vec<Bytes>>,
+    inline_limit: u64,
+}
+
+/// Shared handle to a tap's results; read after the adapter consumed the stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Tap(Arc<Mutex<TapState>>);
+
+impl Tap {
+    pub(crate) fn new(inline_limit: u64) -> Self {
+        Self(Arc::new(Mutex::new(TapState {
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            inline: Some(Vec::new()),
+            inline_limit,
+        })))
+    }
+
+    /// Wraps `inner`: every chunk is hashed, counted and (while small) kept for inlining.
+    pub(crate) fn wrap(&self, inner: ByteStream) -> ByteStream {
+        Box::pin(TapStream { inner, state: self.clone() })
+    }
+
+    pub(crate) fn finish(&self) -> Tapped {
+        let mut s = self.0.lock().expect("tap lock poisoned");
+        let inline = s.inline.take().map(|parts| match parts.len() {
+            0 => Bytes::new(),
+            1 => parts.into_iter().next().expect("one part"),
+            _ => Bytes::from(parts.concat()),
+        });
+        Tapped { checksum: checksum_string(&s.hasher.finalize()), size: s.size, inline }
+    }
+}
+
+struct TapStream {
+    inner: ByteStream,
+    state: Tap,
+}
+
+impl Stream for TapStream {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &item {
+            let mut s = self.state.0.lock().expect("tap lock poisoned");
+            s.hasher.update(chunk);
+            s.size += chunk.len() as u64;
+            if s.size > s.inline_limit {
+                s.inline = None;
+            } else if let Some(parts) = &mut s.inline {
+                parts.push(chunk.clone());
+            }
+        }
+        item
+    }
+}
+
+/// Verifies a full read against `expected`; a mismatch ends the stream with a `Consistency` error.
+pub(crate) struct Verify {
+    inner: BoxStream<'static, Result<Bytes>>,
+    hasher: Option<blake3::Hasher>,
+    expected: String,
+}
+
+impl Verify {
+    pub(crate) fn wrap(inner: ByteStream, expected: String) -> ByteStream {
+        Box::pin(Verify { inner, hasher: Some(blake3::Hasher::new()), expected })
+    }
+}
+
+impl Stream for Verify {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(h) = &mut self.hasher {
+                    h.update(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => match self.hasher.take() {
+                Some(h) if checksum_string(&h.finalize()) != self.expected => Poll::Ready(Some(Err(
+                    Error::consistency("body does not match its checksum"),
+                ))),
+                _ => Poll::Ready(None),
+            },
+            other => other,
+        }
+    }
+}

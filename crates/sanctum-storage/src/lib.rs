@@ -1,0 +1,46 @@
+//! # sanctum-storage
+//!
+//! One safe API over blobs (and, as they land, records and streams), from a local folder to
+//! the cloud. Start with [`create_storage_client`] and a [`StorageConfig`]; every call takes a
+//! [`StorageContext`] naming the tenant and actor.
+//!
+//! ```no_run
+//! # async fn demo() -> sanctum_storage::Result<()> {
+//! use sanctum_storage::{StorageConfig, StorageContext, StorageDependencies, create_storage_client};
+//! use sanctum_storage::facade::{GetOptions, PutOptions};
+//!
+//! let storage = create_storage_client(StorageConfig::embedded("./.sanctum"), StorageDependencies::default()).await?;
+//! let ctx = StorageContext::new("default", "local")?;
+//! let v = storage.blobs().put_bytes(&ctx, "docs", "hello.txt", "hi", PutOptions::default()).await?;
+//! let (_, body) = storage.blobs().get_bytes(&ctx, "docs", "hello.txt", GetOptions::default()).await?;
+//! assert_eq!(&body[..], b"hi");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layer order
+//! `facade` (validation) → policy (coming) → encryption (coming) → cache (coming) →
+//! resilience (coming) → `adapters`; `observability` wraps every facade operation.
+//! **Until the encryption layer lands, blobs are stored in the clear.**
+//!
+//! ## Features
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `conformance` | the golden contract suite, [`conformance`], for custom adapters |
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod adapters;
+pub mod config;
+pub mod error;
+pub mod facade;
+pub mod observability;
+pub mod types;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use config::{StorageConfig, StorageDependencies, create_storage_client};
+pub use error::{Error, ErrorCode, Result};
+pub use facade::{BlobStore, Storage};
+pub use types::{ObjectVersion, StorageContext, StorageObject};
