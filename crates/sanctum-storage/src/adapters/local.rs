@@ -1,7 +1,7 @@
 //! The local-filesystem adapter: the embedded default.
 //!
 //! Layout under the root folder:
-//! - `objects/<path>`: one file per object: a 24-byte header (magic `SNB1`, 4 reserved bytes,
+//! - `objects/<path>=`: one file per object: a 24-byte header (magic `SNB1`, 4 reserved bytes,
 //!   a 16-byte random etag) followed by the object's bytes. The etag lives in the file because
 //!   inode numbers and coarse mtimes can repeat, and compare-and-swap must never accept a stale tag.
 //! - `tmp/`: bodies being written. A write streams into a temp file (on a blocking thread, fed
@@ -31,6 +31,9 @@ use super::{
 use crate::error::{Error, ErrorCode, Result};
 
 const MAGIC: &[u8; 4] = b"SNB1";
+/// Appended to every object file name. It cannot occur in a [`BlobPath`], so the file of `a`
+/// and the directory of `a/b` never collide.
+const FILE_SUFFIX: &str = "=";
 const HEADER_LEN: u64 = 24;
 /// Read chunk size; also the size up to which a get is answered in one piece.
 const READ_CHUNK: usize = 256 * 1024;
@@ -71,7 +74,7 @@ impl LocalAdapter {
     }
 
     fn object_file(&self, path: &BlobPath) -> PathBuf {
-        self.root.join("objects").join(path.as_str())
+        self.root.join("objects").join(format!("{path}{FILE_SUFFIX}"))
     }
 
     fn fsync(&self) -> bool {
@@ -301,6 +304,11 @@ fn walk(
         let entry = entry.map_err(io_err("list directory"))?;
         let Ok(name) = entry.file_name().into_string() else { continue };
         let is_dir = entry.file_type().map_err(io_err("list directory"))?.is_dir();
+        let name = match (is_dir, name.strip_suffix(FILE_SUFFIX)) {
+            (true, _) => name,
+            (false, Some(stem)) => stem.to_string(),
+            (false, None) => continue, // not an object file
+        };
         // Sort as full paths sort: a directory's entries all carry a trailing '/'.
         let sort_key = if is_dir { format!("{rel}{name}/") } else { format!("{rel}{name}") };
         entries.push((sort_key, is_dir, entry.path()));

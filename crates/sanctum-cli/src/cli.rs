@@ -1,0 +1,188 @@
+//! The command line, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `sanctum`: versioned blobs in a local folder (or any configured backend), from the shell.
+#[derive(Debug, Parser)]
+#[command(name = "sanctum", version, about, after_long_help = crate::exit::help_text())]
+pub struct Cli {
+    /// Global flags.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that come before the command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Read the configuration from this TOML file (SANCTUM_<SECTION>__<KEY> variables still
+    /// override it). Without it, the embedded default stores blobs under the home folder.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Home folder of the embedded default [env: SANCTUM_HOME; default: ./.sanctum].
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub home: Option<PathBuf>,
+    /// The tenant to act within.
+    #[arg(long, value_name = "ID", default_value = "default")]
+    pub tenant: String,
+    /// Who is acting (recorded in audit events).
+    #[arg(long, value_name = "ID", default_value = "local")]
+    pub actor: String,
+    /// Print results, and errors on stderr, as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Versioned blobs.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+    /// Check the configured backend; exits 9 when it is unhealthy.
+    Health,
+}
+
+/// `sanctum blob ...`.
+#[derive(Debug, Subcommand)]
+pub enum BlobCommand {
+    /// Store a new version of a key from a file or stdin (streamed).
+    Put(PutArgs),
+    /// Read a key (current or given version, optionally a byte range) to stdout or a file.
+    Get(GetArgs),
+    /// Show the current version of a key.
+    Head(KeyArgs),
+    /// List live keys of a namespace.
+    Ls(LsArgs),
+    /// Delete a key (a tombstone version; `restore` can undo it).
+    Rm(KeyArgs),
+    /// List every version of a key, newest first.
+    Versions(KeyArgs),
+    /// Make an old version current again.
+    Restore(RestoreArgs),
+    /// Remove a key with all its versions and history, for good.
+    Purge(KeyArgs),
+    /// Remove bodies left behind by crashed or interrupted writers.
+    Sweep(SweepArgs),
+}
+
+/// A namespace and a key.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The namespace (1-63 of [a-z0-9-]).
+    #[arg(value_name = "NS")]
+    pub ns: String,
+    /// The object key.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+}
+
+/// `blob put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Namespace and key.
+    #[command(flatten)]
+    pub target: KeyArgs,
+    /// The file to store; `-` or nothing reads stdin.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Write only if the current version is this one (else exit 4, conflict).
+    #[arg(long, value_name = "VERSION", conflicts_with = "if_none_match")]
+    pub if_match: Option<String>,
+    /// Write only if the key does not exist (else exit 4, conflict).
+    #[arg(long)]
+    pub if_none_match: bool,
+    /// The content type to store with the version.
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// User metadata, repeatable.
+    #[arg(long = "meta", value_name = "K=V", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+}
+
+/// `blob get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Namespace and key.
+    #[command(flatten)]
+    pub target: KeyArgs,
+    /// Read this version instead of the current one.
+    #[arg(long = "version", value_name = "VERSION")]
+    pub version_id: Option<String>,
+    /// Read only these bytes: START-END (inclusive), START- or -SUFFIX.
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
+    pub range: Option<String>,
+    /// Write the body to this file (atomically: replaced only after a complete, verified read).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `blob ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The namespace.
+    #[arg(value_name = "NS")]
+    pub ns: String,
+    /// Only keys starting with this.
+    #[arg(value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+    /// At most this many objects (1-1000).
+    #[arg(long, value_name = "N", default_value_t = sanctum_storage::facade::MAX_LIST_LIMIT)]
+    pub limit: usize,
+    /// Continue after the page that printed this cursor.
+    #[arg(long, value_name = "C")]
+    pub cursor: Option<String>,
+}
+
+/// `blob restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Namespace and key.
+    #[command(flatten)]
+    pub target: KeyArgs,
+    /// The version to make current again.
+    #[arg(value_name = "VERSION")]
+    pub version_id: String,
+}
+
+/// `blob sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The namespace.
+    #[arg(value_name = "NS")]
+    pub ns: String,
+    /// Only remove leftovers older than this many seconds.
+    #[arg(long, value_name = "N", default_value_t = 3600)]
+    pub grace_secs: u64,
+}
+
+/// Parses `K=V` (the value may contain `=`).
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn meta_needs_an_equals_sign() {
+        assert_eq!(parse_meta("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_meta("a=").unwrap(), ("a".into(), String::new()));
+        assert!(parse_meta("ab").is_err());
+        assert!(parse_meta("=b").is_err());
+    }
+}
