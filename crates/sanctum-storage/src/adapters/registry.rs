@@ -78,3 +78,48 @@ pub fn check_blob_capabilities(adapter: &dyn BlobAdapter) -> Result<()> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::BlobCapabilities;
+    use crate::adapters::local::{Durability, LocalAdapter};
+    use crate::adapters::object_store::ObjectStoreAdapter;
+
+    fn memory_with(name: &str, caps: BlobCapabilities) -> Arc<dyn BlobAdapter> {
+        Arc::new(ObjectStoreAdapter::new("memory", name, Arc::new(::object_store::memory::InMemory::new()), caps))
+    }
+
+    #[tokio::test]
+    async fn admits_good_adapters_once() {
+        let registry = AdapterRegistry::new();
+        registry.register_blob(Arc::new(ObjectStoreAdapter::in_memory("a"))).await.unwrap();
+        assert!(registry.blob("a").is_some());
+        let dup = registry.register_blob(Arc::new(ObjectStoreAdapter::in_memory("a"))).await.unwrap_err();
+        assert_eq!(dup.code(), ErrorCode::Config);
+        registry.dispose_all().await.unwrap();
+        assert!(registry.blob("a").is_none());
+    }
+
+    #[tokio::test]
+    async fn rejects_inconsistent_or_insufficient_capabilities() {
+        let registry = AdapterRegistry::new();
+        let full = ObjectStoreAdapter::in_memory("x").capabilities();
+        let no_cas = BlobCapabilities { conditional_update: false, ..full };
+        let err = registry.register_blob(memory_with("no-cas", no_cas)).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotSupported);
+        assert!(err.message().contains("compare-and-swap"), "{err}");
+        let durable_only = BlobCapabilities { durable: true, persistent: false, ..full };
+        assert_eq!(registry.register_blob(memory_with("odd", durable_only)).await.unwrap_err().code(), ErrorCode::NotSupported);
+        assert!(registry.blob("no-cas").is_none() && registry.blob("odd").is_none());
+    }
+
+    #[tokio::test]
+    async fn rejects_adapters_whose_init_or_health_check_fails() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        // A root below a regular file can never be created.
+        let broken = LocalAdapter::new("broken", file.path().join("root"), Durability::Fsync);
+        let err = AdapterRegistry::new().register_blob(Arc::new(broken)).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PermanentAdapter);
+    }
+}
