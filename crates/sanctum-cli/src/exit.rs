@@ -54,7 +54,10 @@ pub const NOT_SUPPORTED: u8 = 13;
 /// Every exit status with its name, in order: what README and `--help` list.
 pub const TABLE: [(u8, &str); 14] = [
     (SUCCESS, "success"),
-    (INTERNAL, "internal (unexpected failure outside the storage library)"),
+    (
+        INTERNAL,
+        "internal (unexpected failure outside the storage library)",
+    ),
     (USAGE, "usage"),
     (NOT_FOUND, "not_found"),
     (CONFLICT, "conflict"),

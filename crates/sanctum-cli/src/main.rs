@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     // Parse before anything else: clap prints usage errors and exits 2 (0 for --help/--version).
     let cli = Cli::parse();
     let json = cli.global.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let err = anyhow::Error::new(e).context("cannot start the async runtime");

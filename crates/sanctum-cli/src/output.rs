@@ -23,7 +23,9 @@ impl std::error::Error for UsageError {}
 /// Writes one line to stdout.
 pub fn line(text: impl fmt::Display) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(out, "{text}").and_then(|()| out.flush()).context("writing to stdout")
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
 }
 
 /// Writes `value` to stdout as one JSON document on one line.
@@ -48,25 +50,41 @@ struct Failure {
 /// Classifies `err`; `None` for a broken pipe on stdout, which is not reported.
 fn classify(err: &anyhow::Error) -> Option<Failure> {
     if let Some(e) = err.downcast_ref::<sanctum_storage::Error>() {
-        return Some(Failure { status: exit::for_code(e.code()), code: e.code().as_str(), message: e.to_string() });
+        return Some(Failure {
+            status: exit::for_code(e.code()),
+            code: e.code().as_str(),
+            message: e.to_string(),
+        });
     }
     if let Some(e) = err.downcast_ref::<UsageError>() {
-        return Some(Failure { status: exit::USAGE, code: "usage", message: e.0.clone() });
+        return Some(Failure {
+            status: exit::USAGE,
+            code: "usage",
+            message: e.0.clone(),
+        });
     }
-    let broken_pipe = err
-        .chain()
-        .any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe));
+    let broken_pipe = err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    });
     if broken_pipe {
         return None;
     }
-    Some(Failure { status: exit::INTERNAL, code: "internal", message: format!("{err:#}") })
+    Some(Failure {
+        status: exit::INTERNAL,
+        code: "internal",
+        message: format!("{err:#}"),
+    })
 }
 
 /// Prints `err` on stderr (plain or JSON) and returns the exit status for it.
 pub fn report_error(err: &anyhow::Error, json: bool) -> u8 {
-    let Some(failure) = classify(err) else { return exit::SUCCESS };
+    let Some(failure) = classify(err) else {
+        return exit::SUCCESS;
+    };
     if json {
-        let doc = serde_json::json!({ "error": { "code": failure.code, "message": failure.message } });
+        let doc =
+            serde_json::json!({ "error": { "code": failure.code, "message": failure.message } });
         note(doc);
     } else {
         note(format_args!("error[{}]: {}", failure.code, failure.message));
@@ -82,14 +100,27 @@ mod tests {
     #[test]
     fn errors_map_to_statuses() {
         let err = anyhow::Error::from(Error::new(ErrorCode::Conflict, "lost"));
-        assert_eq!(classify(&err).unwrap(), Failure { status: 4, code: "conflict", message: "lost".into() });
+        assert_eq!(
+            classify(&err).unwrap(),
+            Failure {
+                status: 4,
+                code: "conflict",
+                message: "lost".into()
+            }
+        );
         let err = anyhow::Error::from(UsageError("bad".into()));
         assert_eq!(classify(&err).unwrap().status, exit::USAGE);
-        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("writing to stdout");
+        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe))
+            .context("writing to stdout");
         assert_eq!(classify(&err), None);
-        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::PermissionDenied)).context("writing x");
+        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::PermissionDenied))
+            .context("writing x");
         let failure = classify(&err).unwrap();
         assert_eq!((failure.status, failure.code), (exit::INTERNAL, "internal"));
-        assert!(failure.message.starts_with("writing x: "), "{}", failure.message);
+        assert!(
+            failure.message.starts_with("writing x: "),
+            "{}",
+            failure.message
+        );
     }
 }

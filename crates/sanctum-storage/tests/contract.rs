@@ -57,6 +57,7 @@ macro_rules! all_checks {
                 versions_restore_purge, history_spills_into_pages, names_at_limits,
                 bad_input_changes_nothing, dropped_writer_leaves_previous_version,
                 sweeper_removes_only_orphans, tenants_are_isolated, large_object_streams,
+                backend_calls_per_operation,
             );
         }
     };

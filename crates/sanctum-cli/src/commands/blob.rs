@@ -59,9 +59,19 @@ enum Input {
 
 /// Opens the input file of a put; a missing or unreadable file is `invalid_input`.
 async fn open_input(path: &Path) -> anyhow::Result<tokio::fs::File> {
-    let cannot = |why: String| invalid(format!("cannot read the input file {}: {why}", path.display()));
-    let file = tokio::fs::File::open(path).await.map_err(|e| cannot(e.to_string()).with_source(e))?;
-    let meta = file.metadata().await.map_err(|e| cannot(e.to_string()).with_source(e))?;
+    let cannot = |why: String| {
+        invalid(format!(
+            "cannot read the input file {}: {why}",
+            path.display()
+        ))
+    };
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| cannot(e.to_string()).with_source(e))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| cannot(e.to_string()).with_source(e))?;
     if meta.is_dir() {
         return Err(cannot("it is a directory".into()).into());
     }
@@ -94,7 +104,11 @@ async fn put(session: &Session, args: PutArgs) -> anyhow::Result<()> {
         .with_storage(async |storage| {
             let blobs = storage.blobs();
             let version = match input {
-                Input::Stdin => blobs.put_reader(&session.ctx, ns, key, tokio::io::stdin(), opts).await?,
+                Input::Stdin => {
+                    blobs
+                        .put_reader(&session.ctx, ns, key, tokio::io::stdin(), opts)
+                        .await?
+                }
                 Input::File(file) => blobs.put_reader(&session.ctx, ns, key, file, opts).await?,
             };
             Ok(version)
@@ -106,10 +120,16 @@ async fn put(session: &Session, args: PutArgs) -> anyhow::Result<()> {
 /// `blob get NS KEY`: the body to stdout, or atomically to `-o FILE`.
 async fn get(session: &Session, args: GetArgs) -> anyhow::Result<()> {
     if session.json && args.output.is_none() {
-        return Err(UsageError("get --json needs -o FILE: the body cannot share stdout with the JSON document".into()).into());
+        return Err(UsageError(
+            "get --json needs -o FILE: the body cannot share stdout with the JSON document".into(),
+        )
+        .into());
     }
     let range = args.range.as_deref().map(ByteRange::from_str).transpose()?;
-    let opts = GetOptions { version: args.version_id, range };
+    let opts = GetOptions {
+        version: args.version_id,
+        range,
+    };
     let KeyArgs { ns, key } = &args.target;
     session
         .with_storage(async |storage| {
@@ -120,7 +140,7 @@ async fn get(session: &Session, args: GetArgs) -> anyhow::Result<()> {
                 output::json(&json!({ "version": version, "range": { "start": range.start, "end": range.end } }))
             } else {
                 output::line(format_args!(
-                    "version {} bytes {}-{} of {} written to {}",
+                    "version {} bytes {}..{} of {} written to {}",
                     version.version_id,
                     range.start,
                     range.end,
@@ -155,15 +175,25 @@ impl Drop for TempFile {
 /// Writes a body to `path` atomically: into `.NAME.sanctum-tmp-<pid>` next to it, fsynced, then
 /// renamed over `path` only once the stream ended cleanly (a full read ends in an error on a
 /// checksum mismatch). On any failure the temporary file is removed and `path` is untouched.
-async fn write_output(path: &Path, mut body: sanctum_storage::adapters::ByteStream) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| invalid(format!("the output path {} does not name a file", path.display())))?;
+async fn write_output(
+    path: &Path,
+    mut body: sanctum_storage::adapters::ByteStream,
+) -> anyhow::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        invalid(format!(
+            "the output path {} does not name a file",
+            path.display()
+        ))
+    })?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let tmp_path = dir.join(format!(".{}.sanctum-tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp_path = dir.join(format!(
+        ".{}.sanctum-tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     // A leftover with our pid can only come from a dead process that had the same pid.
     let _ = std::fs::remove_file(&tmp_path);
     let mut file = tokio::fs::OpenOptions::new()
@@ -171,7 +201,13 @@ async fn write_output(path: &Path, mut body: sanctum_storage::adapters::ByteStre
         .create_new(true)
         .open(&tmp_path)
         .await
-        .map_err(|e| invalid(format!("cannot create a file next to {}: {e}", path.display())).with_source(e))?;
+        .map_err(|e| {
+            invalid(format!(
+                "cannot create a file next to {}: {e}",
+                path.display()
+            ))
+            .with_source(e)
+        })?;
     let mut guard = TempFile(Some(tmp_path.clone()));
     let writing = || format!("writing {}", tmp_path.display());
     while let Some(chunk) = body.next().await {
@@ -193,7 +229,9 @@ async fn write_output(path: &Path, mut body: sanctum_storage::adapters::ByteStre
 
 /// `blob head NS KEY`.
 async fn head(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
-    let object = session.with_storage(async |s| Ok(s.blobs().head(&session.ctx, &args.ns, &args.key).await?)).await?;
+    let object = session
+        .with_storage(async |s| Ok(s.blobs().head(&session.ctx, &args.ns, &args.key).await?))
+        .await?;
     if session.json {
         return output::json(&object);
     }
@@ -202,7 +240,10 @@ async fn head(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
     output::line(format_args!("key: {}", object.key))?;
     output::line(format_args!("version: {}", v.version_id))?;
     output::line(format_args!("size: {}", v.size))?;
-    output::line(format_args!("content-type: {}", v.content_type.as_deref().unwrap_or("-")))?;
+    output::line(format_args!(
+        "content-type: {}",
+        v.content_type.as_deref().unwrap_or("-")
+    ))?;
     output::line(format_args!("checksum: {}", v.checksum))?;
     output::line(format_args!("created-at-ms: {}", v.created_at_ms))?;
     if let Some(from) = &v.restored_from {
@@ -216,13 +257,22 @@ async fn head(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
 
 /// `blob ls NS [PREFIX]`: one page of live keys.
 async fn ls(session: &Session, args: LsArgs) -> anyhow::Result<()> {
-    let opts = ListOptions { prefix: args.prefix, cursor: args.cursor, limit: args.limit };
-    let list = session.with_storage(async |s| Ok(s.blobs().list(&session.ctx, &args.ns, opts).await?)).await?;
+    let opts = ListOptions {
+        prefix: args.prefix,
+        cursor: args.cursor,
+        limit: args.limit,
+    };
+    let list = session
+        .with_storage(async |s| Ok(s.blobs().list(&session.ctx, &args.ns, opts).await?))
+        .await?;
     if session.json {
         return output::json(&json!({ "objects": list.objects, "next_cursor": list.next_cursor }));
     }
     for o in &list.objects {
-        output::line(format_args!("{}\t{}\t{}", o.key, o.version.size, o.version.version_id))?;
+        output::line(format_args!(
+            "{}\t{}\t{}",
+            o.key, o.version.size, o.version.version_id
+        ))?;
     }
     if let Some(cursor) = &list.next_cursor {
         output::note(format_args!("next-cursor: {cursor}"));
@@ -232,14 +282,21 @@ async fn ls(session: &Session, args: LsArgs) -> anyhow::Result<()> {
 
 /// `blob rm NS KEY`: writes a tombstone.
 async fn rm(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
-    let tombstone =
-        session.with_storage(async |s| Ok(s.blobs().delete(&session.ctx, &args.ns, &args.key).await?)).await?;
+    let tombstone = session
+        .with_storage(async |s| Ok(s.blobs().delete(&session.ctx, &args.ns, &args.key).await?))
+        .await?;
     print_version(session, "tombstone", &tombstone)
 }
 
 /// `blob versions NS KEY`: newest first.
 async fn versions(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
-    let all = session.with_storage(async |s| Ok(s.blobs().versions(&session.ctx, &args.ns, &args.key).await?)).await?;
+    let all = session
+        .with_storage(async |s| {
+            Ok(s.blobs()
+                .versions(&session.ctx, &args.ns, &args.key)
+                .await?)
+        })
+        .await?;
     if session.json {
         return output::json(&all);
     }
@@ -249,7 +306,10 @@ async fn versions(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
             (Some(from), false) => format!("restored-from={from}"),
             (None, false) => "-".to_string(),
         };
-        output::line(format_args!("{}\t{}\t{}\t{note}", v.version_id, v.size, v.created_at_ms))?;
+        output::line(format_args!(
+            "{}\t{}\t{}\t{note}",
+            v.version_id, v.size, v.created_at_ms
+        ))?;
     }
     Ok(())
 }
@@ -257,14 +317,21 @@ async fn versions(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
 /// `blob restore NS KEY VERSION`.
 async fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
     let KeyArgs { ns, key } = &args.target;
-    let version =
-        session.with_storage(async |s| Ok(s.blobs().restore(&session.ctx, ns, key, &args.version_id).await?)).await?;
+    let version = session
+        .with_storage(async |s| {
+            Ok(s.blobs()
+                .restore(&session.ctx, ns, key, &args.version_id)
+                .await?)
+        })
+        .await?;
     print_version(session, "version", &version)
 }
 
 /// `blob purge NS KEY`.
 async fn purge(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
-    session.with_storage(async |s| Ok(s.blobs().purge(&session.ctx, &args.ns, &args.key).await?)).await?;
+    session
+        .with_storage(async |s| Ok(s.blobs().purge(&session.ctx, &args.ns, &args.key).await?))
+        .await?;
     if session.json {
         output::json(&json!({ "purged": true, "namespace": args.ns, "key": args.key }))
     } else {
@@ -275,7 +342,9 @@ async fn purge(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
 /// `blob sweep NS`.
 async fn sweep(session: &Session, args: SweepArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(args.grace_secs);
-    let report = session.with_storage(async |s| Ok(s.blobs().sweep(&session.ctx, &args.ns, grace).await?)).await?;
+    let report = session
+        .with_storage(async |s| Ok(s.blobs().sweep(&session.ctx, &args.ns, grace).await?))
+        .await?;
     if session.json {
         output::json(&json!({
             "namespace": args.ns,

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use sanctum_storage::config::Environment;
 use sanctum_storage::{
-    Error, ErrorCode, Storage, StorageConfig, StorageContext, StorageDependencies, create_storage_client,
+    Error, ErrorCode, Storage, StorageConfig, StorageContext, StorageDependencies,
+    create_storage_client,
 };
 
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -41,24 +42,40 @@ impl Session {
                 let home = global
                     .home
                     .clone()
-                    .or_else(|| std::env::var_os(HOME_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+                    .or_else(|| {
+                        std::env::var_os(HOME_ENV)
+                            .filter(|v| !v.is_empty())
+                            .map(PathBuf::from)
+                    })
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME));
                 (embedded_config(&home, env)?, Some(home))
             }
         };
         let ctx = StorageContext::new(&global.tenant, &global.actor)?;
-        Ok(Self { config, home, ctx, json: global.json })
+        Ok(Self {
+            config,
+            home,
+            ctx,
+            json: global.json,
+        })
     }
 
     /// Connects to storage, runs `f`, then closes the client.
-    pub async fn with_storage<T>(&self, f: impl AsyncFnOnce(&Storage) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    pub async fn with_storage<T>(
+        &self,
+        f: impl AsyncFnOnce(&Storage) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         if let Some(home) = &self.home {
             std::fs::create_dir_all(home).map_err(|e| {
-                Error::new(ErrorCode::Config, format!("cannot create the home folder {}: {e}", home.display()))
-                    .with_source(e)
+                Error::new(
+                    ErrorCode::Config,
+                    format!("cannot create the home folder {}: {e}", home.display()),
+                )
+                .with_source(e)
             })?;
         }
-        let storage = create_storage_client(self.config.clone(), StorageDependencies::default()).await?;
+        let storage =
+            create_storage_client(self.config.clone(), StorageDependencies::default()).await?;
         let result = f(&storage).await;
         let closed = storage.close().await;
         let value = result?;
@@ -72,11 +89,17 @@ impl Session {
 fn config_env() -> anyhow::Result<Vec<(String, String)>> {
     let mut vars = Vec::new();
     for (name, value) in std::env::vars_os() {
-        let Ok(name) = name.into_string() else { continue };
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
         match value.into_string() {
             Ok(value) => vars.push((name, value)),
             Err(_) if name.starts_with("SANCTUM_") && name != HOME_ENV => {
-                return Err(Error::new(ErrorCode::Config, format!("environment variable {name} is not valid UTF-8")).into());
+                return Err(Error::new(
+                    ErrorCode::Config,
+                    format!("environment variable {name} is not valid UTF-8"),
+                )
+                .into());
             }
             Err(_) => {}
         }
@@ -85,10 +108,16 @@ fn config_env() -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// The embedded default (blobs in `<home>/blobs`), with environment overrides applied.
-fn embedded_config(home: &std::path::Path, env: Vec<(String, String)>) -> anyhow::Result<StorageConfig> {
+fn embedded_config(
+    home: &std::path::Path,
+    env: Vec<(String, String)>,
+) -> anyhow::Result<StorageConfig> {
     let root = home.join("blobs");
     let root = root.to_str().ok_or_else(|| {
-        Error::new(ErrorCode::Config, format!("the home folder {} is not valid UTF-8", home.display()))
+        Error::new(
+            ErrorCode::Config,
+            format!("the home folder {} is not valid UTF-8", home.display()),
+        )
     })?;
     // A JSON string literal is a valid TOML basic string (same escapes), so this quotes safely.
     let text = format!("[blob]\nroot = {}\n", serde_json::to_string(root)?);
@@ -106,7 +135,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `sanctum health`: prints the health report; an unhealthy adapter exits `transient_adapter`.
 async fn health(session: &Session) -> anyhow::Result<()> {
-    let report = session.with_storage(async |storage| Ok(storage.health().await)).await?;
+    let report = session
+        .with_storage(async |storage| Ok(storage.health().await))
+        .await?;
     if session.json {
         output::json(&report)?;
     } else {
@@ -115,17 +146,27 @@ async fn health(session: &Session) -> anyhow::Result<()> {
             Environment::Production => "production",
         };
         output::line(format_args!("environment: {environment}"))?;
-        output::line(format_args!("blob adapter: {} ({})", report.blob_adapter_name, report.blob_adapter_kind))?;
+        output::line(format_args!(
+            "blob adapter: {} ({})",
+            report.blob_adapter_name, report.blob_adapter_kind
+        ))?;
         match &report.blob_error {
             None if report.blob_ok => output::line("blob: ok")?,
-            error => output::line(format_args!("blob: failed: {}", error.as_deref().unwrap_or("unknown error")))?,
+            error => output::line(format_args!(
+                "blob: failed: {}",
+                error.as_deref().unwrap_or("unknown error")
+            ))?,
         }
     }
     if report.blob_ok {
         Ok(())
     } else {
         let why = report.blob_error.as_deref().unwrap_or("unknown error");
-        Err(Error::new(ErrorCode::TransientAdapter, format!("the blob adapter is unhealthy: {why}")).into())
+        Err(Error::new(
+            ErrorCode::TransientAdapter,
+            format!("the blob adapter is unhealthy: {why}"),
+        )
+        .into())
     }
 }
 
@@ -142,11 +183,20 @@ mod tests {
 
     #[test]
     fn embedded_config_applies_env_overrides() {
-        let env = vec![("SANCTUM_BLOB__INLINE_THRESHOLD".to_string(), "7".to_string())];
+        let env = vec![(
+            "SANCTUM_BLOB__INLINE_THRESHOLD".to_string(),
+            "7".to_string(),
+        )];
         let config = embedded_config(std::path::Path::new("/h"), env).unwrap();
         assert_eq!(config.blob.inline_threshold, 7);
-        let env = vec![("SANCTUM_BLOB__INLINE_THRESHOLD".to_string(), "abc".to_string())];
+        let env = vec![(
+            "SANCTUM_BLOB__INLINE_THRESHOLD".to_string(),
+            "abc".to_string(),
+        )];
         let err = embedded_config(std::path::Path::new("/h"), env).unwrap_err();
-        assert_eq!(err.downcast_ref::<Error>().unwrap().code(), ErrorCode::Config);
+        assert_eq!(
+            err.downcast_ref::<Error>().unwrap().code(),
+            ErrorCode::Config
+        );
     }
 }

@@ -111,6 +111,7 @@ pub async fn run_all(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
     sweeper_removes_only_orphans(adapter, opts).await;
     tenants_are_isolated(adapter, opts).await;
     large_object_streams(adapter, opts).await;
+    backend_calls_per_operation(adapter, opts).await;
 }
 
 /// Write, read back byte-identical, and the checksum is BLAKE3 of the body.
@@ -551,4 +552,24 @@ pub async fn large_object_streams(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOp
     let got = f.read("big", "obj", tail_range).await.unwrap();
     assert_eq!(got.len(), 10);
     f.store.purge(&f.ctx, "big", "obj").await.unwrap();
+}
+
+/// Backend calls per operation: a small get is one read, a large get two, a put two writes
+/// plus the head read.
+pub async fn backend_calls_per_operation(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
+    use super::counting::{CallCounts, CountingAdapter};
+    let counting = Arc::new(CountingAdapter::new(adapter.clone()));
+    let wrapped: Arc<dyn BlobAdapter> = counting.clone();
+    let f = Fixture::new(&wrapped, opts);
+    let small = pattern(opts.inline_threshold.min(4096) as usize, 1);
+    let large = pattern(opts.inline_threshold as usize + 1, 2);
+    f.store.put_bytes(&f.ctx, "c", "small", small.clone(), put_opts()).await.unwrap();
+    assert_eq!(counting.counts(), CallCounts { puts: 2, gets: 1, ..Default::default() }, "first put: head read, body, head");
+    f.store.put_bytes(&f.ctx, "c", "large", large.clone(), put_opts()).await.unwrap();
+    counting.reset();
+    assert_eq!(f.read("c", "small", GetOptions::default()).await.unwrap(), small);
+    assert_eq!(counting.counts(), CallCounts { gets: 1, ..Default::default() }, "a small get is one read");
+    counting.reset();
+    assert_eq!(f.read("c", "large", GetOptions::default()).await.unwrap(), large);
+    assert_eq!(counting.counts(), CallCounts { gets: 2, ..Default::default() }, "a large get is two reads");
 }

@@ -9,6 +9,7 @@
 //!
 //! [`BlobStore`]: crate::BlobStore
 
+pub mod counting;
 pub mod facade;
 pub mod raw;
 

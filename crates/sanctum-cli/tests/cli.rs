@@ -1,0 +1,822 @@
+//! End-to-end tests of the `sanctum` binary: each test runs the real executable against its own
+//! temporary home folder.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A temporary folder with a home for the embedded default.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    /// `sanctum` with a clean environment (no inherited `SANCTUM_*`), run inside the sandbox.
+    fn bare(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sanctum"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SANCTUM_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.current_dir(self.path()).stdin(Stdio::null());
+        cmd
+    }
+
+    /// `sanctum --home <sandbox>/home`.
+    fn cmd(&self) -> Command {
+        let mut cmd = self.bare();
+        cmd.arg("--home").arg(self.home());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", describe(&out));
+        out.stdout
+    }
+
+    /// Runs with `--json` and expects success; returns the parsed document.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        parse(&self.ok(&all))
+    }
+
+    /// Writes a file in the sandbox.
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}, stdout {:?}, stderr {:?}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(bytes)))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit status and that stderr carries `error[<code>]:`.
+fn assert_fails(out: &Output, status: i32, code: &str) {
+    assert_eq!(out.status.code(), Some(status), "{}", describe(out));
+    let prefix = format!("error[{code}]: ");
+    assert!(
+        stderr(out).starts_with(&prefix),
+        "expected {prefix:?}: {}",
+        describe(out)
+    );
+    assert!(!stderr(out).contains("panicked"), "{}", describe(out));
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+fn version_id(v: &Value) -> String {
+    v["version_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no version_id in {v}"))
+        .to_string()
+}
+
+fn head_version(sb: &Sandbox, ns: &str, key: &str) -> String {
+    version_id(&sb.json(&["blob", "head", ns, key])["version"])
+}
+
+fn versions_len(sb: &Sandbox, ns: &str, key: &str) -> usize {
+    sb.json(&["blob", "versions", ns, key])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// Files directly in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn round_trip_large_and_small_files() {
+    let sb = Sandbox::new();
+    let big = random_bytes(300 * 1024, 1);
+    let small = b"0123456789".to_vec();
+    let big_path = sb.file("big.bin", &big);
+    let small_path = sb.file("small.bin", &small);
+
+    let v_big = sb.json(&[
+        "blob",
+        "put",
+        "docs",
+        "dir/big.bin",
+        big_path.to_str().unwrap(),
+        "--content-type",
+        "application/octet-stream",
+        "--meta",
+        "origin=test",
+        "--meta",
+        "eq=a=b",
+    ]);
+    assert_eq!(v_big["size"], 300 * 1024);
+    assert!(v_big["checksum"].as_str().unwrap().starts_with("blake3:"));
+    let v_small = sb.json(&[
+        "blob",
+        "put",
+        "docs",
+        "small.bin",
+        small_path.to_str().unwrap(),
+    ]);
+    assert_eq!(v_small["size"], 10);
+
+    // Plain output of put names the version.
+    let plain = String::from_utf8(sb.ok(&["blob", "put", "docs", "stdin.bin", "-"])).unwrap();
+    assert!(
+        plain.starts_with("version ") && plain.contains(" size 0 "),
+        "{plain:?}"
+    );
+    let piped = sb.run_stdin(&["blob", "put", "docs", "stdin.bin"], &big);
+    assert!(piped.status.success(), "{}", describe(&piped));
+
+    for (key, body) in [
+        ("dir/big.bin", &big),
+        ("small.bin", &small),
+        ("stdin.bin", &big),
+    ] {
+        let out = sb.path().join("out.bin");
+        let meta = sb.json(&["blob", "get", "docs", key, "-o", out.to_str().unwrap()]);
+        assert_eq!(meta["range"]["start"], 0);
+        assert_eq!(meta["range"]["end"], body.len());
+        assert_eq!(&std::fs::read(&out).unwrap(), body, "{key} via -o");
+        assert_eq!(
+            &sb.ok(&["blob", "get", "docs", key]),
+            body,
+            "{key} via stdout"
+        );
+    }
+    assert_eq!(
+        names_in(sb.path()),
+        ["big.bin", "home", "out.bin", "small.bin"],
+        "no temp files left"
+    );
+
+    let head = sb.json(&["blob", "head", "docs", "dir/big.bin"]);
+    assert_eq!(head["key"], "dir/big.bin");
+    assert_eq!(head["namespace"], "docs");
+    assert_eq!(head["version"], v_big);
+    assert_eq!(head["version"]["content_type"], "application/octet-stream");
+    assert_eq!(head["version"]["metadata"]["origin"], "test");
+    assert_eq!(head["version"]["metadata"]["eq"], "a=b");
+    let plain_head = String::from_utf8(sb.ok(&["blob", "head", "docs", "dir/big.bin"])).unwrap();
+    assert!(
+        plain_head.contains(&format!("version: {}", version_id(&v_big))),
+        "{plain_head}"
+    );
+    assert!(plain_head.contains("meta: origin=test"), "{plain_head}");
+
+    let versions = sb.json(&["blob", "versions", "docs", "small.bin"]);
+    assert_eq!(versions.as_array().unwrap(), std::slice::from_ref(&v_small));
+    assert_eq!(versions_len(&sb, "docs", "stdin.bin"), 2);
+
+    let list = sb.json(&["blob", "ls", "docs"]);
+    let keys: Vec<&str> = list["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["dir/big.bin", "small.bin", "stdin.bin"]);
+    assert!(list["next_cursor"].is_null());
+    let prefixed = sb.json(&["blob", "ls", "docs", "dir/"]);
+    assert_eq!(prefixed["objects"].as_array().unwrap().len(), 1);
+
+    // Paging: plain lines on stdout, the cursor on stderr.
+    let page = sb.run(&["blob", "ls", "docs", "--limit", "2"]);
+    assert!(page.status.success(), "{}", describe(&page));
+    let lines: Vec<String> = String::from_utf8(page.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1], format!("small.bin\t10\t{}", version_id(&v_small)));
+    let cursor = stderr(&page)
+        .trim()
+        .strip_prefix("next-cursor: ")
+        .expect("cursor on stderr")
+        .to_string();
+    let rest = sb.json(&["blob", "ls", "docs", "--limit", "2", "--cursor", &cursor]);
+    assert_eq!(rest["objects"][0]["key"], "stdin.bin");
+    assert!(rest["next_cursor"].is_null());
+}
+
+#[test]
+fn byte_ranges() {
+    let sb = Sandbox::new();
+    let data: Vec<u8> = (0u8..100).collect();
+    let path = sb.file("data.bin", &data);
+    sb.ok(&["blob", "put", "ns", "k", path.to_str().unwrap()]);
+    for (range, want) in [
+        ("10-19", &data[10..20]),
+        ("5-", &data[5..]),
+        ("-4", &data[96..]),
+        ("90-500", &data[90..]),
+    ] {
+        assert_eq!(
+            sb.ok(&["blob", "get", "ns", "k", "--range", range]),
+            want,
+            "{range}"
+        );
+    }
+    let out = sb.path().join("part.bin");
+    let meta = sb.json(&[
+        "blob",
+        "get",
+        "ns",
+        "k",
+        "--range",
+        "10-19",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (
+            meta["range"]["start"].as_u64(),
+            meta["range"]["end"].as_u64()
+        ),
+        (Some(10), Some(20))
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), &data[10..20]);
+    for bad in ["5-1", "abc", "-", "1-2-3"] {
+        assert_fails(
+            &sb.run(&["blob", "get", "ns", "k", "--range", bad]),
+            11,
+            "invalid_input",
+        );
+    }
+    // Well-formed but not satisfiable for a 100-byte object.
+    assert_fails(
+        &sb.run(&["blob", "get", "ns", "k", "--range", "100-"]),
+        11,
+        "invalid_input",
+    );
+}
+
+#[test]
+fn exit_codes_and_error_formats() {
+    let sb = Sandbox::new();
+
+    // A missing input file: invalid_input, and storage is not even created.
+    let out = sb.run(&["blob", "put", "ns", "k", "no-such-file.txt"]);
+    assert_fails(&out, 11, "invalid_input");
+    assert!(
+        stderr(&out).contains("no-such-file.txt"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!sb.home().exists(), "storage was touched");
+
+    assert_fails(&sb.run(&["blob", "get", "ns", "missing"]), 3, "not_found");
+    let out = sb.run(&["--json", "blob", "head", "ns", "missing"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    let err = parse(&out.stderr);
+    assert_eq!(err["error"]["code"], "not_found");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such object"),
+        "{err}"
+    );
+    let out = sb.run(&[
+        "--json",
+        "blob",
+        "get",
+        "ns",
+        "missing",
+        "-o",
+        sb.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(parse(&out.stderr)["error"]["code"], "not_found");
+
+    let v1 = sb.file("v1.txt", b"first");
+    let v2 = sb.file("v2.txt", b"second");
+    let v1 = v1.to_str().unwrap();
+    let v2 = v2.to_str().unwrap();
+
+    assert_fails(
+        &sb.run(&["blob", "put", "Bad_NS", "k", v1]),
+        11,
+        "invalid_input",
+    );
+    assert_fails(
+        &sb.run(&["blob", "put", "ns", "../etc/passwd", v1]),
+        11,
+        "invalid_input",
+    );
+    assert_fails(
+        &sb.run(&["--tenant", "Bad Tenant", "blob", "ls", "ns"]),
+        11,
+        "invalid_input",
+    );
+    assert_eq!(
+        sb.json(&["blob", "ls", "ns"])["objects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "nothing stored"
+    );
+    assert!(!sb.path().join("etc").exists());
+
+    let first = version_id(&sb.json(&["blob", "put", "ns", "k", v1]));
+    let out = sb.run(&["blob", "put", "ns", "k", v2, "--if-none-match"]);
+    assert_fails(&out, 4, "conflict");
+    assert_eq!(sb.ok(&["blob", "get", "ns", "k"]), b"first");
+    let second = version_id(&sb.json(&["blob", "put", "ns", "k", v2, "--if-match", &first]));
+    assert_fails(
+        &sb.run(&["blob", "put", "ns", "k", v1, "--if-match", &first]),
+        4,
+        "conflict",
+    );
+    assert_eq!(sb.ok(&["blob", "get", "ns", "k"]), b"second");
+    assert_eq!(head_version(&sb, "ns", "k"), second);
+    assert_fails(
+        &sb.run(&["blob", "put", "ns", "k", v1, "--if-match", "not-a-version"]),
+        11,
+        "invalid_input",
+    );
+
+    // Configuration: an unknown key is named.
+    let config = sb.file(
+        "sanctum.toml",
+        format!(
+            "[blob]\nroot = {}\nrooot = \"/typo\"\n",
+            serde_json::to_string(sb.path().join("cfg").to_str().unwrap()).unwrap()
+        )
+        .as_bytes(),
+    );
+    let out = sb
+        .bare()
+        .arg("--config")
+        .arg(&config)
+        .args(["blob", "ls", "ns"])
+        .output()
+        .unwrap();
+    assert_fails(&out, 12, "config");
+    assert!(stderr(&out).contains("blob.rooot"), "{}", describe(&out));
+    let out = sb
+        .bare()
+        .arg("--config")
+        .arg(sb.path().join("nope.toml"))
+        .arg("health")
+        .output()
+        .unwrap();
+    assert_fails(&out, 12, "config");
+    // A valid config file works.
+    let config = sb.file(
+        "good.toml",
+        format!(
+            "[blob]\nroot = {}\n",
+            serde_json::to_string(sb.path().join("cfg").to_str().unwrap()).unwrap()
+        )
+        .as_bytes(),
+    );
+    let out = sb
+        .bare()
+        .arg("--config")
+        .arg(&config)
+        .args(["--json", "health"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(parse(&out.stdout)["blob_ok"], true);
+    assert!(sb.path().join("cfg").is_dir());
+
+    // Usage errors exit 2; help and version exit 0.
+    let out = sb.run(&["--json", "blob", "get", "ns", "k"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(parse(&out.stderr)["error"]["code"], "usage");
+    assert!(out.stdout.is_empty());
+    assert_eq!(sb.run(&["blob", "frobnicate"]).status.code(), Some(2));
+    assert_eq!(sb.run(&["blob", "put"]).status.code(), Some(2));
+    assert_eq!(
+        sb.run(&["blob", "put", "ns", "k", v1, "--meta", "novalue"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        sb.run(&[
+            "blob", "put", "ns", "k", v1, "--meta", "a=1", "--meta", "a=2"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        sb.run(&["blob", "ls", "ns", "--limit", "ten"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let help = sb.run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("invalid_input"),
+        "help lists exit codes"
+    );
+    assert_eq!(sb.run(&["--version"]).status.code(), Some(0));
+    assert_eq!(sb.run(&["blob", "get", "--help"]).status.code(), Some(0));
+    assert_eq!(
+        sb.ok(&["blob", "get", "ns", "k"]),
+        b"second",
+        "nothing above changed the key"
+    );
+}
+
+#[test]
+fn failed_get_leaves_output_file_untouched() {
+    let sb = Sandbox::new();
+    let out_dir = sb.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let target = out_dir.join("result.bin");
+    std::fs::write(&target, b"precious").unwrap();
+    let body = random_bytes(200 * 1024, 7);
+    let input = sb.file("in.bin", &body);
+    sb.ok(&["blob", "put", "ns", "k", input.to_str().unwrap()]);
+
+    // A version that does not exist.
+    let out = sb.run(&[
+        "blob",
+        "get",
+        "ns",
+        "k",
+        "--version",
+        "01aaaaaaaaaaaaaaaaaaaaaaaa",
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert_fails(&out, 3, "not_found");
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert_eq!(names_in(&out_dir), ["result.bin"]);
+
+    // A missing key, and a bad range.
+    assert_fails(
+        &sb.run(&["blob", "get", "ns", "nope", "-o", target.to_str().unwrap()]),
+        3,
+        "not_found",
+    );
+    assert_fails(
+        &sb.run(&[
+            "blob",
+            "get",
+            "ns",
+            "k",
+            "--range",
+            "9-1",
+            "-o",
+            target.to_str().unwrap(),
+        ]),
+        11,
+        "invalid_input",
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert_eq!(names_in(&out_dir), ["result.bin"]);
+
+    // Corrupt the stored body (the largest stored file; same size, last byte flipped): the read
+    // fails its checksum at the end of the stream, after the temp file got every byte.
+    let mut files = Vec::new();
+    let mut stack = vec![sb.home()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push((entry.metadata().unwrap().len(), entry.path()));
+            }
+        }
+    }
+    let (_, body_file) = files.into_iter().max().unwrap();
+    let mut stored = std::fs::read(&body_file).unwrap();
+    *stored.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&body_file, stored).unwrap();
+    let out = sb.run(&["blob", "get", "ns", "k", "-o", target.to_str().unwrap()]);
+    assert_fails(&out, 7, "consistency");
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert_eq!(names_in(&out_dir), ["result.bin"]);
+
+    // A successful get replaces it.
+    let small = sb.file("small.txt", b"new content");
+    sb.ok(&["blob", "put", "ns", "k", small.to_str().unwrap()]);
+    sb.ok(&["blob", "get", "ns", "k", "-o", target.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&target).unwrap(), b"new content");
+    assert_eq!(names_in(&out_dir), ["result.bin"]);
+}
+
+#[test]
+fn versions_restore_rm_purge() {
+    let sb = Sandbox::new();
+    let one = sb.file("one.txt", b"version one");
+    let two = sb.file("two.txt", &random_bytes(100 * 1024, 2));
+    let v1 = version_id(&sb.json(&["blob", "put", "ns", "doc", one.to_str().unwrap()]));
+    let v2 = version_id(&sb.json(&["blob", "put", "ns", "doc", two.to_str().unwrap()]));
+    let tomb = sb.json(&["blob", "rm", "ns", "doc"]);
+    assert_eq!(tomb["tombstone"], true);
+    assert_fails(&sb.run(&["blob", "get", "ns", "doc"]), 3, "not_found");
+    assert_fails(&sb.run(&["blob", "rm", "ns", "doc"]), 3, "not_found");
+    assert_eq!(
+        sb.json(&["blob", "ls", "ns"])["objects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let versions = sb.json(&["blob", "versions", "ns", "doc"]);
+    let ids: Vec<String> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(version_id)
+        .collect();
+    assert_eq!(
+        ids,
+        [version_id(&tomb), v2.clone(), v1.clone()],
+        "newest first"
+    );
+
+    let restored = sb.json(&["blob", "restore", "ns", "doc", &v1]);
+    assert_eq!(restored["restored_from"], v1.as_str());
+    assert_eq!(sb.ok(&["blob", "get", "ns", "doc"]), b"version one");
+    assert_eq!(head_version(&sb, "ns", "doc"), version_id(&restored));
+    assert_eq!(
+        sb.ok(&["blob", "get", "ns", "doc", "--version", &v2]),
+        std::fs::read(&two).unwrap()
+    );
+    assert_eq!(versions_len(&sb, "ns", "doc"), 4);
+    assert_fails(
+        &sb.run(&["blob", "restore", "ns", "doc", &version_id(&tomb)]),
+        3,
+        "not_found",
+    );
+
+    let purged = sb.json(&["blob", "purge", "ns", "doc"]);
+    assert_eq!(purged["purged"], true);
+    assert_fails(&sb.run(&["blob", "versions", "ns", "doc"]), 3, "not_found");
+    assert_fails(
+        &sb.run(&["blob", "get", "ns", "doc", "--version", &v1]),
+        3,
+        "not_found",
+    );
+    assert_fails(&sb.run(&["blob", "purge", "ns", "doc"]), 3, "not_found");
+    assert_eq!(String::from_utf8(sb.ok(&["blob", "ls", "ns"])).unwrap(), "");
+
+    let sweep = sb.json(&["blob", "sweep", "ns", "--grace-secs", "0"]);
+    assert_eq!(sweep["bodies_deleted"], 0);
+    assert_eq!(sweep["pages_deleted"], 0);
+}
+
+/// Spawns one `blob put` per file at once, waits for all, and returns (winner index, statuses).
+fn race(sb: &Sandbox, key: &str, files: &[PathBuf], condition: &[&str]) -> (usize, Vec<Output>) {
+    let children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            sb.cmd()
+                .args(["--json", "blob", "put", "race", key])
+                .arg(f)
+                .args(condition)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let winners: Vec<usize> = (0..outputs.len())
+        .filter(|&i| outputs[i].status.success())
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer must win: {:?}",
+        outputs.iter().map(describe).collect::<Vec<_>>()
+    );
+    for (i, out) in outputs.iter().enumerate() {
+        if i != winners[0] {
+            let err = parse(&out.stderr);
+            assert_eq!(out.status.code(), Some(4), "{}", describe(out));
+            assert_eq!(err["error"]["code"], "conflict");
+        }
+    }
+    (winners[0], outputs)
+}
+
+#[test]
+fn sixteen_processes_race_on_one_key() {
+    const WRITERS: usize = 16;
+    let sb = Sandbox::new();
+    let initial = sb.file("initial.txt", b"initial");
+    sb.ok(&["blob", "put", "race", "key", initial.to_str().unwrap()]);
+    for round in 0..5 {
+        let files: Vec<PathBuf> = (0..WRITERS)
+            .map(|w| {
+                // Alternate small (inlined) and large bodies between rounds.
+                let len = if round % 2 == 0 {
+                    1000 + w
+                } else {
+                    80 * 1024 + w
+                };
+                sb.file(
+                    &format!("r{round}-w{w}.bin"),
+                    &random_bytes(len, (round * 100 + w) as u64 + 10),
+                )
+            })
+            .collect();
+        let current = head_version(&sb, "race", "key");
+        let before = versions_len(&sb, "race", "key");
+        let (winner, outputs) = race(&sb, "key", &files, &["--if-match", &current]);
+        let won = version_id(&parse(&outputs[winner].stdout));
+        assert_eq!(head_version(&sb, "race", "key"), won, "round {round}");
+        assert_eq!(
+            sb.ok(&["blob", "get", "race", "key"]),
+            std::fs::read(&files[winner]).unwrap(),
+            "round {round}"
+        );
+        assert_eq!(
+            versions_len(&sb, "race", "key"),
+            before + 1,
+            "round {round}"
+        );
+    }
+
+    let files: Vec<PathBuf> = (0..WRITERS)
+        .map(|w| {
+            sb.file(
+                &format!("fresh-w{w}.bin"),
+                format!("fresh writer {w}").as_bytes(),
+            )
+        })
+        .collect();
+    let (winner, _) = race(&sb, "fresh", &files, &["--if-none-match"]);
+    assert_eq!(
+        sb.ok(&["blob", "get", "race", "fresh"]),
+        std::fs::read(&files[winner]).unwrap()
+    );
+    assert_eq!(versions_len(&sb, "race", "fresh"), 1);
+
+    // Losers removed their bodies: nothing is left for the sweeper.
+    let sweep = sb.json(&["blob", "sweep", "race", "--grace-secs", "0"]);
+    assert_eq!(sweep["bodies_deleted"], 0, "{sweep}");
+}
+
+#[test]
+fn environment_home_and_overrides() {
+    let sb = Sandbox::new();
+    let env_home = sb.path().join("env-home");
+    let input = sb.file("in.txt", b"from env home");
+    let out = sb
+        .bare()
+        .env("SANCTUM_HOME", &env_home)
+        .args(["blob", "put", "ns", "k"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(env_home.join("blobs").is_dir());
+    assert!(!sb.path().join(".sanctum").exists());
+    let out = sb
+        .bare()
+        .env("SANCTUM_HOME", &env_home)
+        .args(["blob", "get", "ns", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"from env home", "{}", describe(&out));
+    // --home wins over SANCTUM_HOME.
+    let out = sb
+        .bare()
+        .env("SANCTUM_HOME", &env_home)
+        .arg("--home")
+        .arg(sb.home())
+        .args(["blob", "get", "ns", "k"])
+        .output()
+        .unwrap();
+    assert_fails(&out, 3, "not_found");
+
+    // Neither: ./.sanctum in the working directory.
+    let out = sb
+        .bare()
+        .args(["blob", "put", "ns", "k"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(sb.path().join(".sanctum").join("blobs").is_dir());
+
+    let out = sb
+        .cmd()
+        .env("SANCTUM_BLOB__INLINE_THRESHOLD", "abc")
+        .args(["blob", "ls", "ns"])
+        .output()
+        .unwrap();
+    assert_fails(&out, 12, "config");
+    assert!(
+        stderr(&out).contains("inline_threshold"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb
+        .cmd()
+        .env("SANCTUM_BLOB__INLINE_THRESHOLD", "16")
+        .args(["--json", "health"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    let sb = Sandbox::new();
+    let input = sb.file("big.bin", &random_bytes(2 * 1024 * 1024, 3));
+    sb.ok(&["blob", "put", "ns", "k", input.to_str().unwrap()]);
+    let mut child = sb
+        .cmd()
+        .args(["blob", "get", "ns", "k"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(out.stderr.is_empty(), "{}", describe(&out));
+}
