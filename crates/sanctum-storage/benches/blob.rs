@@ -169,12 +169,17 @@ fn print_rows(title: &str, baseline: &str, reference: Option<&str>, rows: &[Row]
 
 fn iterations(size: usize, quick: bool) -> usize {
     match (size, quick) {
-        (s, _) if s >= 64 * MIB => 3,
+        (s, _) if s >= 64 * MIB => 5,
         (s, true) if s >= MIB => 5,
         (s, false) if s >= MIB => 30,
         (_, true) => 30,
         _ => 300,
     }
+}
+
+/// A full read without the BLAKE3 re-hash (the default verifies).
+fn unverified() -> GetOptions {
+    GetOptions { skip_checksum: true, ..Default::default() }
 }
 
 fn facade(adapter: Arc<dyn BlobAdapter>) -> BlobStore {
@@ -196,6 +201,7 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
         let body = Body::new(size);
         let n = iterations(size, quick);
         let (mut fp, mut bp, mut rp, mut fg, mut bg, mut rg) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut fgu = vec![];
         let (mut put_calls, mut get_calls) = (0, 0);
         for i in 0..n {
             // Interleave contenders so drift in the machine hits all of them alike.
@@ -225,6 +231,11 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
             fg.push(t.elapsed());
             get_calls += counting.counts().total();
 
+            let t = Instant::now();
+            let read = store.get(&ctx, "ns", &key, unverified()).await.unwrap();
+            assert_eq!(drain(read.body).await, size as u64);
+            fgu.push(t.elapsed());
+
             let p = raw_dir.join(format!("k{}", i % 4));
             let t = Instant::now();
             let got = tokio::task::spawn_blocking(move || raw_file_get(&p)).await.unwrap();
@@ -238,7 +249,9 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
             rg.push(t.elapsed());
         }
         rows.push(Row { pair: "local", op: "put", size, facade: median(fp), baseline: median(bp), reference: Some(median(rp)), calls: put_calls as f64 / n as f64 });
-        rows.push(Row { pair: "local", op: "get", size, facade: median(fg), baseline: median(bg), reference: Some(median(rg)), calls: get_calls as f64 / n as f64 });
+        let (bg, rg) = (median(bg), Some(median(rg)));
+        rows.push(Row { pair: "local", op: "get", size, facade: median(fg), baseline: bg, reference: rg, calls: get_calls as f64 / n as f64 });
+        rows.push(Row { pair: "local", op: "get (skip_checksum)", size, facade: median(fgu), baseline: bg, reference: rg, calls: get_calls as f64 / n as f64 });
     }
     rows
 }
@@ -252,7 +265,7 @@ async fn bench_memory(sizes: &[usize], quick: bool) -> Vec<Row> {
     for &size in sizes {
         let body = Body::new(size);
         let n = iterations(size, quick) * 3;
-        let (mut fp, mut bp, mut fg, mut bg) = (vec![], vec![], vec![], vec![]);
+        let (mut fp, mut bp, mut fg, mut bg, mut fgu) = (vec![], vec![], vec![], vec![], vec![]);
         let (mut put_calls, mut get_calls) = (0, 0);
         for i in 0..n {
             let key = format!("k{}", i % 4);
@@ -275,12 +288,19 @@ async fn bench_memory(sizes: &[usize], quick: bool) -> Vec<Row> {
             get_calls += counting.counts().total();
 
             let t = Instant::now();
+            let read = store.get(&ctx, "ns", &key, unverified()).await.unwrap();
+            assert_eq!(drain(read.body).await, size as u64);
+            fgu.push(t.elapsed());
+
+            let t = Instant::now();
             let got = raw.get(&path, None).await.unwrap();
             assert_eq!(drain(got.body).await, size as u64);
             bg.push(t.elapsed());
         }
         rows.push(Row { pair: "memory", op: "put", size, facade: median(fp), baseline: median(bp), reference: None, calls: put_calls as f64 / n as f64 });
-        rows.push(Row { pair: "memory", op: "get", size, facade: median(fg), baseline: median(bg), reference: None, calls: get_calls as f64 / n as f64 });
+        let bg = median(bg);
+        rows.push(Row { pair: "memory", op: "get", size, facade: median(fg), baseline: bg, reference: None, calls: get_calls as f64 / n as f64 });
+        rows.push(Row { pair: "memory", op: "get (skip_checksum)", size, facade: median(fgu), baseline: bg, reference: None, calls: get_calls as f64 / n as f64 });
     }
     rows
 }
@@ -350,6 +370,11 @@ fn main() {
         return; // cargo bench harness probe
     }
     let quick = std::env::var("SANCTUM_BENCH_QUICK").is_ok_and(|v| v == "1");
+    if std::env::var("SANCTUM_BENCH_ONLY").is_ok_and(|v| v == "memory-small") {
+        let rows = rt.block_on(bench_memory(&[4 * KIB], false));
+        print_rows("in-memory, 4 KiB only (profiling)", "raw in-memory adapter, same sink", None, &rows);
+        return;
+    }
     let base = std::env::var_os("SANCTUM_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new().prefix("sanctum-bench-").tempdir_in(base).unwrap();
     let sizes: Vec<usize> = if quick { vec![4 * KIB, MIB] } else { vec![4 * KIB, MIB, 256 * MIB] };

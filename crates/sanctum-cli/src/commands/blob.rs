@@ -126,9 +126,11 @@ async fn get(session: &Session, args: GetArgs) -> anyhow::Result<()> {
         .into());
     }
     let range = args.range.as_deref().map(ByteRange::from_str).transpose()?;
+    // Full reads are verified against the checksum (the library's default).
     let opts = GetOptions {
         version: args.version_id,
         range,
+        ..GetOptions::default()
     };
     let KeyArgs { ns, key } = &args.target;
     session
@@ -266,7 +268,7 @@ async fn ls(session: &Session, args: LsArgs) -> anyhow::Result<()> {
         .with_storage(async |s| Ok(s.blobs().list(&session.ctx, &args.ns, opts).await?))
         .await?;
     if session.json {
-        return output::json(&json!({ "objects": list.objects, "next_cursor": list.next_cursor }));
+        return output::json(&list);
     }
     for o in &list.objects {
         output::line(format_args!(

@@ -112,16 +112,7 @@ fn embedded_config(
     home: &std::path::Path,
     env: Vec<(String, String)>,
 ) -> anyhow::Result<StorageConfig> {
-    let root = home.join("blobs");
-    let root = root.to_str().ok_or_else(|| {
-        Error::new(
-            ErrorCode::Config,
-            format!("the home folder {} is not valid UTF-8", home.display()),
-        )
-    })?;
-    // A JSON string literal is a valid TOML basic string (same escapes), so this quotes safely.
-    let text = format!("[blob]\nroot = {}\n", serde_json::to_string(root)?);
-    Ok(StorageConfig::from_toml_str(&text, env)?)
+    Ok(StorageConfig::embedded(home).with_env_overrides(env)?)
 }
 
 /// Runs a parsed command line.

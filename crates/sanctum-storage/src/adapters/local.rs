@@ -4,8 +4,11 @@
 //! - `objects/<path>=`: one file per object: a 24-byte header (magic `SNB1`, 4 reserved bytes,
 //!   a 16-byte random etag) followed by the object's bytes. The etag lives in the file because
 //!   inode numbers and coarse mtimes can repeat, and compare-and-swap must never accept a stale tag.
-//! - `tmp/`: bodies being written. A write streams into a temp file (on a blocking thread, fed
-//!   through a small bounded channel), fsyncs it, then renames it into place under a lock.
+//! - `objects/<dir>/.<id>.tmp`: an object being written. A write streams into a temp file in
+//!   the object's own folder (on a blocking thread, fed through a small bounded channel), fsyncs
+//!   it, then renames it into place under a lock and fsyncs the folder. Temp files left by a
+//!   crash are removed by a later listing of their folder once a day old.
+//! - `FORMAT`: the layout version; a root written by another layout is refused.
 //! - `locks/NN.lock`: 256 lock stripes taken with `File::lock`. The OS releases them when a
 //!   process dies, so compare-and-swap is safe across processes, not only across tasks.
 //!
@@ -19,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -36,11 +39,13 @@ const MAGIC: &[u8; 4] = b"SNB1";
 const FILE_SUFFIX: &str = "=";
 const HEADER_LEN: u64 = 24;
 /// Read chunk size; also the size up to which a get is answered in one piece.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
+/// Contents of `<root>/FORMAT`.
+const FORMAT: &str = "sanctum-local 1\n";
 /// Chunks in flight between the async side and the blocking file thread.
 const CHANNEL_DEPTH: usize = 4;
 const LOCK_STRIPES: usize = 256;
-/// Temp files older than this are left-overs of dead processes; `init` removes them.
+/// Temp files older than this are left-overs of dead processes; listings remove them.
 const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
 
 /// When a local write counts as done.
@@ -153,11 +158,17 @@ fn write_temp(
     fsync: bool,
 ) -> Result<u64> {
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .map_err(io_err("create temp file"))?;
+        let dir = tmp.parent().expect("temp files have a parent");
+        let mut attempts = 0;
+        let mut file = loop {
+            create_dirs(dir, fsync).map_err(io_err("create directory"))?;
+            match OpenOptions::new().write(true).create_new(true).open(tmp) {
+                Ok(f) => break f,
+                // A concurrent delete removed the emptied folder: create it again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+                Err(e) => return Err(Error::from_backend_io(e, "create temp file")),
+            }
+        };
         file.write_all(&header).map_err(io_err("write temp file"))?;
         let mut size = 0u64;
         loop {
@@ -205,25 +216,15 @@ fn check_mode(current: Option<&BlobMeta>, mode: &PutMode) -> Result<()> {
 
 impl LocalAdapter {
     /// Blocking half of a put: checks the mode under the lock and renames the temp file in.
-    fn commit(&self, path: &BlobPath, tmp: &Path, mode: &PutMode, meta: &BlobMeta) -> Result<()> {
+    /// The temp file sits in the target's folder, so the folder cannot vanish meanwhile.
+    fn commit(&self, path: &BlobPath, tmp: &Path, mode: &PutMode) -> Result<()> {
         let target = self.object_file(path);
         let _lock = lock_stripe(&self.root, path)?;
         check_mode(current_meta(&target)?.as_ref(), mode)?;
-        let parent = target.parent().expect("object files have a parent");
-        // A concurrent delete may remove an empty parent between create and rename: retry.
-        let mut attempts = 0;
-        loop {
-            create_dirs(parent, self.fsync()).map_err(io_err("create directory"))?;
-            match fs::rename(tmp, &target) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
-                Err(e) => return Err(Error::from_backend_io(e, "rename into place")),
-            }
-        }
+        fs::rename(tmp, &target).map_err(io_err("rename into place"))?;
         if self.fsync() {
-            sync_dir(parent).map_err(io_err("fsync directory"))?;
+            sync_dir(target.parent().expect("object files have a parent")).map_err(io_err("fsync directory"))?;
         }
-        let _ = meta;
         Ok(())
     }
 
@@ -271,11 +272,7 @@ fn file_stream(mut file: File, len: u64) -> ByteStream {
         let mut left = len;
         while left > 0 {
             let n = left.min(READ_CHUNK as u64) as usize;
-            let mut buf = BytesMut::zeroed(n);
-            let item = file
-                .read_exact(&mut buf)
-                .map(|()| buf.freeze())
-                .map_err(|e| Error::from_backend_io(e, "read object"));
+            let item = read_chunk(&mut file, n);
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {
                 return; // reader dropped, or the error was delivered
@@ -284,6 +281,26 @@ fn file_stream(mut file: File, len: u64) -> ByteStream {
         }
     });
     Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+/// Removes a temp file a dead writer left behind, once it is a day old.
+fn remove_if_stale(path: &Path) {
+    let stale = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_TMP);
+    if stale {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Reads exactly `n` bytes (without zero-filling the buffer first).
+fn read_chunk(file: &mut File, n: usize) -> Result<Bytes> {
+    let mut buf = Vec::with_capacity(n);
+    file.take(n as u64).read_to_end(&mut buf).map_err(io_err("read object"))?;
+    if buf.len() != n {
+        return Err(Error::consistency("object file ended early"));
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn walk(
@@ -307,7 +324,12 @@ fn walk(
         let name = match (is_dir, name.strip_suffix(FILE_SUFFIX)) {
             (true, _) => name,
             (false, Some(stem)) => stem.to_string(),
-            (false, None) => continue, // not an object file
+            (false, None) => {
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    remove_if_stale(&entry.path());
+                }
+                continue; // not an object file
+            }
         };
         // Sort as full paths sort: a directory's entries all carry a trailing '/'.
         let sort_key = if is_dir { format!("{rel}{name}/") } else { format!("{rel}{name}") };
@@ -361,17 +383,19 @@ impl BlobAdapter for LocalAdapter {
             for sub in ["objects", "tmp", "locks"] {
                 fs::create_dir_all(root.join(sub)).map_err(io_err("create root folder"))?;
             }
-            let now = SystemTime::now();
-            for entry in fs::read_dir(root.join("tmp")).map_err(io_err("read tmp folder"))?.flatten() {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TMP);
-                if old {
-                    let _ = fs::remove_file(entry.path());
+            let marker = root.join("FORMAT");
+            match fs::read_to_string(&marker) {
+                Ok(found) if found == FORMAT => Ok(()),
+                Ok(_) => Err(Error::config(format!(
+                    "{} holds a local store of another layout version; this build reads {:?}",
+                    root.display(),
+                    FORMAT.trim_end()
+                ))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::write(&marker, FORMAT).map_err(io_err("write FORMAT marker"))
                 }
+                Err(e) => Err(Error::from_backend_io(e, "read FORMAT marker")),
             }
-            Ok(())
         })
         .await
         .map_err(join_err)?
@@ -396,7 +420,9 @@ impl BlobAdapter for LocalAdapter {
         let mut header = [0u8; HEADER_LEN as usize];
         header[..4].copy_from_slice(MAGIC);
         header[8..].copy_from_slice(&etag_bytes);
-        let tmp = self.root.join("tmp").join(format!("{}.tmp", ulid::Ulid::new()));
+        let target = self.object_file(path);
+        let dir = target.parent().expect("object files have a parent");
+        let tmp = dir.join(format!(".{}.tmp", ulid::Ulid::new()));
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let fsync = self.fsync();
         let tmp_for_writer = tmp.clone();
@@ -418,9 +444,8 @@ impl BlobAdapter for LocalAdapter {
         let meta = BlobMeta { size, etag: hex(&etag_bytes) };
         let this = self.clone();
         let path = path.clone();
-        let committed = meta.clone();
         tokio::task::spawn_blocking(move || {
-            let result = this.commit(&path, &tmp, &mode, &committed);
+            let result = this.commit(&path, &tmp, &mode);
             if result.is_err() {
                 let _ = fs::remove_file(&tmp);
             }
@@ -438,9 +463,7 @@ impl BlobAdapter for LocalAdapter {
             let (mut file, meta, range) = this.open_range(&path, range)?;
             let len = range.end - range.start;
             let body = if len <= READ_CHUNK as u64 {
-                let mut buf = BytesMut::zeroed(len as usize);
-                file.read_exact(&mut buf).map_err(io_err("read object"))?;
-                once_stream(buf.freeze())
+                once_stream(read_chunk(&mut file, len as usize)?)
             } else {
                 file_stream(file, len)
             };

@@ -73,7 +73,7 @@ impl StorageConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        Self::parse(text, env, "inline")
+        Self::parse(text, env, "text")
     }
 
     /// Reads the TOML file at `path`, applies overrides from `env`, and validates.
@@ -95,20 +95,45 @@ impl StorageConfig {
         if problems.is_empty() { Ok(()) } else { Err(ConfigReport { problems }.into_error("in code")) }
     }
 
+    /// Applies environment overrides to a configuration built in code (such as
+    /// [`StorageConfig::embedded`]) and validates the result.
+    pub fn with_env_overrides<I, K, V>(self, env: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let table = toml::Table::try_from(&self)
+            .map_err(|e| Error::config("cannot represent the configuration as TOML").with_source(e))?;
+        Self::parse_table(table, env, "defaults")
+    }
+
     fn parse<I, K, V>(text: &str, env: I, origin: &str) -> Result<Self>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut problems = Vec::new();
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigReport { problems: vec![ConfigProblem { path: "(file)".into(), message: e.message().to_string() }] }
-                .into_error(origin)
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let message = e.message().replace('\n', " ");
+            ConfigReport { problems: vec![ConfigProblem { path: "(syntax)".into(), message }] }.into_error(origin)
         })?;
+        Self::parse_table(table, env, origin)
+    }
+
+    fn parse_table<I, K, V>(mut table: toml::Table, env: I, origin: &str) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut problems = Vec::new();
+        // Which dotted paths came from which environment variable, to name them in problems.
+        let mut from_env: Vec<(String, String)> = Vec::new();
         for (name, value) in env {
             let (name, value) = (name.as_ref(), value.as_ref());
             let Some(path) = env_path(name) else { continue };
+            from_env.push((path.join("."), name.to_string()));
             let value = env_value(value);
             match path.as_slice() {
                 [key] => {
@@ -127,18 +152,26 @@ impl StorageConfig {
             }
         }
         let mut unknown = Vec::new();
-        let parsed: Option<StorageConfig> = match serde_ignored::deserialize(toml::Value::Table(table), |p| {
-            unknown.push(p.to_string())
-        }) {
+        let value = toml::Value::Table(table);
+        let mut note_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let deserializer = serde_ignored::Deserializer::new(value, &mut note_unknown);
+        let parsed: Option<StorageConfig> = match serde_path_to_error::deserialize(deserializer) {
             Ok(c) => Some(c),
             Err(e) => {
-                problems.push(ConfigProblem { path: "(value)".into(), message: e.to_string() });
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string().replace('\n', " ");
+                problems.push(ConfigProblem { path, message });
                 None
             }
         };
         problems.extend(unknown.into_iter().map(|path| ConfigProblem { path, message: "unknown key".into() }));
         if let Some(config) = &parsed {
             problems.extend(config.problems());
+        }
+        for problem in &mut problems {
+            if let Some((_, var)) = from_env.iter().find(|(path, _)| *path == problem.path) {
+                problem.message = format!("{} (set by {var})", problem.message);
+            }
         }
         match parsed {
             Some(config) if problems.is_empty() => Ok(config),
@@ -195,6 +228,21 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::Config);
         let err = StorageConfig::from_toml_str("", NO_ENV).unwrap_err();
         assert!(err.to_string().contains("blob.root"), "{err}");
+    }
+
+    #[test]
+    fn env_type_errors_name_the_key_and_the_variable() {
+        let err = StorageConfig::embedded("/home")
+            .with_env_overrides([("SANCTUM_BLOB__INLINE_THRESHOLD", "abc")])
+            .unwrap_err();
+        let problems = &report(&err).problems;
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "blob.inline_threshold");
+        assert!(problems[0].message.contains("SANCTUM_BLOB__INLINE_THRESHOLD"), "{problems:?}");
+        assert!(!err.to_string().contains('\n'));
+        let ok = StorageConfig::embedded("/home").with_env_overrides([("SANCTUM_BLOB__DURABILITY", "os")]).unwrap();
+        assert_eq!(ok.blob.durability, crate::adapters::local::Durability::Os);
+        assert_eq!(ok.blob.root.as_deref(), Some(Path::new("/home/blobs")));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncRead;
 
 use super::layout::Layout;
-use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES, MAX_HEAD_VERSIONS, SPILL_VERSIONS};
+use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES};
 use super::options::{
     BlobList, BlobRead, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
     decode_cursor, encode_cursor,
@@ -232,7 +232,7 @@ impl BlobStore {
             Some(r) => r.resolve(version.size)?,
             None => 0..version.size,
         };
-        let full = range.start == 0 && range.end == version.size;
+        let verify = range.start == 0 && range.end == version.size && !opts.skip_checksum;
         let inline = head.inline.filter(|_| version.version_id == current.version_id);
         let body = match inline {
             Some(bytes) => once_stream(bytes.slice(range.start as usize..range.end as usize)),
@@ -251,7 +251,7 @@ impl BlobStore {
                 got.body
             }
         };
-        let body = if full { Verify::wrap(body, version.checksum.clone()) } else { body };
+        let body = if verify { Verify::wrap(body, version.checksum.clone()) } else { body };
         Ok(BlobRead { version, range, body })
     }
 
@@ -301,10 +301,10 @@ impl BlobStore {
         observe("blob.versions", self.adapter.as_ref(), ctx, async {
             let (_, paths) = KeyPaths::new(ctx, ns, key)?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
-            if head.manifest.purged || head.manifest.versions.is_empty() {
+            if head.manifest.purged || head.manifest.is_empty() {
                 return Err(no_such_key());
             }
-            let mut all = head.manifest.versions.clone();
+            let mut all = head.manifest.versions()?;
             for page_id in &head.manifest.history_pages {
                 all.extend(self.read_page(&paths, page_id).await?);
             }
@@ -357,8 +357,7 @@ impl BlobStore {
             let mut head = self.read_head(&paths.head).await?;
             let (old, marker_etag) = loop {
                 let current = head.as_ref().filter(|h| !h.manifest.purged).ok_or_else(no_such_key)?;
-                let marker = HeadManifest { purged: true, ..Default::default() };
-                let bytes = manifest::encode(&marker, None)?;
+                let bytes = manifest::encode(&HeadManifest::purged_marker(), None)?;
                 match self.adapter.put(&paths.head, once_stream(bytes), PutMode::Update(current.etag.clone())).await {
                     Ok(meta) => break (head.take().expect("checked above").manifest, meta.etag),
                     Err(e) if e.code() == ErrorCode::Conflict => head = self.read_head(&paths.head).await?,
@@ -367,7 +366,7 @@ impl BlobStore {
             };
             // 2. Delete every body and page the old history referenced.
             let mut doomed: Vec<BlobPath> = Vec::new();
-            let mut versions = old.versions;
+            let mut versions = old.versions()?;
             for page_id in &old.history_pages {
                 versions.extend(self.read_page(&paths, page_id).await?);
                 doomed.push(paths.page(page_id)?);
@@ -491,7 +490,7 @@ impl BlobStore {
         let head_path = layout.head_of_enc(enc)?;
         let Some(head) = self.read_head(&head_path).await? else { return Ok(HashSet::new()) };
         let mut ids: HashSet<String> = head.manifest.history_pages.iter().cloned().collect();
-        let mut versions = head.manifest.versions;
+        let mut versions = head.manifest.versions()?;
         for page_id in &head.manifest.history_pages {
             let got = self.adapter.get(&layout.page(enc, page_id)?, None).await?;
             versions.extend(manifest::decode_page(&collect_bytes(got.body).await?)?);
@@ -526,8 +525,8 @@ impl BlobStore {
     }
 
     async fn find_version(&self, paths: &KeyPaths, manifest: &HeadManifest, id: &str) -> Result<Option<ObjectVersion>> {
-        if let Some(v) = manifest.versions.iter().find(|v| v.version_id == id) {
-            return Ok(Some(v.clone()));
+        if let Some(v) = manifest.find(id)? {
+            return Ok(Some(v));
         }
         for page_id in &manifest.history_pages {
             if let Some(v) = self.read_page(paths, page_id).await?.into_iter().find(|v| v.version_id == id) {
@@ -551,21 +550,12 @@ impl BlobStore {
     ) -> Result<()> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             check(head.as_ref())?;
-            let prior = head.as_ref().filter(|h| !h.manifest.purged).map(|h| &h.manifest);
-            let mut next = HeadManifest {
-                versions: std::iter::once(version.clone())
-                    .chain(prior.into_iter().flat_map(|m| m.versions.iter().cloned()))
-                    .collect(),
-                history_pages: prior.map(|m| m.history_pages.clone()).unwrap_or_default(),
-                purged: false,
-            };
+            let (next, spill) =
+                HeadManifest::with_new(head.as_ref().map(|h| &h.manifest), version, || new_id(self.clock.as_ref()))?;
             let mut spilled = None;
-            if next.versions.len() > MAX_HEAD_VERSIONS {
-                let page_id = new_id(self.clock.as_ref());
-                let old = next.versions.split_off(next.versions.len() - SPILL_VERSIONS);
+            if let Some((page_id, page)) = spill {
                 let page_path = paths.page(&page_id)?;
-                self.adapter.put(&page_path, once_stream(manifest::encode_page(&old)?), PutMode::Create).await?;
-                next.history_pages.insert(0, page_id);
+                self.adapter.put(&page_path, once_stream(page), PutMode::Create).await?;
                 spilled = Some(page_path);
             }
             let inline = inline.filter(|_| !version.tombstone && version.size <= self.settings.inline_threshold);

@@ -1,18 +1,25 @@
 //! The head manifest: one small object per key holding the current version and the history.
 //!
-//! Encoding: magic `SNH1`, a little-endian `u32` JSON length, the JSON, one flag byte (1 when
-//! an inline body follows), then the inline body of the current version. Small bodies are
-//! inlined so that a small get is one backend read; the body object is written too.
-//! Past [`MAX_HEAD_VERSIONS`] entries the oldest [`SPILL_VERSIONS`] move to an immutable history
-//! page, referenced from the head.
+//! Encoding (little-endian):
+//! ```text
+//! "SNH2" | u8 flags (1 = purged) | u32 record count | u32 pages length | pages (JSON array of ids)
+//!        | records: (u32 length | JSON ObjectVersion) x count, newest first
+//!        | u8 inline flag | inline body of the current version
+//! ```
+//! Records are length-prefixed so that a write prepends a version by copying the older records'
+//! bytes without parsing them, and a read parses only the current one: the cost of an operation
+//! does not grow with the history. Small bodies are inlined so a small get is one backend read
+//! (the body object is written too). Past [`MAX_HEAD_VERSIONS`] records the oldest
+//! [`SPILL_VERSIONS`] move to an immutable history page (`"SNP1" | u32 count | records`).
 
-use bytes::{BufMut, Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, Result};
 use crate::types::ObjectVersion;
 
-const MAGIC: &[u8; 4] = b"SNH1";
+const MAGIC: &[u8; 4] = b"SNH2";
+const PAGE_MAGIC: &[u8; 4] = b"SNP1";
+const FLAG_PURGED: u8 = 1;
 /// Versions kept in the head before the oldest spill into a history page.
 pub(crate) const MAX_HEAD_VERSIONS: usize = 256;
 /// How many versions one spill moves into a page.
@@ -20,33 +27,154 @@ pub(crate) const SPILL_VERSIONS: usize = 128;
 /// A head larger than this is treated as corrupt rather than read into memory.
 pub(crate) const MAX_HEAD_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The decoded manifest of a key.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+fn corrupt() -> Error {
+    Error::consistency("head manifest is corrupt")
+}
+
+/// The decoded manifest of a key. Only the current version is parsed; older ones stay encoded.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct HeadManifest {
-    /// Newest first; `versions[0]` is current.
-    pub versions: Vec<ObjectVersion>,
-    /// Ids of history pages, newest first; each holds older versions, newest first.
-    #[serde(default)]
-    pub history_pages: Vec<String>,
     /// Set while a purge removes the key: the key counts as absent.
-    #[serde(default)]
     pub purged: bool,
+    /// Ids of history pages, newest first; each holds older versions, newest first.
+    pub history_pages: Vec<String>,
+    current: Option<ObjectVersion>,
+    count: usize,
+    /// Every record, framed, newest first (the first is `current`).
+    records: Bytes,
+}
+
+fn put_record(out: &mut BytesMut, version: &ObjectVersion) -> Result<()> {
+    let json = serde_json::to_vec(version)
+        .map_err(|e| Error::consistency("cannot encode a version").with_source(e))?;
+    out.put_u32_le(json.len() as u32);
+    out.put_slice(&json);
+    Ok(())
+}
+
+/// Splits framed records: returns the byte length of the first `n` records.
+fn records_len(records: &[u8], n: usize) -> Result<usize> {
+    let mut at = 0usize;
+    for _ in 0..n {
+        let len = records.get(at..at + 4).ok_or_else(corrupt)?;
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        at = at.checked_add(4 + len).filter(|&e| e <= records.len()).ok_or_else(corrupt)?;
+    }
+    Ok(at)
+}
+
+fn parse_records(mut records: &[u8], count: usize) -> Result<Vec<ObjectVersion>> {
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        if records.len() < 4 {
+            return Err(corrupt());
+        }
+        let len = records.get_u32_le() as usize;
+        let json = records.get(..len).ok_or_else(corrupt)?;
+        out.push(serde_json::from_slice(json).map_err(|e| corrupt().with_source(e))?);
+        records = &records[len..];
+    }
+    if !records.is_empty() {
+        return Err(corrupt());
+    }
+    Ok(out)
 }
 
 impl HeadManifest {
+    /// A manifest that marks the key purged.
+    pub(crate) fn purged_marker() -> Self {
+        Self { purged: true, ..Default::default() }
+    }
+
     /// The current version, unless the key is absent (purged, empty or tombstoned).
     pub(crate) fn live(&self) -> Option<&ObjectVersion> {
-        self.versions.first().filter(|v| !v.tombstone && !self.purged)
+        self.current.as_ref().filter(|v| !v.tombstone && !self.purged)
+    }
+
+    /// Whether the manifest lists no version.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Every version in the head (not in pages), newest first.
+    pub(crate) fn versions(&self) -> Result<Vec<ObjectVersion>> {
+        parse_records(&self.records, self.count)
+    }
+
+    /// The version `id`, if the head (not its pages) lists it.
+    pub(crate) fn find(&self, id: &str) -> Result<Option<ObjectVersion>> {
+        if self.current.as_ref().is_some_and(|c| c.version_id == id) {
+            return Ok(self.current.clone());
+        }
+        let needle = id.as_bytes();
+        // Parse only records whose bytes mention the id.
+        let mut rest = &self.records[..];
+        for _ in 0..self.count {
+            let len = rest.get_u32_le() as usize;
+            let json = &rest[..len];
+            if json.windows(needle.len()).any(|w| w == needle) {
+                let v: ObjectVersion = serde_json::from_slice(json).map_err(|e| corrupt().with_source(e))?;
+                if v.version_id == id {
+                    return Ok(Some(v));
+                }
+            }
+            rest = &rest[len..];
+        }
+        Ok(None)
+    }
+
+    /// The manifest after committing `version` on top of `prior` (ignored when purged). When the
+    /// head grows past [`MAX_HEAD_VERSIONS`], the oldest records move to a page with `page_id`,
+    /// whose encoded bytes are returned too.
+    pub(crate) fn with_new(
+        prior: Option<&HeadManifest>,
+        version: &ObjectVersion,
+        page_id: impl FnOnce() -> String,
+    ) -> Result<(HeadManifest, Option<(String, Bytes)>)> {
+        let prior = prior.filter(|m| !m.purged);
+        let (old_records, old_count, mut pages) = match prior {
+            Some(m) => (&m.records[..], m.count, m.history_pages.clone()),
+            None => (&[][..], 0, Vec::new()),
+        };
+        let mut count = old_count + 1;
+        let mut keep = old_records.len();
+        let mut spilled = None;
+        if count > MAX_HEAD_VERSIONS {
+            let kept = old_count - SPILL_VERSIONS;
+            keep = records_len(old_records, kept)?;
+            let mut page = BytesMut::with_capacity(8 + old_records.len() - keep);
+            page.put_slice(PAGE_MAGIC);
+            page.put_u32_le(SPILL_VERSIONS as u32);
+            page.put_slice(&old_records[keep..]);
+            let id = page_id();
+            pages.insert(0, id.clone());
+            spilled = Some((id, page.freeze()));
+            count = kept + 1;
+        }
+        let mut records = BytesMut::with_capacity(keep + 512);
+        put_record(&mut records, version)?;
+        records.put_slice(&old_records[..keep]);
+        let manifest = HeadManifest {
+            purged: false,
+            history_pages: pages,
+            current: Some(version.clone()),
+            count,
+            records: records.freeze(),
+        };
+        Ok((manifest, spilled))
     }
 }
 
 pub(crate) fn encode(manifest: &HeadManifest, inline: Option<&[u8]>) -> Result<Bytes> {
-    let json = serde_json::to_vec(manifest)
+    let pages = serde_json::to_vec(&manifest.history_pages)
         .map_err(|e| Error::consistency("cannot encode head manifest").with_source(e))?;
-    let mut out = BytesMut::with_capacity(9 + json.len() + inline.map_or(0, <[u8]>::len));
+    let mut out = BytesMut::with_capacity(14 + pages.len() + manifest.records.len() + inline.map_or(0, <[u8]>::len));
     out.put_slice(MAGIC);
-    out.put_u32_le(json.len() as u32);
-    out.put_slice(&json);
+    out.put_u8(if manifest.purged { FLAG_PURGED } else { 0 });
+    out.put_u32_le(manifest.count as u32);
+    out.put_u32_le(pages.len() as u32);
+    out.put_slice(&pages);
+    out.put_slice(&manifest.records);
     match inline {
         Some(body) => {
             out.put_u8(1);
@@ -58,46 +186,61 @@ pub(crate) fn encode(manifest: &HeadManifest, inline: Option<&[u8]>) -> Result<B
 }
 
 pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
-    let corrupt = || Error::consistency("head manifest is corrupt");
-    if bytes.len() < 9 || &bytes[..4] != MAGIC {
+    if bytes.len() < 14 || &bytes[..4] != MAGIC {
         return Err(corrupt());
     }
-    let len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
-    let json_end = 8usize.checked_add(len).filter(|&e| e < bytes.len()).ok_or_else(corrupt)?;
-    let manifest: HeadManifest =
-        serde_json::from_slice(&bytes[8..json_end]).map_err(|e| corrupt().with_source(e))?;
-    let inline = match bytes[json_end] {
-        0 if bytes.len() == json_end + 1 => None,
-        1 => Some(bytes.slice(json_end + 1..)),
+    let flags = bytes[4];
+    if flags & !FLAG_PURGED != 0 {
+        return Err(corrupt());
+    }
+    let count = u32::from_le_bytes(bytes[5..9].try_into().expect("4 bytes")) as usize;
+    let pages_len = u32::from_le_bytes(bytes[9..13].try_into().expect("4 bytes")) as usize;
+    let pages_end = 13usize.checked_add(pages_len).filter(|&e| e < bytes.len()).ok_or_else(corrupt)?;
+    let history_pages: Vec<String> =
+        serde_json::from_slice(&bytes[13..pages_end]).map_err(|e| corrupt().with_source(e))?;
+    let records_end = pages_end + records_len(&bytes[pages_end..], count)?;
+    if records_end >= bytes.len() {
+        return Err(corrupt());
+    }
+    let records = bytes.slice(pages_end..records_end);
+    let current = match count {
+        0 => None,
+        _ => {
+            let first = records_len(&records, 1)?;
+            Some(serde_json::from_slice::<ObjectVersion>(&records[4..first]).map_err(|e| corrupt().with_source(e))?)
+        }
+    };
+    let inline = match bytes[records_end] {
+        0 if bytes.len() == records_end + 1 => None,
+        1 => Some(bytes.slice(records_end + 1..)),
         _ => return Err(corrupt()),
     };
-    if let (Some(body), Some(cur)) = (&inline, manifest.versions.first())
-        && body.len() as u64 != cur.size
-    {
-        return Err(corrupt());
+    match (&inline, &current) {
+        (Some(body), Some(cur)) if body.len() as u64 != cur.size => return Err(corrupt()),
+        (Some(_), None) => return Err(corrupt()),
+        _ => {}
     }
+    let manifest = HeadManifest { purged: flags & FLAG_PURGED != 0, history_pages, current, count, records };
     Ok((manifest, inline))
 }
 
-pub(crate) fn encode_page(versions: &[ObjectVersion]) -> Result<Bytes> {
-    serde_json::to_vec(versions)
-        .map(Bytes::from)
-        .map_err(|e| Error::consistency("cannot encode history page").with_source(e))
-}
-
 pub(crate) fn decode_page(bytes: &[u8]) -> Result<Vec<ObjectVersion>> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::consistency("history page is corrupt").with_source(e))
+    let bad = || Error::consistency("history page is corrupt");
+    if bytes.len() < 8 || &bytes[..4] != PAGE_MAGIC {
+        return Err(bad());
+    }
+    let count = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+    parse_records(&bytes[8..], count).map_err(|e| bad().with_source(e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn version(size: u64) -> ObjectVersion {
+    fn version(id: &str, size: u64) -> ObjectVersion {
         ObjectVersion {
-            version_id: "v".into(),
-            body_id: Some("b".into()),
+            version_id: id.into(),
+            body_id: Some(format!("b{id}")),
             checksum: "blake3:00".into(),
             size,
             created_at_ms: 1,
@@ -111,27 +254,62 @@ mod tests {
 
     #[test]
     fn round_trip_with_and_without_inline() {
-        let m = HeadManifest { versions: vec![version(3)], ..Default::default() };
+        let (m, _) = HeadManifest::with_new(None, &version("v1", 3), || unreachable!()).unwrap();
+        let (m, _) = HeadManifest::with_new(Some(&m), &version("v2", 3), || unreachable!()).unwrap();
         let (back, inline) = decode(encode(&m, Some(b"abc")).unwrap()).unwrap();
-        assert_eq!(back.versions, m.versions);
+        assert_eq!(back.live().unwrap().version_id, "v2");
+        let ids: Vec<_> = back.versions().unwrap().into_iter().map(|v| v.version_id).collect();
+        assert_eq!(ids, ["v2", "v1"]);
+        assert_eq!(back.find("v1").unwrap().unwrap().version_id, "v1");
+        assert!(back.find("v3").unwrap().is_none());
         assert_eq!(inline.as_deref(), Some(&b"abc"[..]));
         let (_, inline) = decode(encode(&m, None).unwrap()).unwrap();
         assert!(inline.is_none());
+        let (purged, _) = decode(encode(&HeadManifest::purged_marker(), None).unwrap()).unwrap();
+        assert!(purged.purged && purged.is_empty() && purged.live().is_none());
+    }
+
+    #[test]
+    fn spills_the_oldest_records_into_a_page() {
+        let mut m: Option<HeadManifest> = None;
+        let mut spilled = Vec::new();
+        for i in 0..=MAX_HEAD_VERSIONS {
+            let (next, page) = HeadManifest::with_new(m.as_ref(), &version(&format!("v{i}"), 1), || "p1".into()).unwrap();
+            spilled.extend(page);
+            m = Some(next);
+        }
+        let m = m.unwrap();
+        assert_eq!(spilled.len(), 1);
+        assert_eq!(m.history_pages, ["p1"]);
+        let head: Vec<_> = m.versions().unwrap();
+        assert_eq!(head.len(), MAX_HEAD_VERSIONS + 1 - SPILL_VERSIONS);
+        assert_eq!(head.last().unwrap().version_id, format!("v{}", SPILL_VERSIONS));
+        let page = decode_page(&spilled[0].1).unwrap();
+        assert_eq!(page.len(), SPILL_VERSIONS);
+        assert_eq!(page[0].version_id, format!("v{}", SPILL_VERSIONS - 1));
+        assert_eq!(page.last().unwrap().version_id, "v0");
     }
 
     #[test]
     fn corrupt_heads_are_consistency_errors() {
-        let m = HeadManifest { versions: vec![version(3)], ..Default::default() };
+        let (m, _) = HeadManifest::with_new(None, &version("v1", 3), || unreachable!()).unwrap();
         let good = encode(&m, Some(b"abc")).unwrap();
+        let mut wrong_count = good.to_vec();
+        wrong_count[5] = 9;
+        let mut bad_flags = good.to_vec();
+        bad_flags[4] = 0x80;
         for bad in [
             Bytes::from_static(b""),
-            Bytes::from_static(b"XXXX\0\0\0\0\0"),
+            Bytes::from_static(b"XXXX\0\0\0\0\0\0\0\0\0\0"),
             good.slice(..good.len() - 1),
             Bytes::from([&good[..], b"d"].concat()),
-            Bytes::from([&b"SNH1\xff\xff\xff\xff"[..], &good[8..]].concat()),
+            Bytes::from(wrong_count),
+            Bytes::from(bad_flags),
+            good.slice(..20),
         ] {
             let err = decode(bad).unwrap_err();
             assert_eq!(err.code(), crate::ErrorCode::Consistency);
         }
+        assert!(decode_page(b"SNP1\x05\0\0\0").is_err());
     }
 }

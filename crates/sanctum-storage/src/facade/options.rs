@@ -98,6 +98,9 @@ pub struct GetOptions {
     pub version: Option<String>,
     /// Read only these bytes.
     pub range: Option<ByteRange>,
+    /// Skip the BLAKE3 check of a full read. By default a full read re-hashes the body and ends
+    /// the stream with a `Consistency` error on a mismatch; ranged reads are never checked.
+    pub skip_checksum: bool,
 }
 
 /// A blob being read: the version, the range of it in `body`, and the bytes.
@@ -140,7 +143,7 @@ impl Default for ListOptions {
 }
 
 /// A page of a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BlobList {
     /// Live objects (tombstoned keys are hidden), in key byte order.
     pub objects: Vec<StorageObject>,
@@ -149,7 +152,7 @@ pub struct BlobList {
 }
 
 /// What a sweep removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     /// Bodies referenced by no version, older than the grace period.
     pub bodies_deleted: u64,
