@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
+use sanctum_storage::StorageContext;
 use sanctum_storage::adapters::local::{Durability, LocalAdapter};
 use sanctum_storage::adapters::object_store::ObjectStoreAdapter;
 use sanctum_storage::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode};
@@ -28,7 +29,6 @@ use sanctum_storage::conformance::pattern;
 use sanctum_storage::facade::{BlobSettings, BlobStore, GetOptions, PutOptions};
 use sanctum_storage::observability::audit::MemoryAuditSink;
 use sanctum_storage::observability::clock::SystemClock;
-use sanctum_storage::StorageContext;
 
 const CHUNK: usize = 256 * 1024;
 const KIB: usize = 1024;
@@ -136,16 +136,32 @@ fn mbps(size: usize, d: Duration) -> f64 {
 }
 
 fn human(size: usize) -> String {
-    if size >= MIB { format!("{} MiB", size / MIB) } else { format!("{} KiB", size / KIB) }
+    if size >= MIB {
+        format!("{} MiB", size / MIB)
+    } else {
+        format!("{} KiB", size / KIB)
+    }
 }
 
 fn print_rows(title: &str, baseline: &str, reference: Option<&str>, rows: &[Row]) {
-    println!("\n## {title}  (facade vs {baseline}{})", reference.map(|r| format!("; reference: {r}")).unwrap_or_default());
+    println!(
+        "\n## {title}  (facade vs {baseline}{})",
+        reference
+            .map(|r| format!("; reference: {r}"))
+            .unwrap_or_default()
+    );
     println!(
         "| op | size | facade MiB/s | facade ops/s | baseline MiB/s | ratio (facade/baseline) | {} backend calls/op |",
-        if reference.is_some() { "reference MiB/s |" } else { "" }
+        if reference.is_some() {
+            "reference MiB/s |"
+        } else {
+            ""
+        }
     );
-    println!("|---|---|---|---|---|---|{}---|", if reference.is_some() { "---|" } else { "" });
+    println!(
+        "|---|---|---|---|---|---|{}---|",
+        if reference.is_some() { "---|" } else { "" }
+    );
     for r in rows {
         let reference = match r.reference {
             Some(d) => format!(" {:.1} |", mbps(r.size, d)),
@@ -179,15 +195,27 @@ fn iterations(size: usize, quick: bool) -> usize {
 
 /// A full read without the BLAKE3 re-hash (the default verifies).
 fn unverified() -> GetOptions {
-    GetOptions { skip_checksum: true, ..Default::default() }
+    GetOptions {
+        skip_checksum: true,
+        ..Default::default()
+    }
 }
 
 fn facade(adapter: Arc<dyn BlobAdapter>) -> BlobStore {
-    BlobStore::new(adapter, Arc::new(SystemClock), Arc::new(MemoryAuditSink::default()), BlobSettings::default())
+    BlobStore::new(
+        adapter,
+        Arc::new(SystemClock),
+        Arc::new(MemoryAuditSink::default()),
+        BlobSettings::default(),
+    )
 }
 
 async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
-    let counting = Arc::new(CountingAdapter::new(Arc::new(LocalAdapter::new("bench", dir.join("facade"), Durability::Fsync))));
+    let counting = Arc::new(CountingAdapter::new(Arc::new(LocalAdapter::new(
+        "bench",
+        dir.join("facade"),
+        Durability::Fsync,
+    ))));
     counting.init().await.unwrap();
     let store = facade(counting.clone());
     let ctx = StorageContext::new("bench", "bench").unwrap();
@@ -200,7 +228,8 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
     for &size in sizes {
         let body = Body::new(size);
         let n = iterations(size, quick);
-        let (mut fp, mut bp, mut rp, mut fg, mut bg, mut rg) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut fp, mut bp, mut rp, mut fg, mut bg, mut rg) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut fgu = vec![];
         let (mut put_calls, mut get_calls) = (0, 0);
         for i in 0..n {
@@ -208,14 +237,19 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
             let key = format!("k{}", i % 4);
             counting.reset();
             let t = Instant::now();
-            store.put(&ctx, "ns", &key, body.stream(), PutOptions::default()).await.unwrap();
+            store
+                .put(&ctx, "ns", &key, body.stream(), PutOptions::default())
+                .await
+                .unwrap();
             fp.push(t.elapsed());
             put_calls += counting.counts().total();
 
             let name = format!("k{}", i % 4);
             let (d, b) = (raw_dir.clone(), body.clone());
             let t = Instant::now();
-            tokio::task::spawn_blocking(move || raw_file_put(&d, &name, &b)).await.unwrap();
+            tokio::task::spawn_blocking(move || raw_file_put(&d, &name, &b))
+                .await
+                .unwrap();
             bp.push(t.elapsed());
 
             let payload = PutPayload::from_iter(body.chunks.clone());
@@ -226,7 +260,10 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
 
             counting.reset();
             let t = Instant::now();
-            let read = store.get(&ctx, "ns", &key, GetOptions::default()).await.unwrap();
+            let read = store
+                .get(&ctx, "ns", &key, GetOptions::default())
+                .await
+                .unwrap();
             assert_eq!(drain(read.body).await, size as u64);
             fg.push(t.elapsed());
             get_calls += counting.counts().total();
@@ -238,26 +275,65 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
 
             let p = raw_dir.join(format!("k{}", i % 4));
             let t = Instant::now();
-            let got = tokio::task::spawn_blocking(move || raw_file_get(&p)).await.unwrap();
+            let got = tokio::task::spawn_blocking(move || raw_file_get(&p))
+                .await
+                .unwrap();
             assert_eq!(got, size as u64);
             bg.push(t.elapsed());
 
             let t = Instant::now();
             let got = os_local.get(&path).await.unwrap().into_stream();
-            let got = drain(got.map(|r| r.map_err(|e| sanctum_storage::Error::new(sanctum_storage::ErrorCode::PermanentAdapter, e.to_string()))).boxed()).await;
+            let got = drain(
+                got.map(|r| {
+                    r.map_err(|e| {
+                        sanctum_storage::Error::new(
+                            sanctum_storage::ErrorCode::PermanentAdapter,
+                            e.to_string(),
+                        )
+                    })
+                })
+                .boxed(),
+            )
+            .await;
             assert_eq!(got, size as u64);
             rg.push(t.elapsed());
         }
-        rows.push(Row { pair: "local", op: "put", size, facade: median(fp), baseline: median(bp), reference: Some(median(rp)), calls: put_calls as f64 / n as f64 });
+        rows.push(Row {
+            pair: "local",
+            op: "put",
+            size,
+            facade: median(fp),
+            baseline: median(bp),
+            reference: Some(median(rp)),
+            calls: put_calls as f64 / n as f64,
+        });
         let (bg, rg) = (median(bg), Some(median(rg)));
-        rows.push(Row { pair: "local", op: "get", size, facade: median(fg), baseline: bg, reference: rg, calls: get_calls as f64 / n as f64 });
-        rows.push(Row { pair: "local", op: "get (skip_checksum)", size, facade: median(fgu), baseline: bg, reference: rg, calls: get_calls as f64 / n as f64 });
+        rows.push(Row {
+            pair: "local",
+            op: "get",
+            size,
+            facade: median(fg),
+            baseline: bg,
+            reference: rg,
+            calls: get_calls as f64 / n as f64,
+        });
+        rows.push(Row {
+            pair: "local",
+            op: "get (skip_checksum)",
+            size,
+            facade: median(fgu),
+            baseline: bg,
+            reference: rg,
+            calls: get_calls as f64 / n as f64,
+        });
     }
     rows
 }
 
 async fn bench_memory(sizes: &[usize], quick: bool) -> Vec<Row> {
-    let counting = Arc::new(CountingAdapter::new(Arc::new(ObjectStoreAdapter::in_memory("bench"))));
+    let counting = Arc::new(CountingAdapter::new(Arc::new(
+        ObjectStoreAdapter::in_memory("bench"),
+    )));
     let store = facade(counting.clone());
     let raw = ObjectStoreAdapter::in_memory("raw");
     let ctx = StorageContext::new("bench", "bench").unwrap();
@@ -271,18 +347,26 @@ async fn bench_memory(sizes: &[usize], quick: bool) -> Vec<Row> {
             let key = format!("k{}", i % 4);
             counting.reset();
             let t = Instant::now();
-            store.put(&ctx, "ns", &key, body.stream(), PutOptions::default()).await.unwrap();
+            store
+                .put(&ctx, "ns", &key, body.stream(), PutOptions::default())
+                .await
+                .unwrap();
             fp.push(t.elapsed());
             put_calls += counting.counts().total();
 
             let path = BlobPath::new(format!("raw/k{}", i % 4)).unwrap();
             let t = Instant::now();
-            raw.put(&path, body.adapter_stream(), PutMode::Overwrite).await.unwrap();
+            raw.put(&path, body.adapter_stream(), PutMode::Overwrite)
+                .await
+                .unwrap();
             bp.push(t.elapsed());
 
             counting.reset();
             let t = Instant::now();
-            let read = store.get(&ctx, "ns", &key, GetOptions::default()).await.unwrap();
+            let read = store
+                .get(&ctx, "ns", &key, GetOptions::default())
+                .await
+                .unwrap();
             assert_eq!(drain(read.body).await, size as u64);
             fg.push(t.elapsed());
             get_calls += counting.counts().total();
@@ -297,16 +381,42 @@ async fn bench_memory(sizes: &[usize], quick: bool) -> Vec<Row> {
             assert_eq!(drain(got.body).await, size as u64);
             bg.push(t.elapsed());
         }
-        rows.push(Row { pair: "memory", op: "put", size, facade: median(fp), baseline: median(bp), reference: None, calls: put_calls as f64 / n as f64 });
+        rows.push(Row {
+            pair: "memory",
+            op: "put",
+            size,
+            facade: median(fp),
+            baseline: median(bp),
+            reference: None,
+            calls: put_calls as f64 / n as f64,
+        });
         let bg = median(bg);
-        rows.push(Row { pair: "memory", op: "get", size, facade: median(fg), baseline: bg, reference: None, calls: get_calls as f64 / n as f64 });
-        rows.push(Row { pair: "memory", op: "get (skip_checksum)", size, facade: median(fgu), baseline: bg, reference: None, calls: get_calls as f64 / n as f64 });
+        rows.push(Row {
+            pair: "memory",
+            op: "get",
+            size,
+            facade: median(fg),
+            baseline: bg,
+            reference: None,
+            calls: get_calls as f64 / n as f64,
+        });
+        rows.push(Row {
+            pair: "memory",
+            op: "get (skip_checksum)",
+            size,
+            facade: median(fgu),
+            baseline: bg,
+            reference: None,
+            calls: get_calls as f64 / n as f64,
+        });
     }
     rows
 }
 
 fn bench_blake3(sizes: &[usize]) {
-    println!("\n## BLAKE3 alone (the checksum every put computes and every full unencrypted get verifies)");
+    println!(
+        "\n## BLAKE3 alone (the checksum every put computes and every full unencrypted get verifies)"
+    );
     println!("| size | MiB/s |");
     println!("|---|---|");
     for &size in sizes {
@@ -320,7 +430,11 @@ fn bench_blake3(sizes: &[usize]) {
             }
             black_box(h.finalize());
         }
-        println!("| {} | {:.0} |", human(size), mbps(size, t.elapsed() / n as u32));
+        println!(
+            "| {} | {:.0} |",
+            human(size),
+            mbps(size, t.elapsed() / n as u32)
+        );
     }
 }
 
@@ -342,8 +456,14 @@ async fn child(dir: PathBuf) {
     let before = peak_rss_kib();
     let chunk = pattern(CHUNK, 1);
     let body = futures::stream::iter(0..(256 * MIB / CHUNK)).map(move |_| Ok(chunk.clone()));
-    store.put(&ctx, "ns", "big", body, PutOptions::default()).await.unwrap();
-    let read = store.get(&ctx, "ns", "big", GetOptions::default()).await.unwrap();
+    store
+        .put(&ctx, "ns", "big", body, PutOptions::default())
+        .await
+        .unwrap();
+    let read = store
+        .get(&ctx, "ns", "big", GetOptions::default())
+        .await
+        .unwrap();
     assert_eq!(drain(read.body).await, 256 * MIB as u64);
     println!("peak_rss_kib={} baseline_rss_kib={before}", peak_rss_kib());
 }
@@ -354,14 +474,26 @@ fn measure_child_rss(dir: &Path) {
         .output()
         .expect("spawn child");
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("peak_rss_kib=")).unwrap_or_else(|| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("peak_rss_kib="))
+        .unwrap_or_else(|| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
     let kib: u64 = line.split(['=', ' ']).nth(1).unwrap().parse().unwrap();
-    println!("\n## Peak resident memory, child process putting then getting 256 MiB (local adapter, facade)");
-    println!("{line}  ->  {:.1} MiB (target: under 64 MiB)", kib as f64 / 1024.0);
+    println!(
+        "\n## Peak resident memory, child process putting then getting 256 MiB (local adapter, facade)"
+    );
+    println!(
+        "{line}  ->  {:.1} MiB (target: under 64 MiB)",
+        kib as f64 / 1024.0
+    );
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     if let Ok(dir) = std::env::var("SANCTUM_BENCH_CHILD") {
         rt.block_on(child(PathBuf::from(dir)));
         return;
@@ -372,17 +504,45 @@ fn main() {
     let quick = std::env::var("SANCTUM_BENCH_QUICK").is_ok_and(|v| v == "1");
     if std::env::var("SANCTUM_BENCH_ONLY").is_ok_and(|v| v == "memory-small") {
         let rows = rt.block_on(bench_memory(&[4 * KIB], false));
-        print_rows("in-memory, 4 KiB only (profiling)", "raw in-memory adapter, same sink", None, &rows);
+        print_rows(
+            "in-memory, 4 KiB only (profiling)",
+            "raw in-memory adapter, same sink",
+            None,
+            &rows,
+        );
         return;
     }
-    let base = std::env::var_os("SANCTUM_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::Builder::new().prefix("sanctum-bench-").tempdir_in(base).unwrap();
-    let sizes: Vec<usize> = if quick { vec![4 * KIB, MIB] } else { vec![4 * KIB, MIB, 256 * MIB] };
-    println!("# sanctum-storage blob benchmark ({} mode; medians; files in {})", if quick { "quick" } else { "full" }, dir.path().display());
+    let base = std::env::var_os("SANCTUM_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("sanctum-bench-")
+        .tempdir_in(base)
+        .unwrap();
+    let sizes: Vec<usize> = if quick {
+        vec![4 * KIB, MIB]
+    } else {
+        vec![4 * KIB, MIB, 256 * MIB]
+    };
+    println!(
+        "# sanctum-storage blob benchmark ({} mode; medians; files in {})",
+        if quick { "quick" } else { "full" },
+        dir.path().display()
+    );
     let local = rt.block_on(bench_local(dir.path(), &sizes, quick));
-    print_rows("local filesystem, fsync durability", "raw file (temp, fsync, rename, dir fsync)", Some("object_store LocalFileSystem, no fsync"), &local);
+    print_rows(
+        "local filesystem, fsync durability",
+        "raw file (temp, fsync, rename, dir fsync)",
+        Some("object_store LocalFileSystem, no fsync"),
+        &local,
+    );
     let memory = rt.block_on(bench_memory(&sizes, quick));
-    print_rows("in-memory", "raw in-memory adapter, same sink", None, &memory);
+    print_rows(
+        "in-memory",
+        "raw in-memory adapter, same sink",
+        None,
+        &memory,
+    );
     bench_blake3(&sizes);
     if !quick {
         measure_child_rss(dir.path());

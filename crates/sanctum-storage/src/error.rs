@@ -98,7 +98,12 @@ pub struct Error {
 impl Error {
     /// A new error with `code` and a human message (no payload or metadata values in it).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, operation: None, message: message.into(), source: None }
+        Self {
+            code,
+            operation: None,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying cause.
@@ -186,7 +191,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -205,7 +212,9 @@ mod tests {
 
     #[test]
     fn display_prefixes_operation_once() {
-        let e = Error::not_found("no such key").with_operation("blob.get").with_operation("x");
+        let e = Error::not_found("no such key")
+            .with_operation("blob.get")
+            .with_operation("x");
         assert_eq!(e.to_string(), "blob.get: no such key");
         assert_eq!(e.code().as_str(), "not_found");
     }
@@ -213,10 +222,16 @@ mod tests {
     #[test]
     fn io_errors_are_classified() {
         let nf = std::io::Error::from(std::io::ErrorKind::NotFound);
-        assert_eq!(Error::from_backend_io(nf, "read").code(), ErrorCode::NotFound);
+        assert_eq!(
+            Error::from_backend_io(nf, "read").code(),
+            ErrorCode::NotFound
+        );
         let to = std::io::Error::from(std::io::ErrorKind::TimedOut);
         assert!(Error::from_backend_io(to, "read").is_retryable());
         let pd = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-        assert_eq!(Error::from_backend_io(pd, "read").code(), ErrorCode::PermanentAdapter);
+        assert_eq!(
+            Error::from_backend_io(pd, "read").code(),
+            ErrorCode::PermanentAdapter
+        );
     }
 }

@@ -6,24 +6,44 @@ use sanctum_storage::adapters::object_store::ObjectStoreAdapter;
 use sanctum_storage::config::ConfigReport;
 use sanctum_storage::facade::{GetOptions, PutOptions};
 use sanctum_storage::observability::audit::MemoryAuditSink;
-use sanctum_storage::{ErrorCode, StorageConfig, StorageContext, StorageDependencies, create_storage_client};
+use sanctum_storage::{
+    ErrorCode, StorageConfig, StorageContext, StorageDependencies, create_storage_client,
+};
 
 const NO_ENV: [(&str, &str); 0] = [];
 
 #[tokio::test]
 async fn embedded_default_stores_in_the_home_folder() {
     let home = tempfile::tempdir().unwrap();
-    let storage = create_storage_client(StorageConfig::embedded(home.path()), StorageDependencies::default()).await.unwrap();
+    let storage = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
     let ctx = StorageContext::new("default", "local").unwrap();
-    storage.blobs().put_bytes(&ctx, "docs", "a.txt", "hello", PutOptions::default()).await.unwrap();
+    storage
+        .blobs()
+        .put_bytes(&ctx, "docs", "a.txt", "hello", PutOptions::default())
+        .await
+        .unwrap();
     assert!(home.path().join("blobs/objects/t/default/n/docs").is_dir());
     let health = storage.health().await;
     assert!(health.blob_ok);
     assert_eq!(health.blob_adapter_kind, "local");
     storage.close().await.unwrap();
     // A second client over the same folder sees the data (it persists).
-    let again = create_storage_client(StorageConfig::embedded(home.path()), StorageDependencies::default()).await.unwrap();
-    let (_, body) = again.blobs().get_bytes(&ctx, "docs", "a.txt", GetOptions::default()).await.unwrap();
+    let again = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
+    let (_, body) = again
+        .blobs()
+        .get_bytes(&ctx, "docs", "a.txt", GetOptions::default())
+        .await
+        .unwrap();
     assert_eq!(&body[..], b"hello");
 }
 
@@ -40,23 +60,40 @@ async fn production_refuses_development_defaults_naming_each() {
     let home = tempfile::tempdir().unwrap();
     let mut config = StorageConfig::embedded(home.path());
     config.environment = sanctum_storage::config::Environment::Production;
-    let err = create_storage_client(config.clone(), StorageDependencies::default()).await.unwrap_err();
+    let err = create_storage_client(config.clone(), StorageDependencies::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Config);
-    let report = std::error::Error::source(&err).unwrap().downcast_ref::<ConfigReport>().unwrap();
+    let report = std::error::Error::source(&err)
+        .unwrap()
+        .downcast_ref::<ConfigReport>()
+        .unwrap();
     assert_eq!(report.problems.len(), 1);
     assert_eq!(report.problems[0].path, "dependencies.audit_sink");
-    let deps = StorageDependencies { audit_sink: Some(Arc::new(MemoryAuditSink::default())), ..Default::default() };
-    create_storage_client(config, deps).await.expect("production with every dependency supplied");
+    let deps = StorageDependencies {
+        audit_sink: Some(Arc::new(MemoryAuditSink::default())),
+        ..Default::default()
+    };
+    create_storage_client(config, deps)
+        .await
+        .expect("production with every dependency supplied");
 }
 
 #[tokio::test]
 async fn custom_adapters_plug_in_through_dependencies() {
     let adapter = Arc::new(ObjectStoreAdapter::in_memory("custom"));
-    let deps = StorageDependencies { blob_adapter: Some(adapter.clone()), ..Default::default() };
+    let deps = StorageDependencies {
+        blob_adapter: Some(adapter.clone()),
+        ..Default::default()
+    };
     let config = StorageConfig::from_toml_str("[blob]\nroot = \"/unused\"", NO_ENV).unwrap();
     let storage = create_storage_client(config, deps).await.unwrap();
     let ctx = StorageContext::new("t1", "svc").unwrap();
-    storage.blobs().put_bytes(&ctx, "ns", "k", "v", PutOptions::default()).await.unwrap();
+    storage
+        .blobs()
+        .put_bytes(&ctx, "ns", "k", "v", PutOptions::default())
+        .await
+        .unwrap();
     assert_eq!(storage.health().await.blob_adapter_name, "custom");
     assert!(!std::path::Path::new("/unused").exists());
 }

@@ -17,17 +17,29 @@ struct Backend {
 async fn memory() -> Backend {
     let adapter: Arc<dyn BlobAdapter> = Arc::new(ObjectStoreAdapter::in_memory("memory-test"));
     adapter.init().await.unwrap();
-    Backend { opts: SuiteOptions::new(adapter.capabilities()), adapter, _dir: None }
+    Backend {
+        opts: SuiteOptions::new(adapter.capabilities()),
+        adapter,
+        _dir: None,
+    }
 }
 
 async fn local() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let adapter: Arc<dyn BlobAdapter> = Arc::new(LocalAdapter::new("local-test", dir.path(), Durability::Fsync));
+    let adapter: Arc<dyn BlobAdapter> = Arc::new(LocalAdapter::new(
+        "local-test",
+        dir.path(),
+        Durability::Fsync,
+    ));
     adapter.init().await.unwrap();
     let mut opts = SuiteOptions::new(adapter.capabilities());
     assert!(opts.capabilities.durable && opts.capabilities.atomic_conditional_delete);
     opts.capabilities = adapter.capabilities();
-    Backend { adapter, opts, _dir: Some(dir) }
+    Backend {
+        adapter,
+        opts,
+        _dir: Some(dir),
+    }
 }
 
 macro_rules! checks {

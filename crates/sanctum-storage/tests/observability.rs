@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use sanctum_storage::facade::{GetOptions, PutOptions};
-use sanctum_storage::{ErrorCode, StorageConfig, StorageContext, StorageDependencies, create_storage_client};
+use sanctum_storage::{
+    ErrorCode, StorageConfig, StorageContext, StorageDependencies, create_storage_client,
+};
 
 type Series = Arc<Mutex<BTreeMap<String, f64>>>;
 
@@ -23,23 +25,42 @@ struct Cell {
 
 impl metrics::CounterFn for Cell {
     fn increment(&self, value: u64) {
-        *self.series.lock().unwrap().entry(self.key.clone()).or_default() += value as f64;
+        *self
+            .series
+            .lock()
+            .unwrap()
+            .entry(self.key.clone())
+            .or_default() += value as f64;
     }
     fn absolute(&self, value: u64) {
-        self.series.lock().unwrap().insert(self.key.clone(), value as f64);
+        self.series
+            .lock()
+            .unwrap()
+            .insert(self.key.clone(), value as f64);
     }
 }
 
 impl metrics::HistogramFn for Cell {
     fn record(&self, _value: f64) {
-        *self.series.lock().unwrap().entry(format!("{}#count", self.key)).or_default() += 1.0;
+        *self
+            .series
+            .lock()
+            .unwrap()
+            .entry(format!("{}#count", self.key))
+            .or_default() += 1.0;
     }
 }
 
 impl Capture {
     fn cell(&self, key: &Key) -> Arc<Cell> {
-        let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
-        Arc::new(Cell { key: format!("{}{{{}}}", key.name(), labels.join(",")), series: self.series.clone() })
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        Arc::new(Cell {
+            key: format!("{}{{{}}}", key.name(), labels.join(",")),
+            series: self.series.clone(),
+        })
     }
 }
 
@@ -69,7 +90,8 @@ struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
 impl tracing::field::Visit for Fields<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), format!("{value:?}"));
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.0.insert(field.name().to_string(), value.to_string());
@@ -107,30 +129,81 @@ fn operations_emit_golden_metrics_and_spans() {
     let tenant = "observed-tenant";
     metrics::with_local_recorder(&recorder, || {
         tracing::subscriber::with_default(spans.clone(), || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                let config = StorageConfig::from_toml_str("[blob]\nbackend = \"memory\"\nadapter_name = \"obs\"", std::iter::empty::<(&str, &str)>()).unwrap();
-                let storage = create_storage_client(config, StorageDependencies::default()).await.unwrap();
+                let config = StorageConfig::from_toml_str(
+                    "[blob]\nbackend = \"memory\"\nadapter_name = \"obs\"",
+                    std::iter::empty::<(&str, &str)>(),
+                )
+                .unwrap();
+                let storage = create_storage_client(config, StorageDependencies::default())
+                    .await
+                    .unwrap();
                 let ctx = StorageContext::new(tenant, "tester").unwrap();
-                storage.blobs().put_bytes(&ctx, "ns", "k", "secret-payload", PutOptions::default()).await.unwrap();
-                storage.blobs().get_bytes(&ctx, "ns", "k", GetOptions::default()).await.unwrap();
-                let err = storage.blobs().get_bytes(&ctx, "ns", "missing", GetOptions::default()).await.unwrap_err();
+                storage
+                    .blobs()
+                    .put_bytes(&ctx, "ns", "k", "secret-payload", PutOptions::default())
+                    .await
+                    .unwrap();
+                storage
+                    .blobs()
+                    .get_bytes(&ctx, "ns", "k", GetOptions::default())
+                    .await
+                    .unwrap();
+                let err = storage
+                    .blobs()
+                    .get_bytes(&ctx, "ns", "missing", GetOptions::default())
+                    .await
+                    .unwrap_err();
                 assert_eq!(err.code(), ErrorCode::NotFound);
                 assert_eq!(err.operation(), Some("blob.get"));
             });
         });
     });
     let series = recorder.series.lock().unwrap().clone();
-    assert_eq!(series.get("storage.requests{operation=blob.put}"), Some(&1.0), "{series:?}");
-    assert_eq!(series.get("storage.requests{operation=blob.get}"), Some(&2.0), "{series:?}");
-    assert_eq!(series.get("storage.latency_ms{operation=blob.put}#count"), Some(&1.0), "{series:?}");
-    assert_eq!(series.get("storage.errors{code=not_found}"), Some(&1.0), "{series:?}");
-    assert_eq!(series.keys().filter(|k| k.starts_with("storage.errors")).count(), 1);
-    assert!(series.keys().all(|k| !k.contains(tenant) && !k.contains("secret")), "no tenant or payload in labels: {series:?}");
+    assert_eq!(
+        series.get("storage.requests{operation=blob.put}"),
+        Some(&1.0),
+        "{series:?}"
+    );
+    assert_eq!(
+        series.get("storage.requests{operation=blob.get}"),
+        Some(&2.0),
+        "{series:?}"
+    );
+    assert_eq!(
+        series.get("storage.latency_ms{operation=blob.put}#count"),
+        Some(&1.0),
+        "{series:?}"
+    );
+    assert_eq!(
+        series.get("storage.errors{code=not_found}"),
+        Some(&1.0),
+        "{series:?}"
+    );
+    assert_eq!(
+        series
+            .keys()
+            .filter(|k| k.starts_with("storage.errors"))
+            .count(),
+        1
+    );
+    assert!(
+        series
+            .keys()
+            .all(|k| !k.contains(tenant) && !k.contains("secret")),
+        "no tenant or payload in labels: {series:?}"
+    );
 
     let spans = spans.spans.lock().unwrap();
-    let ops: Vec<&BTreeMap<String, String>> =
-        spans.iter().filter(|(name, _)| name == "storage.operation").map(|(_, f)| f).collect();
+    let ops: Vec<&BTreeMap<String, String>> = spans
+        .iter()
+        .filter(|(name, _)| name == "storage.operation")
+        .map(|(_, f)| f)
+        .collect();
     assert_eq!(ops.len(), 3, "one span per facade operation");
     assert_eq!(ops[0]["operation"], "blob.put");
     assert_eq!(ops[0]["adapter.kind"], "memory");

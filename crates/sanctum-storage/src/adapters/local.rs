@@ -70,7 +70,11 @@ pub struct LocalAdapter {
 impl LocalAdapter {
     /// An adapter storing under `root` (created by [`BlobAdapter::init`]).
     pub fn new(name: impl Into<String>, root: impl Into<PathBuf>, durability: Durability) -> Self {
-        Self { name: name.into(), root: root.into(), durability }
+        Self {
+            name: name.into(),
+            root: root.into(),
+            durability,
+        }
     }
 
     /// The root folder.
@@ -79,7 +83,9 @@ impl LocalAdapter {
     }
 
     fn object_file(&self, path: &BlobPath) -> PathBuf {
-        self.root.join("objects").join(format!("{path}{FILE_SUFFIX}"))
+        self.root
+            .join("objects")
+            .join(format!("{path}{FILE_SUFFIX}"))
     }
 
     fn fsync(&self) -> bool {
@@ -108,13 +114,15 @@ fn hex(bytes: &[u8]) -> String {
 fn read_header(file: &mut File) -> Result<BlobMeta> {
     let len = file.metadata().map_err(io_err("stat object"))?.len();
     let mut header = [0u8; HEADER_LEN as usize];
-    file.read_exact(&mut header).map_err(|e| {
-        Error::consistency("object file shorter than its header").with_source(e)
-    })?;
+    file.read_exact(&mut header)
+        .map_err(|e| Error::consistency("object file shorter than its header").with_source(e))?;
     if &header[..4] != MAGIC || len < HEADER_LEN {
         return Err(Error::consistency("object file has an unknown header"));
     }
-    Ok(BlobMeta { size: len - HEADER_LEN, etag: hex(&header[8..]) })
+    Ok(BlobMeta {
+        size: len - HEADER_LEN,
+        etag: hex(&header[8..]),
+    })
 }
 
 fn current_meta(file: &Path) -> Result<Option<BlobMeta>> {
@@ -223,7 +231,8 @@ impl LocalAdapter {
         check_mode(current_meta(&target)?.as_ref(), mode)?;
         fs::rename(tmp, &target).map_err(io_err("rename into place"))?;
         if self.fsync() {
-            sync_dir(target.parent().expect("object files have a parent")).map_err(io_err("fsync directory"))?;
+            sync_dir(target.parent().expect("object files have a parent"))
+                .map_err(io_err("fsync directory"))?;
         }
         Ok(())
     }
@@ -255,12 +264,17 @@ impl LocalAdapter {
         Ok(())
     }
 
-    fn open_range(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<(File, BlobMeta, Range<u64>)> {
+    fn open_range(
+        &self,
+        path: &BlobPath,
+        range: Option<Range<u64>>,
+    ) -> Result<(File, BlobMeta, Range<u64>)> {
         let mut file = File::open(self.object_file(path)).map_err(io_err("open object"))?;
         let meta = read_header(&mut file)?;
         let range = range.unwrap_or(0..meta.size);
         check_range(&range, meta.size)?;
-        file.seek(SeekFrom::Start(HEADER_LEN + range.start)).map_err(io_err("seek object"))?;
+        file.seek(SeekFrom::Start(HEADER_LEN + range.start))
+            .map_err(io_err("seek object"))?;
         Ok((file, meta, range))
     }
 }
@@ -280,7 +294,9 @@ fn file_stream(mut file: File, len: u64) -> ByteStream {
             left -= n as u64;
         }
     });
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// Removes a temp file a dead writer left behind, once it is a day old.
@@ -296,7 +312,9 @@ fn remove_if_stale(path: &Path) {
 /// Reads exactly `n` bytes (without zero-filling the buffer first).
 fn read_chunk(file: &mut File, n: usize) -> Result<Bytes> {
     let mut buf = Vec::with_capacity(n);
-    file.take(n as u64).read_to_end(&mut buf).map_err(io_err("read object"))?;
+    file.take(n as u64)
+        .read_to_end(&mut buf)
+        .map_err(io_err("read object"))?;
     if buf.len() != n {
         return Err(Error::consistency("object file ended early"));
     }
@@ -319,8 +337,13 @@ fn walk(
     let mut entries = Vec::new();
     for entry in read {
         let entry = entry.map_err(io_err("list directory"))?;
-        let Ok(name) = entry.file_name().into_string() else { continue };
-        let is_dir = entry.file_type().map_err(io_err("list directory"))?.is_dir();
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let is_dir = entry
+            .file_type()
+            .map_err(io_err("list directory"))?
+            .is_dir();
         let name = match (is_dir, name.strip_suffix(FILE_SUFFIX)) {
             (true, _) => name,
             (false, Some(stem)) => stem.to_string(),
@@ -332,7 +355,11 @@ fn walk(
             }
         };
         // Sort as full paths sort: a directory's entries all carry a trailing '/'.
-        let sort_key = if is_dir { format!("{rel}{name}/") } else { format!("{rel}{name}") };
+        let sort_key = if is_dir {
+            format!("{rel}{name}/")
+        } else {
+            format!("{rel}{name}")
+        };
         entries.push((sort_key, is_dir, entry.path()));
     }
     entries.sort();
@@ -342,7 +369,8 @@ fn walk(
         }
         if is_dir {
             let in_prefix = path.starts_with(prefix) || prefix.starts_with(&path);
-            let all_before = start_after.is_some_and(|sa| sa > path.as_str() && !sa.starts_with(&path));
+            let all_before =
+                start_after.is_some_and(|sa| sa > path.as_str() && !sa.starts_with(&path));
             if in_prefix && !all_before {
                 walk(&abs, &path, prefix, start_after, want, out)?;
             }
@@ -350,8 +378,13 @@ fn walk(
             && start_after.is_none_or(|sa| path.as_str() > sa)
             && let Ok(blob_path) = BlobPath::new(path)
         {
-            let size = fs::metadata(&abs).map(|m| m.len().saturating_sub(HEADER_LEN)).unwrap_or(0);
-            out.push(ListEntry { path: blob_path, size });
+            let size = fs::metadata(&abs)
+                .map(|m| m.len().saturating_sub(HEADER_LEN))
+                .unwrap_or(0);
+            out.push(ListEntry {
+                path: blob_path,
+                size,
+            });
         }
     }
     Ok(())
@@ -402,7 +435,10 @@ impl BlobAdapter for LocalAdapter {
     }
 
     async fn health_check(&self) -> Result<()> {
-        let probe = self.root.join("tmp").join(format!("health-{}", ulid::Ulid::new()));
+        let probe = self
+            .root
+            .join("tmp")
+            .join(format!("health-{}", ulid::Ulid::new()));
         tokio::task::spawn_blocking(move || {
             fs::write(&probe, b"ok").map_err(io_err("write health probe"))?;
             fs::remove_file(&probe).map_err(io_err("remove health probe"))
@@ -426,7 +462,8 @@ impl BlobAdapter for LocalAdapter {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let fsync = self.fsync();
         let tmp_for_writer = tmp.clone();
-        let writer = tokio::task::spawn_blocking(move || write_temp(&tmp_for_writer, header, rx, fsync));
+        let writer =
+            tokio::task::spawn_blocking(move || write_temp(&tmp_for_writer, header, rx, fsync));
         let pumped: Result<()> = async {
             while let Some(chunk) = body.next().await {
                 if tx.send(WriteMsg::Chunk(chunk?)).await.is_err() {
@@ -441,7 +478,10 @@ impl BlobAdapter for LocalAdapter {
         let written = writer.await.map_err(join_err)?;
         pumped?;
         let size = written?;
-        let meta = BlobMeta { size, etag: hex(&etag_bytes) };
+        let meta = BlobMeta {
+            size,
+            etag: hex(&etag_bytes),
+        };
         let this = self.clone();
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
@@ -491,13 +531,25 @@ impl BlobAdapter for LocalAdapter {
             .map_err(join_err)?
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
         let objects = self.root.join("objects");
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            walk(&objects, "", &prefix, start_after.as_deref(), limit + 1, &mut out)?;
+            walk(
+                &objects,
+                "",
+                &prefix,
+                start_after.as_deref(),
+                limit + 1,
+                &mut out,
+            )?;
             let more = out.len() > limit;
             out.truncate(limit);
             Ok(ListPage { entries: out, more })

@@ -41,7 +41,9 @@ impl BlobPath {
                     && seg.len() <= MAX_SEGMENT_LEN
                     && !seg.starts_with('.')
                     && seg.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'~' | b'-')
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'.' | b'_' | b'~' | b'-')
                     })
             });
         if !ok {
@@ -95,7 +97,10 @@ pub struct BlobGet {
 
 impl fmt::Debug for BlobGet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobGet").field("meta", &self.meta).field("range", &self.range).finish()
+        f.debug_struct("BlobGet")
+            .field("meta", &self.meta)
+            .field("range", &self.range)
+            .finish()
     }
 }
 
@@ -168,7 +173,8 @@ pub trait BlobAdapter: Send + Sync + fmt::Debug + 'static {
     /// Deletes `path`; with `if_match`, only while its etag is that one (else `Conflict`).
     async fn delete(&self, path: &BlobPath, if_match: Option<&str>) -> Result<()>;
     /// Lists up to `limit` paths that start with `prefix` and sort after `start_after`.
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage>;
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
+    -> Result<ListPage>;
 }
 
 /// Checks that `range` lies within an object of `size` bytes.
@@ -199,7 +205,11 @@ pub async fn collect_bytes(mut body: ByteStream) -> Result<Bytes> {
             }
         }
     }
-    Ok(if rest.is_empty() { first.unwrap_or_default() } else { Bytes::from(rest) })
+    Ok(if rest.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        Bytes::from(rest)
+    })
 }
 
 /// A byte stream of one buffer.
@@ -213,7 +223,9 @@ mod tests {
 
     #[test]
     fn paths_reject_tricks() {
-        for bad in ["", "/a", "a/", "a//b", "../a", "a/..", ".hidden", "A", "a\\b", "a b", "a/./b"] {
+        for bad in [
+            "", "/a", "a/", "a//b", "../a", "a/..", ".hidden", "A", "a\\b", "a b", "a/./b",
+        ] {
             assert!(BlobPath::new(bad).is_err(), "{bad:?}");
         }
         assert!(BlobPath::new("t/acme/n/ns/h/6162.k").is_ok());

@@ -44,7 +44,12 @@ impl ObjectStoreAdapter {
         store: Arc<dyn ObjectStore>,
         capabilities: BlobCapabilities,
     ) -> Self {
-        Self { kind, name: name.into(), store, capabilities }
+        Self {
+            kind,
+            name: name.into(),
+            store,
+            capabilities,
+        }
     }
 
     /// The in-memory adapter (object_store's `InMemory`, which has full compare-and-swap).
@@ -77,14 +82,18 @@ pub(crate) fn map_err(err: ::object_store::Error) -> Error {
         E::AlreadyExists { .. } => (ErrorCode::Conflict, "object already exists"),
         E::Precondition { .. } => (ErrorCode::Conflict, "object changed since it was read"),
         E::NotModified { .. } => (ErrorCode::Conflict, "object not modified"),
-        E::NotSupported { .. } | E::NotImplemented { .. } => {
-            (ErrorCode::NotSupported, "operation not supported by the backend")
-        }
+        E::NotSupported { .. } | E::NotImplemented { .. } => (
+            ErrorCode::NotSupported,
+            "operation not supported by the backend",
+        ),
         E::InvalidPath { .. } => (ErrorCode::InvalidInput, "invalid backend path"),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
-            (ErrorCode::PermanentAdapter, "backend refused the credentials")
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
+            ErrorCode::PermanentAdapter,
+            "backend refused the credentials",
+        ),
+        E::UnknownConfigurationKey { .. } => {
+            (ErrorCode::Config, "unknown backend configuration key")
         }
-        E::UnknownConfigurationKey { .. } => (ErrorCode::Config, "unknown backend configuration key"),
         _ => (ErrorCode::TransientAdapter, "backend request failed"),
     };
     Error::new(code, msg).with_source(err)
@@ -95,11 +104,19 @@ fn os_path(path: &BlobPath) -> Path {
 }
 
 fn meta_of(meta: &::object_store::ObjectMeta) -> BlobMeta {
-    BlobMeta { size: meta.size, etag: meta.e_tag.clone().unwrap_or_default() }
+    BlobMeta {
+        size: meta.size,
+        etag: meta.e_tag.clone().unwrap_or_default(),
+    }
 }
 
 impl ObjectStoreAdapter {
-    async fn put_multipart(&self, path: &Path, first: PutPayloadMut, mut body: ByteStream) -> Result<BlobMeta> {
+    async fn put_multipart(
+        &self,
+        path: &Path,
+        first: PutPayloadMut,
+        mut body: ByteStream,
+    ) -> Result<BlobMeta> {
         let mut upload = self.store.put_multipart(path).await.map_err(map_err)?;
         let result: Result<()> = async {
             let mut part = first;
@@ -108,7 +125,9 @@ impl ObjectStoreAdapter {
                 if let Some(chunk) = &next {
                     part.push(chunk.clone());
                 }
-                if part.content_length() >= PART_SIZE || (next.is_none() && part.content_length() > 0) {
+                if part.content_length() >= PART_SIZE
+                    || (next.is_none() && part.content_length() > 0)
+                {
                     let payload = std::mem::take(&mut part).freeze();
                     upload.put_part(payload).await.map_err(map_err)?;
                 }
@@ -127,7 +146,11 @@ impl ObjectStoreAdapter {
     }
 
     async fn head_path(&self, path: &Path) -> Result<BlobMeta> {
-        self.store.head(path).await.map(|m| meta_of(&m)).map_err(map_err)
+        self.store
+            .head(path)
+            .await
+            .map(|m| meta_of(&m))
+            .map_err(map_err)
     }
 }
 
@@ -174,17 +197,32 @@ impl BlobAdapter for ObjectStoreAdapter {
         let mode = match mode {
             PutMode::Overwrite => OsPutMode::Overwrite,
             PutMode::Create => OsPutMode::Create,
-            PutMode::Update(etag) => {
-                OsPutMode::Update(UpdateVersion { e_tag: Some(etag), version: None })
-            }
+            PutMode::Update(etag) => OsPutMode::Update(UpdateVersion {
+                e_tag: Some(etag),
+                version: None,
+            }),
         };
-        let opts = PutOptions { mode, ..Default::default() };
-        let result = self.store.put_opts(&location, payload, opts).await.map_err(|e| {
-            // S3 answers 404 to If-Match on a missing key: that is a lost race, not a missing key.
-            let e = map_err(e);
-            if e.code() == ErrorCode::NotFound { Error::conflict("object changed since it was read") } else { e }
-        })?;
-        Ok(BlobMeta { size, etag: result.e_tag.unwrap_or_default() })
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .put_opts(&location, payload, opts)
+            .await
+            .map_err(|e| {
+                // S3 answers 404 to If-Match on a missing key: that is a lost race, not a missing key.
+                let e = map_err(e);
+                if e.code() == ErrorCode::NotFound {
+                    Error::conflict("object changed since it was read")
+                } else {
+                    e
+                }
+            })?;
+        Ok(BlobMeta {
+            size,
+            etag: result.e_tag.unwrap_or_default(),
+        })
     }
 
     async fn get(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobGet> {
@@ -195,9 +233,16 @@ impl BlobAdapter for ObjectStoreAdapter {
             // object_store rejects empty ranges; answer them from the metadata.
             let meta = self.head_path(&location).await?;
             check_range(r, meta.size)?;
-            return Ok(BlobGet { meta, range: r.clone(), body: Box::pin(futures::stream::empty()) });
+            return Ok(BlobGet {
+                meta,
+                range: r.clone(),
+                body: Box::pin(futures::stream::empty()),
+            });
         }
-        let opts = GetOptions { range: range.clone().map(GetRange::Bounded), ..Default::default() };
+        let opts = GetOptions {
+            range: range.clone().map(GetRange::Bounded),
+            ..Default::default()
+        };
         let result = self.store.get_opts(&location, opts).await.map_err(|e| {
             let mapped = map_err(e);
             if mapped.code() == ErrorCode::TransientAdapter && range.is_some() {
@@ -212,7 +257,11 @@ impl BlobAdapter for ObjectStoreAdapter {
         }
         let returned = result.range.clone();
         let body = result.into_stream().map_err(map_err).boxed();
-        Ok(BlobGet { meta, range: returned, body })
+        Ok(BlobGet {
+            meta,
+            range: returned,
+            body,
+        })
     }
 
     async fn head(&self, path: &BlobPath) -> Result<BlobMeta> {
@@ -230,11 +279,18 @@ impl BlobAdapter for ObjectStoreAdapter {
         self.store.delete(&location).await.map_err(map_err)
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
         // object_store lists by whole segments: list the prefix's folder, filter by string prefix.
         let folder = prefix.rsplit_once('/').map(|(dir, _)| Path::from(dir));
         let listing = match start_after {
-            Some(after) => self.store.list_with_offset(folder.as_ref(), &Path::from(after)),
+            Some(after) => self
+                .store
+                .list_with_offset(folder.as_ref(), &Path::from(after)),
             None => self.store.list(folder.as_ref()),
         };
         let mut out = Vec::new();
@@ -244,8 +300,13 @@ impl BlobAdapter for ObjectStoreAdapter {
             if !location.starts_with(prefix) || start_after.is_some_and(|sa| location <= sa) {
                 continue;
             }
-            let Ok(path) = BlobPath::new(location) else { continue };
-            out.push(ListEntry { path, size: meta.size });
+            let Ok(path) = BlobPath::new(location) else {
+                continue;
+            };
+            out.push(ListEntry {
+                path,
+                size: meta.size,
+            });
             if out.len() > limit {
                 break;
             }

@@ -28,7 +28,10 @@ pub struct StorageDependencies {
 
 /// Validates `config`, admits the blob adapter through the registry (capabilities, `init`,
 /// `health_check`) and returns the client.
-pub async fn create_storage_client(config: StorageConfig, deps: StorageDependencies) -> Result<Storage> {
+pub async fn create_storage_client(
+    config: StorageConfig,
+    deps: StorageDependencies,
+) -> Result<Storage> {
     let mut problems = config.problems();
     if config.environment == Environment::Production && deps.audit_sink.is_none() {
         problems.push(ConfigProblem {
@@ -45,10 +48,16 @@ pub async fn create_storage_client(config: StorageConfig, deps: StorageDependenc
         None => match config.blob.backend {
             BlobBackend::Local => Arc::new(LocalAdapter::new(
                 config.blob.adapter_name.clone(),
-                config.blob.root.clone().expect("validated: local needs a root"),
+                config
+                    .blob
+                    .root
+                    .clone()
+                    .expect("validated: local needs a root"),
                 config.blob.durability,
             )),
-            BlobBackend::Memory => Arc::new(ObjectStoreAdapter::in_memory(config.blob.adapter_name.clone())),
+            BlobBackend::Memory => Arc::new(ObjectStoreAdapter::in_memory(
+                config.blob.adapter_name.clone(),
+            )),
         },
     };
     let registry = Arc::new(AdapterRegistry::new());
@@ -56,8 +65,11 @@ pub async fn create_storage_client(config: StorageConfig, deps: StorageDependenc
     let blobs = BlobStore::new(
         adapter,
         deps.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-        deps.audit_sink.unwrap_or_else(|| Arc::new(TracingAuditSink)),
-        BlobSettings { inline_threshold: config.blob.inline_threshold },
+        deps.audit_sink
+            .unwrap_or_else(|| Arc::new(TracingAuditSink)),
+        BlobSettings {
+            inline_threshold: config.blob.inline_threshold,
+        },
     );
     Ok(Storage::new(blobs, registry, config.environment))
 }

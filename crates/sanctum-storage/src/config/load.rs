@@ -58,7 +58,10 @@ fn env_path(name: &str) -> Option<Vec<String>> {
 
 /// Parses an override value as a TOML value when it is one (`42`, `true`), else as a string.
 fn env_value(raw: &str) -> toml::Value {
-    let parsed = format!("v = {raw}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
+    let parsed = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"));
     match parsed {
         Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
         _ => toml::Value::String(raw.to_string()),
@@ -84,7 +87,12 @@ impl StorageConfig {
         V: AsRef<str>,
     {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("cannot read configuration file {}: {}", path.display(), e.kind())).with_source(e)
+            Error::config(format!(
+                "cannot read configuration file {}: {}",
+                path.display(),
+                e.kind()
+            ))
+            .with_source(e)
         })?;
         Self::parse(&text, env, &path.display().to_string())
     }
@@ -92,7 +100,11 @@ impl StorageConfig {
     /// Validates a configuration built in code (the same checks as loading).
     pub fn validate(&self) -> Result<()> {
         let problems = self.problems();
-        if problems.is_empty() { Ok(()) } else { Err(ConfigReport { problems }.into_error("in code")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigReport { problems }.into_error("in code"))
+        }
     }
 
     /// Applies environment overrides to a configuration built in code (such as
@@ -103,8 +115,9 @@ impl StorageConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let table = toml::Table::try_from(&self)
-            .map_err(|e| Error::config("cannot represent the configuration as TOML").with_source(e))?;
+        let table = toml::Table::try_from(&self).map_err(|e| {
+            Error::config("cannot represent the configuration as TOML").with_source(e)
+        })?;
         Self::parse_table(table, env, "defaults")
     }
 
@@ -116,7 +129,13 @@ impl StorageConfig {
     {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             let message = e.message().replace('\n', " ");
-            ConfigReport { problems: vec![ConfigProblem { path: "(syntax)".into(), message }] }.into_error(origin)
+            ConfigReport {
+                problems: vec![ConfigProblem {
+                    path: "(syntax)".into(),
+                    message,
+                }],
+            }
+            .into_error(origin)
         })?;
         Self::parse_table(table, env, origin)
     }
@@ -140,12 +159,17 @@ impl StorageConfig {
                     table.insert(key.clone(), value);
                 }
                 [section, key] => {
-                    let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+                    let entry = table
+                        .entry(section.clone())
+                        .or_insert_with(|| toml::Value::Table(Default::default()));
                     match entry {
                         toml::Value::Table(t) => {
                             t.insert(key.clone(), value);
                         }
-                        _ => problems.push(ConfigProblem { path: name.into(), message: format!("{section} is not a section") }),
+                        _ => problems.push(ConfigProblem {
+                            path: name.into(),
+                            message: format!("{section} is not a section"),
+                        }),
                     }
                 }
                 _ => unreachable!("env_path yields one or two parts"),
@@ -164,7 +188,10 @@ impl StorageConfig {
                 None
             }
         };
-        problems.extend(unknown.into_iter().map(|path| ConfigProblem { path, message: "unknown key".into() }));
+        problems.extend(unknown.into_iter().map(|path| ConfigProblem {
+            path,
+            message: "unknown key".into(),
+        }));
         if let Some(config) = &parsed {
             problems.extend(config.problems());
         }
@@ -189,14 +216,21 @@ mod tests {
     const NO_ENV: [(&str, &str); 0] = [];
 
     fn report(err: &Error) -> &ConfigReport {
-        std::error::Error::source(err).unwrap().downcast_ref::<ConfigReport>().unwrap()
+        std::error::Error::source(err)
+            .unwrap()
+            .downcast_ref::<ConfigReport>()
+            .unwrap()
     }
 
     #[test]
     fn parses_and_applies_env_overrides() {
         let c = StorageConfig::from_toml_str(
             "[blob]\nroot = \"/data\"\ninline_threshold = 10\n",
-            [("SANCTUM_BLOB__INLINE_THRESHOLD", "20"), ("SANCTUM_HOME", "/ignored"), ("PATH", "/bin")],
+            [
+                ("SANCTUM_BLOB__INLINE_THRESHOLD", "20"),
+                ("SANCTUM_HOME", "/ignored"),
+                ("PATH", "/bin"),
+            ],
         )
         .unwrap();
         assert_eq!(c.blob.inline_threshold, 20);
@@ -214,15 +248,33 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), ErrorCode::Config);
-        let paths: Vec<&str> = report(&err).problems.iter().map(|p| p.path.as_str()).collect();
-        for expected in ["bogus", "blob.rot", "blob.typo", "blob.inline_threshold", "blob.backend", "blob.durability"] {
-            assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        let paths: Vec<&str> = report(&err)
+            .problems
+            .iter()
+            .map(|p| p.path.as_str())
+            .collect();
+        for expected in [
+            "bogus",
+            "blob.rot",
+            "blob.typo",
+            "blob.inline_threshold",
+            "blob.backend",
+            "blob.durability",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {paths:?}"
+            );
         }
     }
 
     #[test]
     fn type_errors_and_syntax_errors_are_config_errors() {
-        let err = StorageConfig::from_toml_str("[blob]\ninline_threshold = \"big\"\nroot = \"/x\"", NO_ENV).unwrap_err();
+        let err = StorageConfig::from_toml_str(
+            "[blob]\ninline_threshold = \"big\"\nroot = \"/x\"",
+            NO_ENV,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), ErrorCode::Config);
         let err = StorageConfig::from_toml_str("[blob", NO_ENV).unwrap_err();
         assert_eq!(err.code(), ErrorCode::Config);
@@ -238,16 +290,24 @@ mod tests {
         let problems = &report(&err).problems;
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].path, "blob.inline_threshold");
-        assert!(problems[0].message.contains("SANCTUM_BLOB__INLINE_THRESHOLD"), "{problems:?}");
+        assert!(
+            problems[0]
+                .message
+                .contains("SANCTUM_BLOB__INLINE_THRESHOLD"),
+            "{problems:?}"
+        );
         assert!(!err.to_string().contains('\n'));
-        let ok = StorageConfig::embedded("/home").with_env_overrides([("SANCTUM_BLOB__DURABILITY", "os")]).unwrap();
+        let ok = StorageConfig::embedded("/home")
+            .with_env_overrides([("SANCTUM_BLOB__DURABILITY", "os")])
+            .unwrap();
         assert_eq!(ok.blob.durability, crate::adapters::local::Durability::Os);
         assert_eq!(ok.blob.root.as_deref(), Some(Path::new("/home/blobs")));
     }
 
     #[test]
     fn missing_file_is_a_config_error() {
-        let err = StorageConfig::from_file(Path::new("/nonexistent/sanctum.toml"), NO_ENV).unwrap_err();
+        let err =
+            StorageConfig::from_file(Path::new("/nonexistent/sanctum.toml"), NO_ENV).unwrap_err();
         assert_eq!(err.code(), ErrorCode::Config);
     }
 }

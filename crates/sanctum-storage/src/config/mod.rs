@@ -91,7 +91,10 @@ impl StorageConfig {
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
         let mut problem = |path: &str, message: &str| {
-            out.push(ConfigProblem { path: path.to_string(), message: message.to_string() })
+            out.push(ConfigProblem {
+                path: path.to_string(),
+                message: message.to_string(),
+            })
         };
         if self.blob.backend == BlobBackend::Local && self.blob.root.is_none() {
             problem("blob.root", "required when blob.backend = \"local\"");
@@ -104,10 +107,16 @@ impl StorageConfig {
         }
         if self.environment == Environment::Production {
             if self.blob.backend == BlobBackend::Memory {
-                problem("blob.backend", "\"memory\" loses data on exit and is refused in production");
+                problem(
+                    "blob.backend",
+                    "\"memory\" loses data on exit and is refused in production",
+                );
             }
             if self.blob.durability == Durability::Os {
-                problem("blob.durability", "\"os\" may lose acknowledged writes and is refused in production");
+                problem(
+                    "blob.durability",
+                    "\"os\" may lose acknowledged writes and is refused in production",
+                );
             }
         }
         out

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use crate::adapters::{BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListPage, PutMode};
+use crate::adapters::{
+    BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListPage, PutMode,
+};
 use crate::error::Result;
 
 /// Calls made through a [`CountingAdapter`].
@@ -42,18 +44,29 @@ pub struct CountingAdapter {
 impl CountingAdapter {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn BlobAdapter>) -> Self {
-        Self { inner, counts: Default::default() }
+        Self {
+            inner,
+            counts: Default::default(),
+        }
     }
 
     /// The counts so far.
     pub fn counts(&self) -> CallCounts {
         let c = |i: usize| self.counts[i].load(Ordering::Relaxed);
-        CallCounts { puts: c(0), gets: c(1), heads: c(2), deletes: c(3), lists: c(4) }
+        CallCounts {
+            puts: c(0),
+            gets: c(1),
+            heads: c(2),
+            deletes: c(3),
+            lists: c(4),
+        }
     }
 
     /// Sets every count back to zero.
     pub fn reset(&self) {
-        self.counts.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        self.counts
+            .iter()
+            .for_each(|c| c.store(0, Ordering::Relaxed));
     }
 
     fn bump(&self, i: usize) {
@@ -98,7 +111,12 @@ impl BlobAdapter for CountingAdapter {
         self.bump(3);
         self.inner.delete(path, if_match).await
     }
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
         self.bump(4);
         self.inner.list(prefix, start_after, limit).await
     }

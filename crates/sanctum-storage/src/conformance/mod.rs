@@ -55,7 +55,10 @@ pub async fn run_all(adapter: Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
 
 /// A unique lower-case id for tenants and prefixes of one check.
 pub(crate) fn unique(tag: &str) -> String {
-    format!("{tag}-{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+    format!(
+        "{tag}-{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    )
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.

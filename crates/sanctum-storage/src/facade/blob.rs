@@ -30,7 +30,9 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
 use crate::observability::clock::{Clock, id_time_ms, is_id, new_id};
 use crate::observability::observe;
-use crate::types::limits::{validate_content_type, validate_key, validate_metadata, validate_prefix};
+use crate::types::limits::{
+    validate_content_type, validate_key, validate_metadata, validate_prefix,
+};
 use crate::types::{Namespace, ObjectVersion, StorageContext, StorageObject};
 
 /// How many head manifests a listing reads at once.
@@ -49,7 +51,9 @@ pub struct BlobSettings {
 
 impl Default for BlobSettings {
     fn default() -> Self {
-        Self { inline_threshold: 64 * 1024 }
+        Self {
+            inline_threshold: 64 * 1024,
+        }
     }
 }
 
@@ -83,7 +87,14 @@ impl KeyPaths {
         validate_key(key)?;
         let layout = Layout::new(&ns);
         let head = layout.head(key)?;
-        Ok((ns, Self { enc: Layout::enc(key), layout, head }))
+        Ok((
+            ns,
+            Self {
+                enc: Layout::enc(key),
+                layout,
+                head,
+            },
+        ))
     }
 
     fn body(&self, body_id: &str) -> Result<BlobPath> {
@@ -96,7 +107,11 @@ impl KeyPaths {
 }
 
 fn check_version_id(id: &str) -> Result<()> {
-    if is_id(id) { Ok(()) } else { Err(Error::invalid("malformed version id")) }
+    if is_id(id) {
+        Ok(())
+    } else {
+        Err(Error::invalid("malformed version id"))
+    }
 }
 
 fn no_such_key() -> Error {
@@ -112,7 +127,12 @@ impl BlobStore {
         audit: Arc<dyn AuditSink>,
         settings: BlobSettings,
     ) -> Self {
-        Self { adapter, clock, audit, settings }
+        Self {
+            adapter,
+            clock,
+            audit,
+            settings,
+        }
     }
 
     /// The adapter underneath.
@@ -126,31 +146,79 @@ impl BlobStore {
     /// With `if_match` or `if_none_match`, a failed condition is `Conflict` and stores nothing.
     /// Without them, a concurrent writer never causes a lost update: the write retries its
     /// compare-and-swap on the newest head.
-    pub async fn put<S>(&self, ctx: &StorageContext, ns: &str, key: &str, body: S, opts: PutOptions) -> Result<ObjectVersion>
+    pub async fn put<S>(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        body: S,
+        opts: PutOptions,
+    ) -> Result<ObjectVersion>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         let body = body
             .map_err(|e| Error::invalid("reading the request body failed").with_source(e))
             .boxed();
-        observe("blob.put", self.adapter.as_ref(), ctx, self.put_inner(ctx, ns, key, body, opts)).await
+        observe(
+            "blob.put",
+            self.adapter.as_ref(),
+            ctx,
+            self.put_inner(ctx, ns, key, body, opts),
+        )
+        .await
     }
 
     /// Stores a new version of `key` read from `reader`. See [`put`](Self::put).
-    pub async fn put_reader<R>(&self, ctx: &StorageContext, ns: &str, key: &str, reader: R, opts: PutOptions) -> Result<ObjectVersion>
+    pub async fn put_reader<R>(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        reader: R,
+        opts: PutOptions,
+    ) -> Result<ObjectVersion>
     where
         R: AsyncRead + Send + 'static,
     {
-        self.put(ctx, ns, key, tokio_util::io::ReaderStream::with_capacity(reader, READER_CHUNK), opts).await
+        self.put(
+            ctx,
+            ns,
+            key,
+            tokio_util::io::ReaderStream::with_capacity(reader, READER_CHUNK),
+            opts,
+        )
+        .await
     }
 
     /// Stores a new version of `key` from one buffer. See [`put`](Self::put).
-    pub async fn put_bytes(&self, ctx: &StorageContext, ns: &str, key: &str, body: impl Into<Bytes>, opts: PutOptions) -> Result<ObjectVersion> {
+    pub async fn put_bytes(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        body: impl Into<Bytes>,
+        opts: PutOptions,
+    ) -> Result<ObjectVersion> {
         let body = body.into();
-        self.put(ctx, ns, key, futures::stream::once(async move { Ok(body) }), opts).await
+        self.put(
+            ctx,
+            ns,
+            key,
+            futures::stream::once(async move { Ok(body) }),
+            opts,
+        )
+        .await
     }
 
-    async fn put_inner(&self, ctx: &StorageContext, ns: &str, key: &str, body: ByteStream, opts: PutOptions) -> Result<ObjectVersion> {
+    async fn put_inner(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectVersion> {
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
         if let Some(ct) = &opts.content_type {
             validate_content_type(ct)?;
@@ -168,7 +236,9 @@ impl BlobStore {
             if let Some(expected) = &opts.if_match
                 && live.map(|v| &v.version_id) != Some(expected)
             {
-                return Err(Error::conflict("the current version is not the one given (if_match)"));
+                return Err(Error::conflict(
+                    "the current version is not the one given (if_match)",
+                ));
             }
             Ok(())
         };
@@ -178,7 +248,9 @@ impl BlobStore {
         let body_id = new_id(self.clock.as_ref());
         let body_path = paths.body(&body_id)?;
         let tap = Tap::new(self.settings.inline_threshold);
-        self.adapter.put(&body_path, tap.wrap(body), PutMode::Create).await?;
+        self.adapter
+            .put(&body_path, tap.wrap(body), PutMode::Create)
+            .await?;
         let tapped = tap.finish();
         let now = self.clock.now_ms();
         let version = ObjectVersion {
@@ -193,7 +265,16 @@ impl BlobStore {
             tombstone: false,
             restored_from: None,
         };
-        let committed = self.commit(&paths, head, &version, tapped.inline.as_deref(), !conditional, check).await;
+        let committed = self
+            .commit(
+                &paths,
+                head,
+                &version,
+                tapped.inline.as_deref(),
+                !conditional,
+                check,
+            )
+            .await;
         if committed.is_err() {
             // Not committed: the body is ours alone. Failing to delete it leaves work for the sweeper.
             let _ = self.adapter.delete(&body_path, None).await;
@@ -202,18 +283,42 @@ impl BlobStore {
     }
 
     /// Reads `key` (its current version, a given version, and/or a byte range) as a stream.
-    pub async fn get(&self, ctx: &StorageContext, ns: &str, key: &str, opts: GetOptions) -> Result<BlobRead> {
-        observe("blob.get", self.adapter.as_ref(), ctx, self.get_inner(ctx, ns, key, opts)).await
+    pub async fn get(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        opts: GetOptions,
+    ) -> Result<BlobRead> {
+        observe(
+            "blob.get",
+            self.adapter.as_ref(),
+            ctx,
+            self.get_inner(ctx, ns, key, opts),
+        )
+        .await
     }
 
     /// Reads a whole object into memory (convenience for small objects).
-    pub async fn get_bytes(&self, ctx: &StorageContext, ns: &str, key: &str, opts: GetOptions) -> Result<(ObjectVersion, Bytes)> {
+    pub async fn get_bytes(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        opts: GetOptions,
+    ) -> Result<(ObjectVersion, Bytes)> {
         let read = self.get(ctx, ns, key, opts).await?;
         let bytes = collect_bytes(read.body).await?;
         Ok((read.version, bytes))
     }
 
-    async fn get_inner(&self, ctx: &StorageContext, ns: &str, key: &str, opts: GetOptions) -> Result<BlobRead> {
+    async fn get_inner(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        opts: GetOptions,
+    ) -> Result<BlobRead> {
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
         if let Some(v) = &opts.version {
             check_version_id(v)?;
@@ -233,26 +338,46 @@ impl BlobStore {
             None => 0..version.size,
         };
         let verify = range.start == 0 && range.end == version.size && !opts.skip_checksum;
-        let inline = head.inline.filter(|_| version.version_id == current.version_id);
+        let inline = head
+            .inline
+            .filter(|_| version.version_id == current.version_id);
         let body = match inline {
             Some(bytes) => once_stream(bytes.slice(range.start as usize..range.end as usize)),
             None => {
-                let body_id = version.body_id.as_deref().ok_or_else(|| Error::consistency("version without a body"))?;
-                let got = self.adapter.get(&paths.body(body_id)?, Some(range.clone())).await.map_err(|e| {
-                    if e.code() == ErrorCode::NotFound {
-                        Error::consistency("the body of a committed version is missing").with_source(e)
-                    } else {
-                        e
-                    }
-                })?;
+                let body_id = version
+                    .body_id
+                    .as_deref()
+                    .ok_or_else(|| Error::consistency("version without a body"))?;
+                let got = self
+                    .adapter
+                    .get(&paths.body(body_id)?, Some(range.clone()))
+                    .await
+                    .map_err(|e| {
+                        if e.code() == ErrorCode::NotFound {
+                            Error::consistency("the body of a committed version is missing")
+                                .with_source(e)
+                        } else {
+                            e
+                        }
+                    })?;
                 if got.meta.size != version.size {
-                    return Err(Error::consistency("body size differs from the version's size"));
+                    return Err(Error::consistency(
+                        "body size differs from the version's size",
+                    ));
                 }
                 got.body
             }
         };
-        let body = if verify { Verify::wrap(body, version.checksum.clone()) } else { body };
-        Ok(BlobRead { version, range, body })
+        let body = if verify {
+            Verify::wrap(body, version.checksum.clone())
+        } else {
+            body
+        };
+        Ok(BlobRead {
+            version,
+            range,
+            body,
+        })
     }
 
     /// The current version of `key`; `NotFound` if it does not exist or is deleted.
@@ -261,7 +386,11 @@ impl BlobStore {
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
             let version = head.manifest.live().ok_or_else(no_such_key)?.clone();
-            Ok(StorageObject { namespace: ns.name().to_string(), key: key.to_string(), version })
+            Ok(StorageObject {
+                namespace: ns.name().to_string(),
+                key: key.to_string(),
+                version,
+            })
         })
         .await
     }
@@ -272,7 +401,9 @@ impl BlobStore {
         observe("blob.delete", self.adapter.as_ref(), ctx, async {
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
             let check = |head: Option<&Head>| -> Result<()> {
-                head.and_then(|h| h.manifest.live()).map(|_| ()).ok_or_else(no_such_key)
+                head.and_then(|h| h.manifest.live())
+                    .map(|_| ())
+                    .ok_or_else(no_such_key)
             };
             let head = self.read_head(&paths.head).await?;
             check(head.as_ref())?;
@@ -289,15 +420,27 @@ impl BlobStore {
                 tombstone: true,
                 restored_from: None,
             };
-            self.commit(&paths, head, &tombstone, None, true, check).await?;
-            self.audit_event(ctx, "blob.delete", &ns, Some(key), Some(&tombstone.version_id));
+            self.commit(&paths, head, &tombstone, None, true, check)
+                .await?;
+            self.audit_event(
+                ctx,
+                "blob.delete",
+                &ns,
+                Some(key),
+                Some(&tombstone.version_id),
+            );
             Ok(tombstone)
         })
         .await
     }
 
     /// Every version of `key`, newest first, tombstones included.
-    pub async fn versions(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<Vec<ObjectVersion>> {
+    pub async fn versions(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+    ) -> Result<Vec<ObjectVersion>> {
         observe("blob.versions", self.adapter.as_ref(), ctx, async {
             let (_, paths) = KeyPaths::new(ctx, ns, key)?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
@@ -315,18 +458,31 @@ impl BlobStore {
 
     /// Makes `version_id` current again by appending a new version that points at its body
     /// (no copy). Works on deleted keys too. Returns the new version.
-    pub async fn restore(&self, ctx: &StorageContext, ns: &str, key: &str, version_id: &str) -> Result<ObjectVersion> {
+    pub async fn restore(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<ObjectVersion> {
         observe("blob.restore", self.adapter.as_ref(), ctx, async {
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
             check_version_id(version_id)?;
             let head = self.read_head(&paths.head).await?;
-            let manifest = head.as_ref().map(|h| &h.manifest).filter(|m| !m.purged).ok_or_else(no_such_key)?;
+            let manifest = head
+                .as_ref()
+                .map(|h| &h.manifest)
+                .filter(|m| !m.purged)
+                .ok_or_else(no_such_key)?;
             let old = self
                 .find_version(&paths, manifest, version_id)
                 .await?
                 .filter(|v| !v.tombstone)
                 .ok_or_else(|| Error::not_found("no such version"))?;
-            let body_id = old.body_id.clone().ok_or_else(|| Error::consistency("version without a body"))?;
+            let body_id = old
+                .body_id
+                .clone()
+                .ok_or_else(|| Error::consistency("version without a body"))?;
             let inline = if old.size <= self.settings.inline_threshold {
                 let got = self.adapter.get(&paths.body(&body_id)?, None).await?;
                 Some(collect_bytes(got.body).await?)
@@ -340,10 +496,19 @@ impl BlobStore {
                 ..old
             };
             let check = |head: Option<&Head>| -> Result<()> {
-                head.filter(|h| !h.manifest.purged).map(|_| ()).ok_or_else(no_such_key)
+                head.filter(|h| !h.manifest.purged)
+                    .map(|_| ())
+                    .ok_or_else(no_such_key)
             };
-            self.commit(&paths, head, &version, inline.as_deref(), true, check).await?;
-            self.audit_event(ctx, "blob.restore", &ns, Some(key), Some(&version.version_id));
+            self.commit(&paths, head, &version, inline.as_deref(), true, check)
+                .await?;
+            self.audit_event(
+                ctx,
+                "blob.restore",
+                &ns,
+                Some(key),
+                Some(&version.version_id),
+            );
             Ok(version)
         })
         .await
@@ -356,11 +521,24 @@ impl BlobStore {
             // 1. Mark the head purged (CAS), so writers racing with us start a fresh key.
             let mut head = self.read_head(&paths.head).await?;
             let (old, marker_etag) = loop {
-                let current = head.as_ref().filter(|h| !h.manifest.purged).ok_or_else(no_such_key)?;
+                let current = head
+                    .as_ref()
+                    .filter(|h| !h.manifest.purged)
+                    .ok_or_else(no_such_key)?;
                 let bytes = manifest::encode(&HeadManifest::purged_marker(), None)?;
-                match self.adapter.put(&paths.head, once_stream(bytes), PutMode::Update(current.etag.clone())).await {
+                match self
+                    .adapter
+                    .put(
+                        &paths.head,
+                        once_stream(bytes),
+                        PutMode::Update(current.etag.clone()),
+                    )
+                    .await
+                {
                     Ok(meta) => break (head.take().expect("checked above").manifest, meta.etag),
-                    Err(e) if e.code() == ErrorCode::Conflict => head = self.read_head(&paths.head).await?,
+                    Err(e) if e.code() == ErrorCode::Conflict => {
+                        head = self.read_head(&paths.head).await?
+                    }
                     Err(e) => return Err(e),
                 }
             };
@@ -371,7 +549,10 @@ impl BlobStore {
                 versions.extend(self.read_page(&paths, page_id).await?);
                 doomed.push(paths.page(page_id)?);
             }
-            let bodies: HashSet<&str> = versions.iter().filter_map(|v| v.body_id.as_deref()).collect();
+            let bodies: HashSet<&str> = versions
+                .iter()
+                .filter_map(|v| v.body_id.as_deref())
+                .collect();
             for body_id in bodies {
                 doomed.push(paths.body(body_id)?);
             }
@@ -395,15 +576,33 @@ impl BlobStore {
     }
 
     /// Lists live objects whose keys start with `opts.prefix`, in key byte order, a page at a time.
-    pub async fn list(&self, ctx: &StorageContext, ns: &str, opts: ListOptions) -> Result<BlobList> {
-        observe("blob.list", self.adapter.as_ref(), ctx, self.list_inner(ctx, ns, opts)).await
+    pub async fn list(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        opts: ListOptions,
+    ) -> Result<BlobList> {
+        observe(
+            "blob.list",
+            self.adapter.as_ref(),
+            ctx,
+            self.list_inner(ctx, ns, opts),
+        )
+        .await
     }
 
-    async fn list_inner(&self, ctx: &StorageContext, ns: &str, opts: ListOptions) -> Result<BlobList> {
+    async fn list_inner(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        opts: ListOptions,
+    ) -> Result<BlobList> {
         let ns = Namespace::new(ctx.tenant(), ns)?;
         validate_prefix(&opts.prefix)?;
         if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
-            return Err(Error::invalid(format!("list limit must be 1-{MAX_LIST_LIMIT}")));
+            return Err(Error::invalid(format!(
+                "list limit must be 1-{MAX_LIST_LIMIT}"
+            )));
         }
         let layout = Layout::new(&ns);
         let path_prefix = layout.head_prefix(&opts.prefix);
@@ -414,9 +613,15 @@ impl BlobStore {
         let mut objects = Vec::new();
         loop {
             let want = opts.limit - objects.len();
-            let page = self.adapter.list(&path_prefix, after.as_deref(), want).await?;
+            let page = self
+                .adapter
+                .list(&path_prefix, after.as_deref(), want)
+                .await?;
             let Some(last) = page.entries.last() else {
-                return Ok(BlobList { objects, next_cursor: None });
+                return Ok(BlobList {
+                    objects,
+                    next_cursor: None,
+                });
             };
             after = Some(last.path.as_str().to_string());
             let heads: Vec<(String, Option<Head>)> = futures::stream::iter(page.entries.iter())
@@ -430,21 +635,36 @@ impl BlobStore {
             let last_key = heads.last().map(|(k, _)| k.clone());
             for (key, head) in heads {
                 if let Some(version) = head.as_ref().and_then(|h| h.manifest.live()) {
-                    objects.push(StorageObject { namespace: ns.name().to_string(), key, version: version.clone() });
+                    objects.push(StorageObject {
+                        namespace: ns.name().to_string(),
+                        key,
+                        version: version.clone(),
+                    });
                 }
             }
             if !page.more {
-                return Ok(BlobList { objects, next_cursor: None });
+                return Ok(BlobList {
+                    objects,
+                    next_cursor: None,
+                });
             }
             if objects.len() >= opts.limit {
-                return Ok(BlobList { objects, next_cursor: last_key.as_deref().map(encode_cursor) });
+                return Ok(BlobList {
+                    objects,
+                    next_cursor: last_key.as_deref().map(encode_cursor),
+                });
             }
         }
     }
 
     /// Deletes bodies and history pages of `ns` that no head references and that are older than
     /// `grace` (left by crashed or dropped writers, or by a purge that failed part-way).
-    pub async fn sweep(&self, ctx: &StorageContext, ns: &str, grace: Duration) -> Result<SweepReport> {
+    pub async fn sweep(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        grace: Duration,
+    ) -> Result<SweepReport> {
         observe("blob.sweep", self.adapter.as_ref(), ctx, async {
             let ns = Namespace::new(ctx.tenant(), ns)?;
             let layout = Layout::new(&ns);
@@ -455,14 +675,20 @@ impl BlobStore {
                 let mut after: Option<String> = None;
                 let mut referenced: Option<(String, HashSet<String>)> = None;
                 loop {
-                    let page = self.adapter.list(&prefix, after.as_deref(), MAX_LIST_LIMIT).await?;
+                    let page = self
+                        .adapter
+                        .list(&prefix, after.as_deref(), MAX_LIST_LIMIT)
+                        .await?;
                     for entry in &page.entries {
-                        let Some((enc, id)) = layout.split_owned(kind, entry.path.as_str()) else { continue };
+                        let Some((enc, id)) = layout.split_owned(kind, entry.path.as_str()) else {
+                            continue;
+                        };
                         if id_time_ms(id).is_none_or(|t| t > cutoff) {
                             continue;
                         }
                         if referenced.as_ref().is_none_or(|(e, _)| e != enc) {
-                            referenced = Some((enc.to_string(), self.referenced_ids(&layout, enc).await?));
+                            referenced =
+                                Some((enc.to_string(), self.referenced_ids(&layout, enc).await?));
                         }
                         let (_, ids) = referenced.as_ref().expect("set above");
                         if !ids.contains(id) {
@@ -488,7 +714,9 @@ impl BlobStore {
     /// Body and page ids the head of `enc` references (empty when the key has no head).
     async fn referenced_ids(&self, layout: &Layout, enc: &str) -> Result<HashSet<String>> {
         let head_path = layout.head_of_enc(enc)?;
-        let Some(head) = self.read_head(&head_path).await? else { return Ok(HashSet::new()) };
+        let Some(head) = self.read_head(&head_path).await? else {
+            return Ok(HashSet::new());
+        };
         let mut ids: HashSet<String> = head.manifest.history_pages.iter().cloned().collect();
         let mut versions = head.manifest.versions()?;
         for page_id in &head.manifest.history_pages {
@@ -506,30 +734,50 @@ impl BlobStore {
             Err(e) => return Err(e),
         };
         if got.meta.size > MAX_HEAD_BYTES {
-            return Err(Error::consistency("head manifest is larger than any valid head"));
+            return Err(Error::consistency(
+                "head manifest is larger than any valid head",
+            ));
         }
         let etag = got.meta.etag;
         let (manifest, inline) = manifest::decode(collect_bytes(got.body).await?)?;
-        Ok(Some(Head { manifest, inline, etag }))
+        Ok(Some(Head {
+            manifest,
+            inline,
+            etag,
+        }))
     }
 
     async fn read_page(&self, paths: &KeyPaths, page_id: &str) -> Result<Vec<ObjectVersion>> {
-        let got = self.adapter.get(&paths.page(page_id)?, None).await.map_err(|e| {
-            if e.code() == ErrorCode::NotFound {
-                Error::consistency("a history page of the key is missing").with_source(e)
-            } else {
-                e
-            }
-        })?;
+        let got = self
+            .adapter
+            .get(&paths.page(page_id)?, None)
+            .await
+            .map_err(|e| {
+                if e.code() == ErrorCode::NotFound {
+                    Error::consistency("a history page of the key is missing").with_source(e)
+                } else {
+                    e
+                }
+            })?;
         manifest::decode_page(&collect_bytes(got.body).await?)
     }
 
-    async fn find_version(&self, paths: &KeyPaths, manifest: &HeadManifest, id: &str) -> Result<Option<ObjectVersion>> {
+    async fn find_version(
+        &self,
+        paths: &KeyPaths,
+        manifest: &HeadManifest,
+        id: &str,
+    ) -> Result<Option<ObjectVersion>> {
         if let Some(v) = manifest.find(id)? {
             return Ok(Some(v));
         }
         for page_id in &manifest.history_pages {
-            if let Some(v) = self.read_page(paths, page_id).await?.into_iter().find(|v| v.version_id == id) {
+            if let Some(v) = self
+                .read_page(paths, page_id)
+                .await?
+                .into_iter()
+                .find(|v| v.version_id == id)
+            {
                 return Ok(Some(v));
             }
         }
@@ -551,37 +799,57 @@ impl BlobStore {
         for _ in 0..MAX_CAS_ATTEMPTS {
             check(head.as_ref())?;
             let (next, spill) =
-                HeadManifest::with_new(head.as_ref().map(|h| &h.manifest), version, || new_id(self.clock.as_ref()))?;
+                HeadManifest::with_new(head.as_ref().map(|h| &h.manifest), version, || {
+                    new_id(self.clock.as_ref())
+                })?;
             let mut spilled = None;
             if let Some((page_id, page)) = spill {
                 let page_path = paths.page(&page_id)?;
-                self.adapter.put(&page_path, once_stream(page), PutMode::Create).await?;
+                self.adapter
+                    .put(&page_path, once_stream(page), PutMode::Create)
+                    .await?;
                 spilled = Some(page_path);
             }
-            let inline = inline.filter(|_| !version.tombstone && version.size <= self.settings.inline_threshold);
+            let inline = inline
+                .filter(|_| !version.tombstone && version.size <= self.settings.inline_threshold);
             let bytes = manifest::encode(&next, inline)?;
             let mode = match &head {
                 Some(h) => PutMode::Update(h.etag.clone()),
                 None => PutMode::Create,
             };
-            match self.adapter.put(&paths.head, once_stream(bytes), mode).await {
+            match self
+                .adapter
+                .put(&paths.head, once_stream(bytes), mode)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if e.code() == ErrorCode::Conflict => {
                     if let Some(page) = spilled {
                         let _ = self.adapter.delete(&page, None).await;
                     }
                     if !retry {
-                        return Err(Error::conflict("another writer changed the key concurrently"));
+                        return Err(Error::conflict(
+                            "another writer changed the key concurrently",
+                        ));
                     }
                     head = self.read_head(&paths.head).await?;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::conflict("gave up after repeated concurrent writes to the key"))
+        Err(Error::conflict(
+            "gave up after repeated concurrent writes to the key",
+        ))
     }
 
-    fn audit_event(&self, ctx: &StorageContext, operation: &'static str, ns: &Namespace, key: Option<&str>, version_id: Option<&str>) {
+    fn audit_event(
+        &self,
+        ctx: &StorageContext,
+        operation: &'static str,
+        ns: &Namespace,
+        key: Option<&str>,
+        version_id: Option<&str>,
+    ) {
         self.audit.record(AuditEvent {
             at_ms: self.clock.now_ms(),
             operation,

@@ -54,7 +54,9 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
 
 impl Layout {
     pub(crate) fn new(ns: &Namespace) -> Self {
-        Self { base: format!("t/{}/n/{}", ns.tenant(), ns.name()) }
+        Self {
+            base: format!("t/{}/n/{}", ns.tenant(), ns.name()),
+        }
     }
 
     /// The encoded key, as used in every path of the key.
@@ -90,7 +92,11 @@ impl Layout {
 
     /// Splits `<base>/<kind>/<enc>/<id>` into `(enc, id)`.
     pub(crate) fn split_owned<'a>(&self, kind: char, path: &'a str) -> Option<(&'a str, &'a str)> {
-        let rest = path.strip_prefix(&self.base)?.strip_prefix('/')?.strip_prefix(kind)?.strip_prefix('/')?;
+        let rest = path
+            .strip_prefix(&self.base)?
+            .strip_prefix('/')?
+            .strip_prefix(kind)?
+            .strip_prefix('/')?;
         rest.rsplit_once('/')
     }
 
@@ -119,10 +125,19 @@ mod tests {
     #[test]
     fn keys_round_trip_and_prefixes_match() {
         let l = layout();
-        for key in ["a", "a/b", "ünï/cødé", &"x".repeat(1024), "../../etc/passwd"] {
+        for key in [
+            "a",
+            "a/b",
+            "ünï/cødé",
+            &"x".repeat(1024),
+            "../../etc/passwd",
+        ] {
             let head = l.head(key).unwrap();
             assert!(head.as_str().starts_with("t/acme/n/docs/h/"));
-            assert!(head.as_str().starts_with(&l.head_prefix(&key[..key.len() / 2])));
+            assert!(
+                head.as_str()
+                    .starts_with(&l.head_prefix(&key[..key.len() / 2]))
+            );
             assert_eq!(l.key_of_head(head.as_str()).unwrap(), key);
         }
         assert_ne!(l.head("a").unwrap(), l.head("A").unwrap());

@@ -58,7 +58,10 @@ fn records_len(records: &[u8], n: usize) -> Result<usize> {
     for _ in 0..n {
         let len = records.get(at..at + 4).ok_or_else(corrupt)?;
         let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        at = at.checked_add(4 + len).filter(|&e| e <= records.len()).ok_or_else(corrupt)?;
+        at = at
+            .checked_add(4 + len)
+            .filter(|&e| e <= records.len())
+            .ok_or_else(corrupt)?;
     }
     Ok(at)
 }
@@ -83,12 +86,17 @@ fn parse_records(mut records: &[u8], count: usize) -> Result<Vec<ObjectVersion>>
 impl HeadManifest {
     /// A manifest that marks the key purged.
     pub(crate) fn purged_marker() -> Self {
-        Self { purged: true, ..Default::default() }
+        Self {
+            purged: true,
+            ..Default::default()
+        }
     }
 
     /// The current version, unless the key is absent (purged, empty or tombstoned).
     pub(crate) fn live(&self) -> Option<&ObjectVersion> {
-        self.current.as_ref().filter(|v| !v.tombstone && !self.purged)
+        self.current
+            .as_ref()
+            .filter(|v| !v.tombstone && !self.purged)
     }
 
     /// Whether the manifest lists no version.
@@ -113,7 +121,8 @@ impl HeadManifest {
             let len = rest.get_u32_le() as usize;
             let json = &rest[..len];
             if json.windows(needle.len()).any(|w| w == needle) {
-                let v: ObjectVersion = serde_json::from_slice(json).map_err(|e| corrupt().with_source(e))?;
+                let v: ObjectVersion =
+                    serde_json::from_slice(json).map_err(|e| corrupt().with_source(e))?;
                 if v.version_id == id {
                     return Ok(Some(v));
                 }
@@ -168,7 +177,9 @@ impl HeadManifest {
 pub(crate) fn encode(manifest: &HeadManifest, inline: Option<&[u8]>) -> Result<Bytes> {
     let pages = serde_json::to_vec(&manifest.history_pages)
         .map_err(|e| Error::consistency("cannot encode head manifest").with_source(e))?;
-    let mut out = BytesMut::with_capacity(14 + pages.len() + manifest.records.len() + inline.map_or(0, <[u8]>::len));
+    let mut out = BytesMut::with_capacity(
+        14 + pages.len() + manifest.records.len() + inline.map_or(0, <[u8]>::len),
+    );
     out.put_slice(MAGIC);
     out.put_u8(if manifest.purged { FLAG_PURGED } else { 0 });
     out.put_u32_le(manifest.count as u32);
@@ -195,7 +206,10 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
     }
     let count = u32::from_le_bytes(bytes[5..9].try_into().expect("4 bytes")) as usize;
     let pages_len = u32::from_le_bytes(bytes[9..13].try_into().expect("4 bytes")) as usize;
-    let pages_end = 13usize.checked_add(pages_len).filter(|&e| e < bytes.len()).ok_or_else(corrupt)?;
+    let pages_end = 13usize
+        .checked_add(pages_len)
+        .filter(|&e| e < bytes.len())
+        .ok_or_else(corrupt)?;
     let history_pages: Vec<String> =
         serde_json::from_slice(&bytes[13..pages_end]).map_err(|e| corrupt().with_source(e))?;
     let records_end = pages_end + records_len(&bytes[pages_end..], count)?;
@@ -207,7 +221,10 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
         0 => None,
         _ => {
             let first = records_len(&records, 1)?;
-            Some(serde_json::from_slice::<ObjectVersion>(&records[4..first]).map_err(|e| corrupt().with_source(e))?)
+            Some(
+                serde_json::from_slice::<ObjectVersion>(&records[4..first])
+                    .map_err(|e| corrupt().with_source(e))?,
+            )
         }
     };
     let inline = match bytes[records_end] {
@@ -220,7 +237,13 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
         (Some(_), None) => return Err(corrupt()),
         _ => {}
     }
-    let manifest = HeadManifest { purged: flags & FLAG_PURGED != 0, history_pages, current, count, records };
+    let manifest = HeadManifest {
+        purged: flags & FLAG_PURGED != 0,
+        history_pages,
+        current,
+        count,
+        records,
+    };
     Ok((manifest, inline))
 }
 
@@ -255,10 +278,16 @@ mod tests {
     #[test]
     fn round_trip_with_and_without_inline() {
         let (m, _) = HeadManifest::with_new(None, &version("v1", 3), || unreachable!()).unwrap();
-        let (m, _) = HeadManifest::with_new(Some(&m), &version("v2", 3), || unreachable!()).unwrap();
+        let (m, _) =
+            HeadManifest::with_new(Some(&m), &version("v2", 3), || unreachable!()).unwrap();
         let (back, inline) = decode(encode(&m, Some(b"abc")).unwrap()).unwrap();
         assert_eq!(back.live().unwrap().version_id, "v2");
-        let ids: Vec<_> = back.versions().unwrap().into_iter().map(|v| v.version_id).collect();
+        let ids: Vec<_> = back
+            .versions()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version_id)
+            .collect();
         assert_eq!(ids, ["v2", "v1"]);
         assert_eq!(back.find("v1").unwrap().unwrap().version_id, "v1");
         assert!(back.find("v3").unwrap().is_none());
@@ -274,7 +303,9 @@ mod tests {
         let mut m: Option<HeadManifest> = None;
         let mut spilled = Vec::new();
         for i in 0..=MAX_HEAD_VERSIONS {
-            let (next, page) = HeadManifest::with_new(m.as_ref(), &version(&format!("v{i}"), 1), || "p1".into()).unwrap();
+            let (next, page) =
+                HeadManifest::with_new(m.as_ref(), &version(&format!("v{i}"), 1), || "p1".into())
+                    .unwrap();
             spilled.extend(page);
             m = Some(next);
         }
@@ -283,7 +314,10 @@ mod tests {
         assert_eq!(m.history_pages, ["p1"]);
         let head: Vec<_> = m.versions().unwrap();
         assert_eq!(head.len(), MAX_HEAD_VERSIONS + 1 - SPILL_VERSIONS);
-        assert_eq!(head.last().unwrap().version_id, format!("v{}", SPILL_VERSIONS));
+        assert_eq!(
+            head.last().unwrap().version_id,
+            format!("v{}", SPILL_VERSIONS)
+        );
         let page = decode_page(&spilled[0].1).unwrap();
         assert_eq!(page.len(), SPILL_VERSIONS);
         assert_eq!(page[0].version_id, format!("v{}", SPILL_VERSIONS - 1));

@@ -8,7 +8,9 @@ pub mod options;
 mod stream;
 
 pub use blob::{BlobSettings, BlobStore};
-pub use options::{BlobList, BlobRead, ByteRange, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport};
+pub use options::{
+    BlobList, BlobRead, ByteRange, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
+};
 
 use std::sync::Arc;
 
@@ -41,8 +43,16 @@ pub struct HealthReport {
 }
 
 impl Storage {
-    pub(crate) fn new(blobs: BlobStore, registry: Arc<AdapterRegistry>, environment: Environment) -> Self {
-        Self { blobs, registry, environment }
+    pub(crate) fn new(
+        blobs: BlobStore,
+        registry: Arc<AdapterRegistry>,
+        environment: Environment,
+    ) -> Self {
+        Self {
+            blobs,
+            registry,
+            environment,
+        }
     }
 
     /// Versioned blobs.

@@ -41,7 +41,11 @@ pub enum ByteRange {
 impl ByteRange {
     /// Resolves the range against an object of `size` bytes into a half-open range.
     pub fn resolve(self, size: u64) -> Result<Range<u64>> {
-        let unsatisfiable = || Error::invalid(format!("range {self} not satisfiable for an object of {size} bytes"));
+        let unsatisfiable = || {
+            Error::invalid(format!(
+                "range {self} not satisfiable for an object of {size} bytes"
+            ))
+        };
         match self {
             ByteRange::Inclusive { first, last } if first <= last && first < size => {
                 Ok(first..last.saturating_add(1).min(size))
@@ -118,7 +122,10 @@ pub struct BlobRead {
 
 impl fmt::Debug for BlobRead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobRead").field("version", &self.version).field("range", &self.range).finish()
+        f.debug_struct("BlobRead")
+            .field("version", &self.version)
+            .field("range", &self.range)
+            .finish()
     }
 }
 
@@ -138,7 +145,11 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 
 impl Default for ListOptions {
     fn default() -> Self {
-        Self { prefix: String::new(), cursor: None, limit: MAX_LIST_LIMIT }
+        Self {
+            prefix: String::new(),
+            cursor: None,
+            limit: MAX_LIST_LIMIT,
+        }
     }
 }
 
@@ -172,7 +183,9 @@ pub(crate) fn encode_cursor(key: &str) -> String {
 pub(crate) fn decode_cursor(cursor: &str) -> Result<String> {
     let bad = || Error::invalid("malformed list cursor");
     let hex = cursor.strip_prefix(CURSOR_TAG).ok_or_else(bad)?;
-    let key = super::layout::unhex(hex).and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+    let key = super::layout::unhex(hex)
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
     crate::types::limits::validate_key(&key).map_err(|_| bad())?;
     Ok(key)
 }

@@ -50,7 +50,10 @@ impl Tap {
 
     /// Wraps `inner`: every chunk is hashed, counted and (while small) kept for inlining.
     pub(crate) fn wrap(&self, inner: ByteStream) -> ByteStream {
-        Box::pin(TapStream { inner, state: self.clone() })
+        Box::pin(TapStream {
+            inner,
+            state: self.clone(),
+        })
     }
 
     pub(crate) fn finish(&self) -> Tapped {
@@ -60,7 +63,11 @@ impl Tap {
             1 => parts.into_iter().next().expect("one part"),
             _ => Bytes::from(parts.concat()),
         });
-        Tapped { checksum: checksum_string(&s.hasher.finalize()), size: s.size, inline }
+        Tapped {
+            checksum: checksum_string(&s.hasher.finalize()),
+            size: s.size,
+            inline,
+        }
     }
 }
 
@@ -97,7 +104,11 @@ pub(crate) struct Verify {
 
 impl Verify {
     pub(crate) fn wrap(inner: ByteStream, expected: String) -> ByteStream {
-        Box::pin(Verify { inner, hasher: Some(blake3::Hasher::new()), expected })
+        Box::pin(Verify {
+            inner,
+            hasher: Some(blake3::Hasher::new()),
+            expected,
+        })
     }
 }
 
@@ -113,9 +124,9 @@ impl Stream for Verify {
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(None) => match self.hasher.take() {
-                Some(h) if checksum_string(&h.finalize()) != self.expected => Poll::Ready(Some(Err(
-                    Error::consistency("body does not match its checksum"),
-                ))),
+                Some(h) if checksum_string(&h.finalize()) != self.expected => Poll::Ready(Some(
+                    Err(Error::consistency("body does not match its checksum")),
+                )),
                 _ => Poll::Ready(None),
             },
             other => other,

@@ -16,24 +16,32 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 }
 
 /// A fresh time-ordered id (a lower-case ULID) stamped with `clock`'s time.
 pub(crate) fn new_id(clock: &dyn Clock) -> String {
-    ulid::Ulid::from_parts(clock.now_ms(), ulid::Ulid::new().random()).to_string().to_ascii_lowercase()
+    ulid::Ulid::from_parts(clock.now_ms(), ulid::Ulid::new().random())
+        .to_string()
+        .to_ascii_lowercase()
 }
 
 /// The timestamp of an id made by [`new_id`], if it is one.
 pub(crate) fn id_time_ms(id: &str) -> Option<u64> {
-    is_id(id).then(|| ulid::Ulid::from_string(id).ok().map(|u| u.timestamp_ms())).flatten()
+    is_id(id)
+        .then(|| ulid::Ulid::from_string(id).ok().map(|u| u.timestamp_ms()))
+        .flatten()
 }
 
 /// Whether `id` has the shape of an id made by [`new_id`].
 pub(crate) fn is_id(id: &str) -> bool {
     id.len() == 26
-        && id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
         && ulid::Ulid::from_string(id).is_ok()
 }
 

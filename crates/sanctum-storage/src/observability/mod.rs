@@ -41,7 +41,10 @@ pub(crate) async fn observe<T>(
         error.code = tracing::field::Empty,
     );
     let started = Instant::now();
-    let result = fut.instrument(span.clone()).await.map_err(|e| e.with_operation(operation));
+    let result = fut
+        .instrument(span.clone())
+        .await
+        .map_err(|e| e.with_operation(operation));
     metrics::counter!(REQUESTS, "operation" => operation).increment(1);
     metrics::histogram!(LATENCY_MS, "operation" => operation)
         .record(started.elapsed().as_secs_f64() * 1000.0);

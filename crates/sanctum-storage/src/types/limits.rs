@@ -20,8 +20,14 @@ pub const MAX_ACTOR_LEN: usize = 256;
 
 /// Checks a tenant or namespace id: 1-63 of `[a-z0-9-]`, not starting or ending with `-`.
 pub fn validate_id(kind: &str, id: &str) -> Result<()> {
-    let ok_chars = id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if id.is_empty() || id.len() > MAX_ID_LEN || !ok_chars || id.starts_with('-') || id.ends_with('-')
+    let ok_chars = id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if id.is_empty()
+        || id.len() > MAX_ID_LEN
+        || !ok_chars
+        || id.starts_with('-')
+        || id.ends_with('-')
     {
         return Err(Error::invalid(format!(
             "invalid {kind} id: must be 1-{MAX_ID_LEN} characters of [a-z0-9-], not starting or ending with '-' (got {} bytes)",
@@ -41,9 +47,14 @@ pub fn validate_key(key: &str) -> Result<()> {
         )));
     }
     if key.chars().any(char::is_control) {
-        return Err(Error::invalid("invalid key: control characters are not allowed"));
+        return Err(Error::invalid(
+            "invalid key: control characters are not allowed",
+        ));
     }
-    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
         return Err(Error::invalid(
             "invalid key: no leading '/', and no empty, '.' or '..' segment",
         ));
@@ -79,7 +90,8 @@ pub fn validate_metadata(meta: &BTreeMap<String, String>) -> Result<()> {
     let mut total = 0usize;
     for (k, v) in meta {
         let key_ok = !k.is_empty()
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !key_ok {
             return Err(Error::invalid(
                 "invalid metadata key: must be non-empty [A-Za-z0-9._-]",
@@ -118,7 +130,9 @@ mod tests {
     fn keys() {
         assert!(validate_key(&"k".repeat(1024)).is_ok());
         assert!(validate_key(&"k".repeat(1025)).is_err());
-        for bad in ["", "/a", "a/", "a//b", "./a", "a/./b", "../x", "a/..", "a\nb", "a\u{7f}"] {
+        for bad in [
+            "", "/a", "a/", "a//b", "./a", "a/./b", "../x", "a/..", "a\nb", "a\u{7f}",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?}");
         }
         for good in ["a", "a/b", "a.b", "..a", "a..", "ünï/cødé", "a b"] {

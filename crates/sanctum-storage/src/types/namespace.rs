@@ -19,7 +19,11 @@ impl Namespace {
     /// Validates `name` (1-63 of `[a-z0-9-]`) and scopes it to `tenant`.
     pub fn new(tenant: &TenantId, name: &str) -> Result<Self> {
         validate_id("namespace", name)?;
-        Ok(Self { tenant: tenant.clone(), name: name.to_string(), region: None })
+        Ok(Self {
+            tenant: tenant.clone(),
+            name: name.to_string(),
+            region: None,
+        })
     }
 
     /// The owning tenant.

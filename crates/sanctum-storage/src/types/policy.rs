@@ -39,7 +39,13 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// Whether `actor` may act at level `needed` on `key` (or the namespace itself when `None`).
-    pub fn allows(&self, actor: &str, namespace: &str, key: Option<&str>, needed: Permission) -> bool {
+    pub fn allows(
+        &self,
+        actor: &str,
+        namespace: &str,
+        key: Option<&str>,
+        needed: Permission,
+    ) -> bool {
         self.grants.iter().any(|g| {
             g.actor == actor
                 && (g.namespace == "*" || g.namespace == namespace)
@@ -58,7 +64,12 @@ mod tests {
     use super::*;
 
     fn grant(actor: &str, ns: &str, prefix: Option<&str>, p: Permission) -> Grant {
-        Grant { actor: actor.into(), namespace: ns.into(), key_prefix: prefix.map(Into::into), permission: p }
+        Grant {
+            actor: actor.into(),
+            namespace: ns.into(),
+            key_prefix: prefix.map(Into::into),
+            permission: p,
+        }
     }
 
     #[test]
