@@ -502,14 +502,16 @@ fn main() {
         return; // cargo bench harness probe
     }
     let quick = std::env::var("SANCTUM_BENCH_QUICK").is_ok_and(|v| v == "1");
-    if std::env::var("SANCTUM_BENCH_ONLY").is_ok_and(|v| v == "memory-small") {
-        let rows = rt.block_on(bench_memory(&[4 * KIB], false));
-        print_rows(
-            "in-memory, 4 KiB only (profiling)",
-            "raw in-memory adapter, same sink",
-            None,
-            &rows,
-        );
+    // One pair and size, for profiling: SANCTUM_BENCH_ONLY=memory:4096 or local:1048576.
+    let only = std::env::var("SANCTUM_BENCH_ONLY").ok();
+    if let Some((pair, size)) = only.as_deref().and_then(|v| v.split_once(':')) {
+        let size: usize = size.parse().expect("size in bytes");
+        let dir = tempfile::tempdir().unwrap();
+        let rows = match pair {
+            "memory" => rt.block_on(bench_memory(&[size], quick)),
+            _ => rt.block_on(bench_local(dir.path(), &[size], quick)),
+        };
+        print_rows(&format!("{pair} only (profiling)"), "baseline", None, &rows);
         return;
     }
     let base = std::env::var_os("SANCTUM_BENCH_DIR")

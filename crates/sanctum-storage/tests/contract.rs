@@ -61,7 +61,7 @@ macro_rules! all_checks {
         mod $backend {
             checks!($backend, raw:
                 lifecycle_and_capabilities, put_get_head_delete, conditional_writes, ranged_reads,
-                list_pages, failed_body_stores_nothing, cas_race,
+                list_pages, failed_body_stores_nothing, cas_race, put_after_waits_for_ready,
             );
             checks!($backend, facade:
                 write_read_checksum, delete_then_not_found, update_then_read, conditional_writes,
@@ -83,4 +83,30 @@ all_checks!(local);
 async fn run_all_compiles(b: Backend) {
     let _ = (raw::run_all, facade::run_all);
     sanctum_storage::conformance::run_all(b.adapter, &b.opts).await;
+}
+
+/// Failed, refused and dropped local writes leave no temp files behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_failed_writes_leave_no_temp_files() {
+    let b = local().await;
+    let opts = &b.opts;
+    raw::failed_body_stores_nothing(&b.adapter, opts).await;
+    raw::put_after_waits_for_ready(&b.adapter, opts).await;
+    raw::conditional_writes(&b.adapter, opts).await;
+    facade::dropped_writer_leaves_previous_version(&b.adapter, opts).await;
+    facade::racing_writers(&b.adapter, opts).await;
+    // Give blocking writer threads of aborted writes a moment to notice and clean up.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut stack = vec![b._dir.as_ref().unwrap().path().to_path_buf()];
+    let mut temps = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                temps.push(entry.path());
+            }
+        }
+    }
+    assert!(temps.is_empty(), "temp files left behind: {temps:?}");
 }

@@ -19,11 +19,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -65,6 +67,34 @@ pub struct LocalAdapter {
     name: String,
     root: PathBuf,
     durability: Durability,
+    /// Open lock-stripe files. `flock` excludes other processes; the mutex around each excludes
+    /// this process's other threads (they would share the open file, and with it the lock).
+    stripes: Arc<Vec<Mutex<Option<File>>>>,
+}
+
+/// A held lock stripe: released (both the OS lock and the mutex) on drop.
+struct StripeGuard<'a>(MutexGuard<'a, Option<File>>);
+
+impl Drop for StripeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(file) = self.0.as_ref() {
+            let _ = file.unlock();
+        }
+    }
+}
+
+/// A temp file that is removed on drop unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl LocalAdapter {
@@ -74,6 +104,7 @@ impl LocalAdapter {
             name: name.into(),
             root: root.into(),
             durability,
+            stripes: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(None)).collect()),
         }
     }
 
@@ -200,19 +231,6 @@ fn write_temp(
     result
 }
 
-/// The lock stripe for a path, taken exclusively; released when the returned file drops.
-fn lock_stripe(root: &Path, path: &BlobPath) -> Result<File> {
-    let stripe = blake3::hash(path.as_str().as_bytes()).as_bytes()[0] as usize % LOCK_STRIPES;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join("locks").join(format!("{stripe:02x}.lock")))
-        .map_err(io_err("open lock file"))?;
-    file.lock().map_err(io_err("take lock"))?;
-    Ok(file)
-}
-
 fn check_mode(current: Option<&BlobMeta>, mode: &PutMode) -> Result<()> {
     match (mode, current) {
         (PutMode::Overwrite, _) | (PutMode::Create, None) => Ok(()),
@@ -223,11 +241,34 @@ fn check_mode(current: Option<&BlobMeta>, mode: &PutMode) -> Result<()> {
 }
 
 impl LocalAdapter {
+    /// Takes the lock stripe of `path`, across threads and processes.
+    fn lock_stripe(&self, path: &BlobPath) -> Result<StripeGuard<'_>> {
+        let stripe = blake3::hash(path.as_str().as_bytes()).as_bytes()[0] as usize % LOCK_STRIPES;
+        let mut guard = self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(self.root.join("locks").join(format!("{stripe:02x}.lock")))
+                .map_err(io_err("open lock file"))?;
+            *guard = Some(file);
+        }
+        guard
+            .as_ref()
+            .expect("opened above")
+            .lock()
+            .map_err(io_err("take lock"))?;
+        Ok(StripeGuard(guard))
+    }
+
     /// Blocking half of a put: checks the mode under the lock and renames the temp file in.
     /// The temp file sits in the target's folder, so the folder cannot vanish meanwhile.
     fn commit(&self, path: &BlobPath, tmp: &Path, mode: &PutMode) -> Result<()> {
         let target = self.object_file(path);
-        let _lock = lock_stripe(&self.root, path)?;
+        let _lock = self.lock_stripe(path)?;
         check_mode(current_meta(&target)?.as_ref(), mode)?;
         fs::rename(tmp, &target).map_err(io_err("rename into place"))?;
         if self.fsync() {
@@ -239,7 +280,7 @@ impl LocalAdapter {
 
     fn remove(&self, path: &BlobPath, if_match: Option<&str>) -> Result<()> {
         let target = self.object_file(path);
-        let _lock = lock_stripe(&self.root, path)?;
+        let _lock = self.lock_stripe(path)?;
         let current = current_meta(&target)?.ok_or_else(|| Error::not_found("no such object"))?;
         if let Some(etag) = if_match
             && current.etag != etag
@@ -390,6 +431,62 @@ fn walk(
     Ok(())
 }
 
+impl LocalAdapter {
+    /// Streams `body` into a durable temp file next to the target; returns it and the metadata
+    /// the object will have.
+    async fn stage(&self, path: &BlobPath, mut body: ByteStream) -> Result<(TempFile, BlobMeta)> {
+        let etag_bytes = ulid::Ulid::new().0.to_be_bytes();
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[..4].copy_from_slice(MAGIC);
+        header[8..].copy_from_slice(&etag_bytes);
+        let target = self.object_file(path);
+        let dir = target.parent().expect("object files have a parent");
+        let tmp = TempFile {
+            path: dir.join(format!(".{}.tmp", ulid::Ulid::new())),
+            armed: true,
+        };
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let fsync = self.fsync();
+        let tmp_path = tmp.path.clone();
+        let writer = tokio::task::spawn_blocking(move || write_temp(&tmp_path, header, rx, fsync));
+        let pumped: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                if tx.send(WriteMsg::Chunk(chunk?)).await.is_err() {
+                    return Ok(()); // the writer failed; its error is reported below
+                }
+            }
+            let _ = tx.send(WriteMsg::Finish).await;
+            Ok(())
+        }
+        .await;
+        drop(tx);
+        let written = writer.await.map_err(join_err)?;
+        pumped?;
+        let size = written?;
+        Ok((
+            tmp,
+            BlobMeta {
+                size,
+                etag: hex(&etag_bytes),
+            },
+        ))
+    }
+
+    /// Commits a staged temp file under `mode`.
+    async fn finish(&self, path: &BlobPath, mut tmp: TempFile, mode: PutMode) -> Result<()> {
+        let this = self.clone();
+        let path = path.clone();
+        let tmp_path = tmp.path.clone();
+        let committed = tokio::task::spawn_blocking(move || this.commit(&path, &tmp_path, &mode))
+            .await
+            .map_err(join_err)?;
+        if committed.is_ok() {
+            tmp.armed = false;
+        }
+        committed
+    }
+}
+
 #[async_trait]
 impl BlobAdapter for LocalAdapter {
     fn kind(&self) -> &'static str {
@@ -451,48 +548,25 @@ impl BlobAdapter for LocalAdapter {
         Ok(())
     }
 
-    async fn put(&self, path: &BlobPath, mut body: ByteStream, mode: PutMode) -> Result<BlobMeta> {
-        let etag_bytes = ulid::Ulid::new().0.to_be_bytes();
-        let mut header = [0u8; HEADER_LEN as usize];
-        header[..4].copy_from_slice(MAGIC);
-        header[8..].copy_from_slice(&etag_bytes);
-        let target = self.object_file(path);
-        let dir = target.parent().expect("object files have a parent");
-        let tmp = dir.join(format!(".{}.tmp", ulid::Ulid::new()));
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let fsync = self.fsync();
-        let tmp_for_writer = tmp.clone();
-        let writer =
-            tokio::task::spawn_blocking(move || write_temp(&tmp_for_writer, header, rx, fsync));
-        let pumped: Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                if tx.send(WriteMsg::Chunk(chunk?)).await.is_err() {
-                    return Ok(()); // the writer failed; its error is reported below
-                }
-            }
-            let _ = tx.send(WriteMsg::Finish).await;
-            Ok(())
-        }
-        .await;
-        drop(tx);
-        let written = writer.await.map_err(join_err)?;
-        pumped?;
-        let size = written?;
-        let meta = BlobMeta {
-            size,
-            etag: hex(&etag_bytes),
-        };
-        let this = self.clone();
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = this.commit(&path, &tmp, &mode);
-            if result.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            result
-        })
-        .await
-        .map_err(join_err)??;
+    async fn put(&self, path: &BlobPath, body: ByteStream, mode: PutMode) -> Result<BlobMeta> {
+        let (tmp, meta) = self.stage(path, body).await?;
+        self.finish(path, tmp, mode).await?;
+        Ok(meta)
+    }
+
+    /// Writes and fsyncs the temp file while `ready` is pending, so the two overlap; commits once
+    /// it resolves.
+    async fn put_after(
+        &self,
+        path: &BlobPath,
+        body: ByteStream,
+        mode: PutMode,
+        ready: BoxFuture<'static, Result<()>>,
+    ) -> Result<BlobMeta> {
+        let (staged, ready) = futures::join!(self.stage(path, body), ready);
+        let (tmp, meta) = staged?;
+        ready?; // dropping `tmp` removes the temp file
+        self.finish(path, tmp, mode).await?;
         Ok(meta)
     }
 

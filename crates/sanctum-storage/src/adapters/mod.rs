@@ -15,6 +15,7 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::{Error, Result};
@@ -166,6 +167,19 @@ pub trait BlobAdapter: Send + Sync + fmt::Debug + 'static {
 
     /// Stores `body` at `path` under `mode`; returns the new object's metadata.
     async fn put(&self, path: &BlobPath, body: ByteStream, mode: PutMode) -> Result<BlobMeta>;
+    /// Like `put`, but the write becomes visible only after `ready` resolves `Ok` (and not at all
+    /// if it fails, returning its error). Adapters may prepare the write meanwhile: the facade
+    /// uses this to overlap writing a head manifest with making its body durable.
+    async fn put_after(
+        &self,
+        path: &BlobPath,
+        body: ByteStream,
+        mode: PutMode,
+        ready: BoxFuture<'static, Result<()>>,
+    ) -> Result<BlobMeta> {
+        ready.await?;
+        self.put(path, body, mode).await
+    }
     /// Reads `path`, or only `range` of it (which must lie within the object).
     async fn get(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobGet>;
     /// Reads the metadata of `path`.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 
 use crate::adapters::{
     BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListPage, PutMode,
@@ -98,6 +99,16 @@ impl BlobAdapter for CountingAdapter {
     async fn put(&self, path: &BlobPath, body: ByteStream, mode: PutMode) -> Result<BlobMeta> {
         self.bump(0);
         self.inner.put(path, body, mode).await
+    }
+    async fn put_after(
+        &self,
+        path: &BlobPath,
+        body: ByteStream,
+        mode: PutMode,
+        ready: BoxFuture<'static, Result<()>>,
+    ) -> Result<BlobMeta> {
+        self.bump(0);
+        self.inner.put_after(path, body, mode, ready).await
     }
     async fn get(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobGet> {
         self.bump(1);

@@ -27,6 +27,7 @@ pub async fn run_all(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
     list_pages(adapter, opts).await;
     failed_body_stores_nothing(adapter, opts).await;
     cas_race(adapter, opts).await;
+    put_after_waits_for_ready(adapter, opts).await;
 }
 
 /// Declared capabilities match, pass admission, and `init`/`health_check` succeed.
@@ -306,4 +307,53 @@ pub async fn cas_race(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
         );
         etag = meta.etag;
     }
+}
+
+/// `put_after` commits only once `ready` resolves `Ok`; a failed `ready` stores nothing and
+/// leaves no stray object behind.
+pub async fn put_after_waits_for_ready(adapter: &Arc<dyn BlobAdapter>, _opts: &SuiteOptions) {
+    let prefix = unique("raw");
+    let p = path(&prefix, "after");
+    let v1 = adapter
+        .put(&p, once_stream(Bytes::from_static(b"one")), PutMode::Create)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let ready: futures::future::BoxFuture<'static, crate::Result<()>> =
+        Box::pin(async move { rx.await.map_err(|_| Error::invalid("cancelled")) });
+    let pending = adapter.put_after(
+        &p,
+        once_stream(Bytes::from_static(b"two")),
+        PutMode::Update(v1.etag.clone()),
+        ready,
+    );
+    tokio::pin!(pending);
+    // While `ready` is pending the write stays invisible.
+    assert!(futures::poll!(pending.as_mut()).is_pending());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(futures::poll!(pending.as_mut()).is_pending());
+    assert_eq!(read(adapter, &p).await.unwrap(), Bytes::from_static(b"one"));
+    tx.send(()).unwrap();
+    let v2 = pending.await.expect("committed after ready");
+    assert_eq!(read(adapter, &p).await.unwrap(), Bytes::from_static(b"two"));
+
+    let failed: futures::future::BoxFuture<'static, crate::Result<()>> =
+        Box::pin(async { Err(Error::invalid("body failed")) });
+    let err = adapter
+        .put_after(
+            &p,
+            once_stream(Bytes::from_static(b"three")),
+            PutMode::Update(v2.etag.clone()),
+            failed,
+        )
+        .await;
+    assert_eq!(
+        err.unwrap_err().code(),
+        ErrorCode::InvalidInput,
+        "ready's error is returned"
+    );
+    assert_eq!(read(adapter, &p).await.unwrap(), Bytes::from_static(b"two"));
+    assert_eq!(adapter.head(&p).await.unwrap().etag, v2.etag);
+    let listed = adapter.list(&format!("{prefix}/"), None, 10).await.unwrap();
+    assert_eq!(listed.entries.len(), 1, "no stray objects");
 }

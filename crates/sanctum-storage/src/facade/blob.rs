@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncRead;
+use tokio::sync::oneshot;
 
 use super::layout::Layout;
 use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES};
@@ -248,38 +250,62 @@ impl BlobStore {
         let body_id = new_id(self.clock.as_ref());
         let body_path = paths.body(&body_id)?;
         let tap = Tap::new(self.settings.inline_threshold);
-        self.adapter
-            .put(&body_path, tap.wrap(body), PutMode::Create)
-            .await?;
-        let tapped = tap.finish();
-        let now = self.clock.now_ms();
-        let version = ObjectVersion {
-            version_id: new_id(self.clock.as_ref()),
-            body_id: Some(body_id),
-            checksum: tapped.checksum,
-            size: tapped.size,
-            created_at_ms: now,
-            body_created_at_ms: now,
-            content_type: opts.content_type.clone(),
-            metadata: opts.metadata.clone(),
-            tombstone: false,
-            restored_from: None,
+        let (body, ended) = tap.wrap(body);
+        let (durable_tx, durable_rx) = oneshot::channel::<bool>();
+        // The body streams to the adapter; once its last byte has passed the tap, the head is
+        // built and staged while the body is made durable, and committed only after that.
+        let write_body = async {
+            let written = self.adapter.put(&body_path, body, PutMode::Create).await;
+            let _ = durable_tx.send(written.is_ok());
+            written
         };
-        let committed = self
-            .commit(
+        let write_head = async {
+            ended
+                .await
+                .map_err(|_| Error::invalid("the body stream did not end"))?;
+            let tapped = tap.finish();
+            let now = self.clock.now_ms();
+            let version = ObjectVersion {
+                version_id: new_id(self.clock.as_ref()),
+                body_id: Some(body_id.clone()),
+                checksum: tapped.checksum,
+                size: tapped.size,
+                created_at_ms: now,
+                body_created_at_ms: now,
+                content_type: opts.content_type.clone(),
+                metadata: opts.metadata.clone(),
+                tombstone: false,
+                restored_from: None,
+            };
+            let body_durable: BoxFuture<'static, Result<()>> = Box::pin(async move {
+                match durable_rx.await {
+                    Ok(true) => Ok(()),
+                    _ => Err(Error::new(
+                        ErrorCode::PermanentAdapter,
+                        "the body write failed",
+                    )),
+                }
+            });
+            self.commit(
                 &paths,
                 head,
                 &version,
                 tapped.inline.as_deref(),
                 !conditional,
-                check,
+                &check,
+                Some(body_durable),
             )
-            .await;
+            .await
+            .map(|()| version)
+        };
+        let (body_written, committed) = futures::join!(write_body, write_head);
+        // A failed body write stored nothing; report its error rather than the head's.
+        body_written?;
         if committed.is_err() {
             // Not committed: the body is ours alone. Failing to delete it leaves work for the sweeper.
             let _ = self.adapter.delete(&body_path, None).await;
         }
-        committed.map(|()| version)
+        committed
     }
 
     /// Reads `key` (its current version, a given version, and/or a byte range) as a stream.
@@ -420,7 +446,7 @@ impl BlobStore {
                 tombstone: true,
                 restored_from: None,
             };
-            self.commit(&paths, head, &tombstone, None, true, check)
+            self.commit(&paths, head, &tombstone, None, true, check, None)
                 .await?;
             self.audit_event(
                 ctx,
@@ -500,7 +526,7 @@ impl BlobStore {
                     .map(|_| ())
                     .ok_or_else(no_such_key)
             };
-            self.commit(&paths, head, &version, inline.as_deref(), true, check)
+            self.commit(&paths, head, &version, inline.as_deref(), true, check, None)
                 .await?;
             self.audit_event(
                 ctx,
@@ -795,6 +821,7 @@ impl BlobStore {
         inline: Option<&[u8]>,
         retry: bool,
         check: impl Fn(Option<&Head>) -> Result<()>,
+        mut ready: Option<BoxFuture<'static, Result<()>>>,
     ) -> Result<()> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             check(head.as_ref())?;
@@ -817,11 +844,19 @@ impl BlobStore {
                 Some(h) => PutMode::Update(h.etag.clone()),
                 None => PutMode::Create,
             };
-            match self
-                .adapter
-                .put(&paths.head, once_stream(bytes), mode)
-                .await
-            {
+            let written = match ready.take() {
+                Some(ready) => {
+                    self.adapter
+                        .put_after(&paths.head, once_stream(bytes), mode, ready)
+                        .await
+                }
+                None => {
+                    self.adapter
+                        .put(&paths.head, once_stream(bytes), mode)
+                        .await
+                }
+            };
+            match written {
                 Ok(_) => return Ok(()),
                 Err(e) if e.code() == ErrorCode::Conflict => {
                     if let Some(page) = spilled {

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use futures::stream::BoxStream;
+use tokio::sync::oneshot;
 
 use crate::adapters::ByteStream;
 use crate::error::{Error, Result};
@@ -48,12 +49,16 @@ impl Tap {
         })))
     }
 
-    /// Wraps `inner`: every chunk is hashed, counted and (while small) kept for inlining.
-    pub(crate) fn wrap(&self, inner: ByteStream) -> ByteStream {
-        Box::pin(TapStream {
+    /// Wraps `inner`: every chunk is hashed, counted and (while small) kept for inlining. The
+    /// receiver resolves when the stream has ended cleanly (and errs if it is dropped before).
+    pub(crate) fn wrap(&self, inner: ByteStream) -> (ByteStream, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let stream = TapStream {
             inner,
             state: self.clone(),
-        })
+            ended: Some(tx),
+        };
+        (Box::pin(stream), rx)
     }
 
     pub(crate) fn finish(&self) -> Tapped {
@@ -74,6 +79,7 @@ impl Tap {
 struct TapStream {
     inner: ByteStream,
     state: Tap,
+    ended: Option<oneshot::Sender<()>>,
 }
 
 impl Stream for TapStream {
@@ -81,6 +87,11 @@ impl Stream for TapStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = &item
+            && let Some(ended) = self.ended.take()
+        {
+            let _ = ended.send(());
+        }
         if let Poll::Ready(Some(Ok(chunk))) = &item {
             let mut s = self.state.0.lock().expect("tap lock poisoned");
             s.hasher.update(chunk);
