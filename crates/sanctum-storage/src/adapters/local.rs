@@ -304,20 +304,16 @@ impl LocalAdapter {
         }
         Ok(())
     }
+}
 
-    fn open_range(
-        &self,
-        path: &BlobPath,
-        range: Option<Range<u64>>,
-    ) -> Result<(File, BlobMeta, Range<u64>)> {
-        let mut file = File::open(self.object_file(path)).map_err(io_err("open object"))?;
-        let meta = read_header(&mut file)?;
-        let range = range.unwrap_or(0..meta.size);
-        check_range(&range, meta.size)?;
-        file.seek(SeekFrom::Start(HEADER_LEN + range.start))
-            .map_err(io_err("seek object"))?;
-        Ok((file, meta, range))
-    }
+/// Reads the header of `file` and positions it at the start of `range` (default: everything).
+fn open_range(mut file: File, range: Option<Range<u64>>) -> Result<(File, BlobMeta, Range<u64>)> {
+    let meta = read_header(&mut file)?;
+    let range = range.unwrap_or(0..meta.size);
+    check_range(&range, meta.size)?;
+    file.seek(SeekFrom::Start(HEADER_LEN + range.start))
+        .map_err(io_err("seek object"))?;
+    Ok((file, meta, range))
 }
 
 /// Streams `len` bytes of `file` from a blocking thread through a bounded channel.
@@ -350,16 +346,29 @@ fn remove_if_stale(path: &Path) {
     }
 }
 
-/// Reads exactly `n` bytes (without zero-filling the buffer first).
+/// Reads exactly `n` bytes.
 fn read_chunk(file: &mut File, n: usize) -> Result<Bytes> {
-    let mut buf = Vec::with_capacity(n);
-    file.take(n as u64)
-        .read_to_end(&mut buf)
-        .map_err(io_err("read object"))?;
-    if buf.len() != n {
-        return Err(Error::consistency("object file ended early"));
-    }
+    let mut buf = vec![0u8; n];
+    file.read_exact(&mut buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => Error::consistency("object file ended early"),
+        _ => Error::from_backend_io(e, "read object"),
+    })?;
     Ok(Bytes::from(buf))
+}
+
+/// Reads a whole small object file in one go: its metadata and its body.
+fn read_small(mut file: File, len: u64) -> Result<(BlobMeta, Bytes)> {
+    let mut buf = Vec::with_capacity(len as usize);
+    // `File::read_to_end` sizes the read from the file length: one read, no zero-filling.
+    file.read_to_end(&mut buf).map_err(io_err("read object"))?;
+    if buf.len() < HEADER_LEN as usize || &buf[..4] != MAGIC {
+        return Err(Error::consistency("object file has an unknown header"));
+    }
+    let meta = BlobMeta {
+        size: buf.len() as u64 - HEADER_LEN,
+        etag: hex(&buf[8..HEADER_LEN as usize]),
+    };
+    Ok((meta, Bytes::from(buf).slice(HEADER_LEN as usize..)))
 }
 
 fn walk(
@@ -574,13 +583,18 @@ impl BlobAdapter for LocalAdapter {
         let this = self.clone();
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
-            let (mut file, meta, range) = this.open_range(&path, range)?;
-            let len = range.end - range.start;
-            let body = if len <= READ_CHUNK as u64 {
-                once_stream(read_chunk(&mut file, len as usize)?)
-            } else {
-                file_stream(file, len)
-            };
+            let file = File::open(this.object_file(&path)).map_err(io_err("open object"))?;
+            let file_len = file.metadata().map_err(io_err("stat object"))?.len();
+            if file_len <= HEADER_LEN + READ_CHUNK as u64 {
+                // Small objects (such as head manifests): one read, then slice the range.
+                let (meta, bytes) = read_small(file, file_len)?;
+                let range = range.unwrap_or(0..meta.size);
+                check_range(&range, meta.size)?;
+                let body = once_stream(bytes.slice(range.start as usize..range.end as usize));
+                return Ok(BlobGet { meta, range, body });
+            }
+            let (file, meta, range) = open_range(file, range)?;
+            let body = file_stream(file, range.end - range.start);
             Ok(BlobGet { meta, range, body })
         })
         .await
