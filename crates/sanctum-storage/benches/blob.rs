@@ -508,11 +508,14 @@ fn main() {
         return; // cargo bench harness probe
     }
     let quick = std::env::var("SANCTUM_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let base = std::env::var_os("SANCTUM_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     // One pair and size, for profiling: SANCTUM_BENCH_ONLY=memory:4096 or local:1048576.
     let only = std::env::var("SANCTUM_BENCH_ONLY").ok();
     if let Some((pair, size)) = only.as_deref().and_then(|v| v.split_once(':')) {
         let size: usize = size.parse().expect("size in bytes");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(&base).unwrap();
         let rows = match pair {
             "memory" => rt.block_on(bench_memory(&[size], quick)),
             _ => rt.block_on(bench_local(dir.path(), &[size], quick)),
@@ -520,9 +523,6 @@ fn main() {
         print_rows(&format!("{pair} only (profiling)"), "baseline", None, &rows);
         return;
     }
-    let base = std::env::var_os("SANCTUM_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
         .prefix("sanctum-bench-")
         .tempdir_in(base)

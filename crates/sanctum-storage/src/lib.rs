@@ -18,8 +18,9 @@
 //! ```
 //!
 //! ## Layer order
-//! `facade` (validation) → policy (coming) → encryption (coming) → cache (coming) →
-//! resilience (coming) → `adapters`; `observability` wraps every facade operation.
+//! Write: `facade` (validation) → policy (coming) → encryption (coming) → resilience (coming)
+//! → `adapters` → cache invalidation (coming). Read: policy → cache lookup → `adapters` →
+//! decryption. `observability` wraps every facade operation.
 //! **Until the encryption layer lands, blobs are stored in the clear.**
 //!
 //! ## Features

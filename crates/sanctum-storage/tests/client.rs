@@ -97,3 +97,97 @@ async fn custom_adapters_plug_in_through_dependencies() {
     assert_eq!(storage.health().await.blob_adapter_name, "custom");
     assert!(!std::path::Path::new("/unused").exists());
 }
+
+#[tokio::test]
+async fn cache_only_reads_are_refused_until_the_cache_exists() {
+    let config = StorageConfig::from_toml_str("[blob]\nbackend = \"memory\"", NO_ENV).unwrap();
+    let storage = create_storage_client(config, StorageDependencies::default())
+        .await
+        .unwrap();
+    let mut ctx = StorageContext::new("t1", "svc").unwrap();
+    storage
+        .blobs()
+        .put_bytes(&ctx, "ns", "k", "v", PutOptions::default())
+        .await
+        .unwrap();
+    ctx.cache_policy.consistency = sanctum_storage::types::Consistency::CacheOnly;
+    let err = storage
+        .blobs()
+        .get_bytes(&ctx, "ns", "k", GetOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotSupported);
+    assert_eq!(
+        storage
+            .blobs()
+            .head(&ctx, "ns", "k")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotSupported
+    );
+    ctx.cache_policy.bypass_cache = true;
+    let (_, body) = storage
+        .blobs()
+        .get_bytes(&ctx, "ns", "k", GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"v");
+}
+
+#[tokio::test]
+async fn corrupted_bodies_end_the_stream_with_a_consistency_error() {
+    let home = tempfile::tempdir().unwrap();
+    let storage = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
+    let ctx = StorageContext::new("t1", "svc").unwrap();
+    let body = vec![7u8; 200_000];
+    let v = storage
+        .blobs()
+        .put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    // Flip one byte of the stored body on disk.
+    let mut stack = vec![home.path().join("blobs/objects")];
+    let mut body_file = None;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e
+                .path()
+                .to_string_lossy()
+                .contains(v.body_id.as_deref().unwrap())
+            {
+                body_file = Some(e.path());
+            }
+        }
+    }
+    let path = body_file.expect("body file");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let err = storage
+        .blobs()
+        .get_bytes(&ctx, "ns", "k", GetOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Consistency);
+    assert_eq!(err.operation(), Some("blob.get"));
+    // A ranged read is not checked; skip_checksum opts out.
+    let skip = GetOptions {
+        skip_checksum: true,
+        ..Default::default()
+    };
+    let (_, got) = storage
+        .blobs()
+        .get_bytes(&ctx, "ns", "k", skip)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), body.len());
+}

@@ -243,14 +243,20 @@ impl BlobAdapter for ObjectStoreAdapter {
             range: range.clone().map(GetRange::Bounded),
             ..Default::default()
         };
-        let result = self.store.get_opts(&location, opts).await.map_err(|e| {
-            let mapped = map_err(e);
-            if mapped.code() == ErrorCode::TransientAdapter && range.is_some() {
-                Error::invalid("range outside the object").with_source(mapped)
-            } else {
-                mapped
+        let result = match self.store.get_opts(&location, opts).await {
+            Ok(result) => result,
+            Err(e) => {
+                let err = map_err(e);
+                // object_store reports a range past the end as a generic error: tell it apart
+                // from a backend failure by checking the range against the object's size.
+                if let (Some(r), ErrorCode::TransientAdapter) = (&range, err.code())
+                    && let Ok(meta) = self.head_path(&location).await
+                {
+                    check_range(r, meta.size)?;
+                }
+                return Err(err);
             }
-        })?;
+        };
         let meta = meta_of(&result.meta);
         if let Some(r) = &range {
             check_range(r, meta.size)?;

@@ -39,6 +39,18 @@ pub async fn create_storage_client(
             message: "production needs an audit sink; the development default only logs".into(),
         });
     }
+    if config.environment == Environment::Production
+        && let Some(custom) = &deps.blob_adapter
+        && !custom.capabilities().durable
+    {
+        problems.push(ConfigProblem {
+            path: "dependencies.blob_adapter".into(),
+            message: format!(
+                "adapter '{}' is not durable, which production refuses",
+                custom.name()
+            ),
+        });
+    }
     if !problems.is_empty() {
         let report = ConfigReport { problems };
         return Err(Error::config(format!("invalid configuration: {report}")).with_source(report));

@@ -31,11 +31,11 @@ use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes,
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
 use crate::observability::clock::{Clock, id_time_ms, is_id, new_id};
-use crate::observability::observe;
+use crate::observability::{observe, observe_stream};
 use crate::types::limits::{
     validate_content_type, validate_key, validate_metadata, validate_prefix,
 };
-use crate::types::{Namespace, ObjectVersion, StorageContext, StorageObject};
+use crate::types::{Consistency, Namespace, ObjectVersion, StorageContext, StorageObject};
 
 /// How many head manifests a listing reads at once.
 const LIST_CONCURRENCY: usize = 16;
@@ -76,6 +76,17 @@ struct Head {
     etag: String,
 }
 
+/// A version to append to a head, and how.
+struct Append<'a> {
+    version: &'a ObjectVersion,
+    /// The body, when small enough to inline.
+    inline: Option<&'a [u8]>,
+    /// Whether a lost compare-and-swap re-reads the head and retries (else it is a `Conflict`).
+    retry: bool,
+    /// The head becomes visible only after this resolves (the body's durability).
+    ready: Option<BoxFuture<'static, Result<()>>>,
+}
+
 /// One key's paths within its namespace.
 struct KeyPaths {
     layout: Layout,
@@ -114,6 +125,18 @@ fn check_version_id(id: &str) -> Result<()> {
     } else {
         Err(Error::invalid("malformed version id"))
     }
+}
+
+/// Refuses `CacheOnly` reads: there is no cache yet, and such a read must never touch the adapter.
+fn check_read_mode(ctx: &StorageContext) -> Result<()> {
+    let policy = ctx.cache_policy;
+    if policy.consistency == Consistency::CacheOnly && !policy.bypass_cache {
+        return Err(Error::new(
+            ErrorCode::NotSupported,
+            "consistency cache_only needs the cache layer, which this build does not have",
+        ));
+    }
+    Ok(())
 }
 
 fn no_such_key() -> Error {
@@ -255,7 +278,9 @@ impl BlobStore {
         // The body streams to the adapter; once its last byte has passed the tap, the head is
         // built and staged while the body is made durable, and committed only after that.
         let write_body = async {
-            let written = self.adapter.put(&body_path, body, PutMode::Create).await;
+            // Body ids are fresh, so an unconditional put is safe, and it lets object stores
+            // stream large bodies as multipart uploads (which are never conditional).
+            let written = self.adapter.put(&body_path, body, PutMode::Overwrite).await;
             let _ = durable_tx.send(written.is_ok());
             written
         };
@@ -286,17 +311,15 @@ impl BlobStore {
                     )),
                 }
             });
-            self.commit(
-                &paths,
-                head,
-                &version,
-                tapped.inline.as_deref(),
-                !conditional,
-                &check,
-                Some(body_durable),
-            )
-            .await
-            .map(|()| version)
+            let append = Append {
+                version: &version,
+                inline: tapped.inline.as_deref(),
+                retry: !conditional,
+                ready: Some(body_durable),
+            };
+            self.commit(&paths, head, append, &check)
+                .await
+                .map(|()| version)
         };
         let (body_written, committed) = futures::join!(write_body, write_head);
         // A failed body write stored nothing; report its error rather than the head's.
@@ -316,13 +339,17 @@ impl BlobStore {
         key: &str,
         opts: GetOptions,
     ) -> Result<BlobRead> {
-        observe(
+        let read = observe(
             "blob.get",
             self.adapter.as_ref(),
             ctx,
             self.get_inner(ctx, ns, key, opts),
         )
-        .await
+        .await?;
+        Ok(BlobRead {
+            body: observe_stream("blob.get", read.body),
+            ..read
+        })
     }
 
     /// Reads a whole object into memory (convenience for small objects).
@@ -345,6 +372,7 @@ impl BlobStore {
         key: &str,
         opts: GetOptions,
     ) -> Result<BlobRead> {
+        check_read_mode(ctx)?;
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
         if let Some(v) = &opts.version {
             check_version_id(v)?;
@@ -409,6 +437,7 @@ impl BlobStore {
     /// The current version of `key`; `NotFound` if it does not exist or is deleted.
     pub async fn head(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<StorageObject> {
         observe("blob.head", self.adapter.as_ref(), ctx, async {
+            check_read_mode(ctx)?;
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
             let version = head.manifest.live().ok_or_else(no_such_key)?.clone();
@@ -446,8 +475,13 @@ impl BlobStore {
                 tombstone: true,
                 restored_from: None,
             };
-            self.commit(&paths, head, &tombstone, None, true, check, None)
-                .await?;
+            let append = Append {
+                version: &tombstone,
+                inline: None,
+                retry: true,
+                ready: None,
+            };
+            self.commit(&paths, head, append, check).await?;
             self.audit_event(
                 ctx,
                 "blob.delete",
@@ -468,6 +502,7 @@ impl BlobStore {
         key: &str,
     ) -> Result<Vec<ObjectVersion>> {
         observe("blob.versions", self.adapter.as_ref(), ctx, async {
+            check_read_mode(ctx)?;
             let (_, paths) = KeyPaths::new(ctx, ns, key)?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
             if head.manifest.purged || head.manifest.is_empty() {
@@ -509,10 +544,20 @@ impl BlobStore {
                 .body_id
                 .clone()
                 .ok_or_else(|| Error::consistency("version without a body"))?;
+            let missing = |e: Error| {
+                if e.code() == ErrorCode::NotFound {
+                    Error::consistency("the body of the version to restore is missing")
+                        .with_source(e)
+                } else {
+                    e
+                }
+            };
+            let body_path = paths.body(&body_id)?;
             let inline = if old.size <= self.settings.inline_threshold {
-                let got = self.adapter.get(&paths.body(&body_id)?, None).await?;
+                let got = self.adapter.get(&body_path, None).await.map_err(missing)?;
                 Some(collect_bytes(got.body).await?)
             } else {
+                self.adapter.head(&body_path).await.map_err(missing)?;
                 None
             };
             let version = ObjectVersion {
@@ -526,8 +571,13 @@ impl BlobStore {
                     .map(|_| ())
                     .ok_or_else(no_such_key)
             };
-            self.commit(&paths, head, &version, inline.as_deref(), true, check, None)
-                .await?;
+            let append = Append {
+                version: &version,
+                inline: inline.as_deref(),
+                retry: true,
+                ready: None,
+            };
+            self.commit(&paths, head, append, check).await?;
             self.audit_event(
                 ctx,
                 "blob.restore",
@@ -623,6 +673,7 @@ impl BlobStore {
         ns: &str,
         opts: ListOptions,
     ) -> Result<BlobList> {
+        check_read_mode(ctx)?;
         let ns = Namespace::new(ctx.tenant(), ns)?;
         validate_prefix(&opts.prefix)?;
         if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
@@ -810,19 +861,21 @@ impl BlobStore {
         Ok(None)
     }
 
-    /// Appends `version` to the key's head with a compare-and-swap. `check` decides, for the head
-    /// as last read, whether the write may go ahead. A lost CAS re-reads and retries when `retry`
-    /// is set; otherwise it is a `Conflict`.
+    /// Appends a version to the key's head with a compare-and-swap. `check` decides, for the head
+    /// as last read, whether the write may go ahead.
     async fn commit(
         &self,
         paths: &KeyPaths,
         mut head: Option<Head>,
-        version: &ObjectVersion,
-        inline: Option<&[u8]>,
-        retry: bool,
+        append: Append<'_>,
         check: impl Fn(Option<&Head>) -> Result<()>,
-        mut ready: Option<BoxFuture<'static, Result<()>>>,
     ) -> Result<()> {
+        let Append {
+            version,
+            inline,
+            retry,
+            mut ready,
+        } = append;
         for _ in 0..MAX_CAS_ATTEMPTS {
             check(head.as_ref())?;
             let (next, spill) =

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::adapters::BlobAdapter;
+use crate::adapters::{BlobAdapter, ByteStream};
 use crate::error::Result;
 use crate::types::StorageContext;
 
@@ -54,4 +54,16 @@ pub(crate) async fn observe<T>(
         tracing::debug!(parent: &span, code = e.code().as_str(), "operation failed");
     }
     result
+}
+
+/// Counts errors that surface inside a streamed body (after the operation returned), such as a
+/// checksum mismatch at the end of a read, and tags them with the operation.
+pub(crate) fn observe_stream(operation: &'static str, body: ByteStream) -> ByteStream {
+    use futures::StreamExt;
+    Box::pin(body.map(move |item| {
+        item.map_err(|e| {
+            metrics::counter!(ERRORS, "code" => e.code().as_str()).increment(1);
+            e.with_operation(operation)
+        })
+    }))
 }

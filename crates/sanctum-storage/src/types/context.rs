@@ -31,7 +31,8 @@ impl fmt::Display for TenantId {
 }
 
 /// How a request wants the (coming) cache to behave. Until the cache layer lands every read goes
-/// to the adapter, which satisfies `Strong` and `Eventual`; `CacheOnly` is then rejected.
+/// to the adapter, which satisfies `Strong` and `Eventual`; `CacheOnly` reads are refused with
+/// `NotSupported` (unless `bypass_cache` is set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Consistency {
     /// Read your writes; a cached entry only within the staleness budget.
