@@ -1,0 +1,2 @@
+//! The sanctum envelope format (work in progress).
+#![forbid(unsafe_code)]

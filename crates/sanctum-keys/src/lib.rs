@@ -1,0 +1,2 @@
+//! Key-encryption-key providers (work in progress).
+#![forbid(unsafe_code)]
