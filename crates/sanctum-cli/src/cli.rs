@@ -43,6 +43,9 @@ pub enum Command {
     /// Versioned blobs.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// Encryption keys: rotation, re-encryption, crypto-shredding.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Check the configured backend; exits 9 when it is unhealthy.
     Health,
 }
@@ -68,6 +71,52 @@ pub enum BlobCommand {
     Purge(KeyArgs),
     /// Remove bodies left behind by crashed or interrupted writers.
     Sweep(SweepArgs),
+}
+
+/// `sanctum keys ...` (all act on the `--tenant`).
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate the tenant's root key (KEK): re-wraps the tenant key; rewrites no data.
+    RotateKek,
+    /// Start a new data-key epoch for a namespace: new writes use it, old data stays readable.
+    Rotate(NsArgs),
+    /// Re-encrypt a namespace's data under its newest data key (resumable with --cursor).
+    Reencrypt(ReencryptArgs),
+    /// Destroy the tenant's keys (crypto-shredding): all of its data becomes unreadable.
+    Shred(ShredArgs),
+}
+
+/// A namespace.
+#[derive(Debug, Args)]
+pub struct NsArgs {
+    /// The namespace.
+    #[arg(value_name = "NS")]
+    pub ns: String,
+}
+
+/// `keys reencrypt`.
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    /// The namespace.
+    #[arg(value_name = "NS")]
+    pub ns: String,
+    /// Continue after this cursor (printed by an earlier run).
+    #[arg(long, value_name = "C")]
+    pub cursor: Option<String>,
+    /// Keys per batch; the command runs batches until the namespace is done unless --once.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: usize,
+    /// Run one batch and print the cursor to continue from.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `keys shred`.
+#[derive(Debug, Args)]
+pub struct ShredArgs {
+    /// Confirm: the tenant's data becomes unreadable for good.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// A namespace and a key.

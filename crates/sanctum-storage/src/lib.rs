@@ -21,7 +21,8 @@
 //! Write: `facade` (validation) → policy (coming) → encryption (coming) → resilience (coming)
 //! → `adapters` → cache invalidation (coming). Read: policy → cache lookup → `adapters` →
 //! decryption. `observability` wraps every facade operation.
-//! **Until the encryption layer lands, blobs are stored in the clear.**
+//! Every body and every caller-given metadata value is encrypted before it reaches an adapter
+//! ([`crypto`]).
 //!
 //! ## Features
 //! | feature | what it adds |
@@ -33,6 +34,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod facade;
 pub mod observability;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sanctum_storage::adapters::object_store::ObjectStoreAdapter;
 use sanctum_storage::config::ConfigReport;
+use sanctum_storage::crypto::{KeyError, KeyProvider, MemoryKeyProvider, WrappedKey};
 use sanctum_storage::facade::{GetOptions, PutOptions};
 use sanctum_storage::observability::audit::MemoryAuditSink;
 use sanctum_storage::{
@@ -11,6 +12,39 @@ use sanctum_storage::{
 };
 
 const NO_ENV: [(&str, &str); 0] = [];
+
+/// A key provider that claims to be fit for production (to test the production path without
+/// a KMS): it delegates everything to a memory provider.
+#[derive(Debug)]
+struct ProductionLike(MemoryKeyProvider);
+
+#[async_trait::async_trait]
+impl KeyProvider for ProductionLike {
+    fn kind(&self) -> &'static str {
+        "production-like"
+    }
+    fn is_development(&self) -> bool {
+        false
+    }
+    async fn wrap(&self, t: &str, k: &[u8; 32], aad: &[u8]) -> Result<WrappedKey, KeyError> {
+        self.0.wrap(t, k, aad).await
+    }
+    async fn unwrap(&self, t: &str, w: &WrappedKey, aad: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyError> {
+        self.0.unwrap(t, w, aad).await
+    }
+    async fn rewrap(&self, t: &str, w: &WrappedKey, aad: &[u8]) -> Result<WrappedKey, KeyError> {
+        self.0.rewrap(t, w, aad).await
+    }
+    async fn rotate(&self, t: &str) -> Result<u32, KeyError> {
+        self.0.rotate(t).await
+    }
+    async fn destroy(&self, t: &str) -> Result<(), KeyError> {
+        self.0.destroy(t).await
+    }
+    async fn health_check(&self) -> Result<(), KeyError> {
+        self.0.health_check().await
+    }
+}
 
 #[tokio::test]
 async fn embedded_default_stores_in_the_home_folder() {
@@ -68,15 +102,30 @@ async fn production_refuses_development_defaults_naming_each() {
         .unwrap()
         .downcast_ref::<ConfigReport>()
         .unwrap();
-    assert_eq!(report.problems.len(), 1);
-    assert_eq!(report.problems[0].path, "dependencies.audit_sink");
-    let deps = StorageDependencies {
+    let paths: Vec<&str> = report.problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["keys.provider", "dependencies.audit_sink"]);
+    // A development key provider injected by the application is refused too.
+    let dev_keys = StorageDependencies {
         audit_sink: Some(Arc::new(MemoryAuditSink::default())),
+        key_provider: Some(Arc::new(MemoryKeyProvider::new())),
         ..Default::default()
     };
-    create_storage_client(config, deps)
+    let err = create_storage_client(config.clone(), dev_keys).await.unwrap_err();
+    assert!(err.to_string().contains("dependencies.key_provider"), "{err}");
+    let deps = StorageDependencies {
+        audit_sink: Some(Arc::new(MemoryAuditSink::default())),
+        key_provider: Some(Arc::new(ProductionLike(MemoryKeyProvider::new()))),
+        ..Default::default()
+    };
+    create_storage_client(config.clone(), deps.clone())
         .await
         .expect("production with every dependency supplied");
+    let volatile = StorageDependencies {
+        blob_adapter: Some(Arc::new(ObjectStoreAdapter::in_memory("volatile"))),
+        ..deps
+    };
+    let err = create_storage_client(config, volatile).await.unwrap_err();
+    assert!(err.to_string().contains("dependencies.blob_adapter"), "{err}");
 }
 
 #[tokio::test]
@@ -84,6 +133,7 @@ async fn custom_adapters_plug_in_through_dependencies() {
     let adapter = Arc::new(ObjectStoreAdapter::in_memory("custom"));
     let deps = StorageDependencies {
         blob_adapter: Some(adapter.clone()),
+        key_provider: Some(Arc::new(MemoryKeyProvider::new())),
         ..Default::default()
     };
     let config = StorageConfig::from_toml_str("[blob]\nroot = \"/unused\"", NO_ENV).unwrap();
@@ -136,33 +186,20 @@ async fn cache_only_reads_are_refused_until_the_cache_exists() {
 }
 
 #[tokio::test]
-async fn corrupted_bodies_end_the_stream_with_a_consistency_error() {
+async fn tampered_bodies_fail_with_an_encryption_error() {
     let home = tempfile::tempdir().unwrap();
-    let storage = create_storage_client(
-        StorageConfig::embedded(home.path()),
-        StorageDependencies::default(),
-    )
-    .await
-    .unwrap();
+    let storage = create_storage_client(StorageConfig::embedded(home.path()), StorageDependencies::default()).await.unwrap();
     let ctx = StorageContext::new("t1", "svc").unwrap();
     let body = vec![7u8; 200_000];
-    let v = storage
-        .blobs()
-        .put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default())
-        .await
-        .unwrap();
-    // Flip one byte of the stored body on disk.
+    let v = storage.blobs().put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default()).await.unwrap();
+    // Flip one byte of the stored body on disk (in its last chunk).
     let mut stack = vec![home.path().join("blobs/objects")];
     let mut body_file = None;
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
-            } else if e
-                .path()
-                .to_string_lossy()
-                .contains(v.body_id.as_deref().unwrap())
-            {
+            } else if e.path().to_string_lossy().contains(v.body_id.as_deref().unwrap()) {
                 body_file = Some(e.path());
             }
         }
@@ -172,22 +209,21 @@ async fn corrupted_bodies_end_the_stream_with_a_consistency_error() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    let err = storage
-        .blobs()
-        .get_bytes(&ctx, "ns", "k", GetOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Consistency);
-    assert_eq!(err.operation(), Some("blob.get"));
-    // A ranged read is not checked; skip_checksum opts out.
-    let skip = GetOptions {
-        skip_checksum: true,
-        ..Default::default()
+    let mut read = storage.blobs().get(&ctx, "ns", "k", GetOptions::default()).await.unwrap();
+    let mut released = 0usize;
+    let err = loop {
+        use futures::StreamExt;
+        match read.body.next().await {
+            Some(Ok(chunk)) => released += chunk.len(),
+            Some(Err(e)) => break e,
+            None => panic!("a tampered body must not end cleanly"),
+        }
     };
-    let (_, got) = storage
-        .blobs()
-        .get_bytes(&ctx, "ns", "k", skip)
-        .await
-        .unwrap();
-    assert_eq!(got.len(), body.len());
+    assert_eq!(err.code(), ErrorCode::Encryption);
+    assert_eq!(err.operation(), Some("blob.get"));
+    assert!(released < body.len(), "the tampered chunk released no plaintext");
+    // A range away from the tampered chunk still reads.
+    let first = GetOptions { range: Some("0-99".parse().unwrap()), ..Default::default() };
+    let (_, got) = storage.blobs().get_bytes(&ctx, "ns", "k", first).await.unwrap();
+    assert_eq!(&got[..], &body[..100]);
 }

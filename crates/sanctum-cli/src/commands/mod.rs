@@ -2,6 +2,7 @@
 //! are not about blobs.
 
 mod blob;
+mod keys;
 
 use std::path::PathBuf;
 
@@ -120,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let session = Session::new(&cli.global)?;
     match cli.command {
         Command::Blob(cmd) => blob::run(&session, cmd).await,
+        Command::Keys(cmd) => keys::run(&session, cmd).await,
         Command::Health => health(&session).await,
     }
 }

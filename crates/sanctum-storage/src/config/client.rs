@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{BlobBackend, ConfigProblem, ConfigReport, Environment, StorageConfig};
+use super::{BlobBackend, ConfigProblem, ConfigReport, Environment, KeyProviderKind, StorageConfig};
+use crate::crypto::{KeyManager, KeyProvider, LocalKeyring, MemoryKeyProvider, OpenBaoTransit};
 use crate::adapters::BlobAdapter;
 use crate::adapters::local::LocalAdapter;
 use crate::adapters::object_store::ObjectStoreAdapter;
@@ -24,6 +25,8 @@ pub struct StorageDependencies {
     pub clock: Option<Arc<dyn Clock>>,
     /// A custom blob adapter to use instead of the configured backend.
     pub blob_adapter: Option<Arc<dyn BlobAdapter>>,
+    /// A custom KEK provider to use instead of the configured one.
+    pub key_provider: Option<Arc<dyn KeyProvider>>,
 }
 
 /// Validates `config`, admits the blob adapter through the registry (capabilities, `init`,
@@ -33,6 +36,10 @@ pub async fn create_storage_client(
     deps: StorageDependencies,
 ) -> Result<Storage> {
     let mut problems = config.problems();
+    if deps.key_provider.is_some() {
+        // An injected provider replaces the configured one, so its settings do not matter.
+        problems.retain(|p| !p.path.starts_with("keys."));
+    }
     if config.environment == Environment::Production && deps.audit_sink.is_none() {
         problems.push(ConfigProblem {
             path: "dependencies.audit_sink".into(),
@@ -51,10 +58,23 @@ pub async fn create_storage_client(
             ),
         });
     }
+    if config.environment == Environment::Production
+        && let Some(custom) = &deps.key_provider
+        && custom.is_development()
+    {
+        problems.push(ConfigProblem {
+            path: "dependencies.key_provider".into(),
+            message: format!("key provider '{}' is for development only", custom.kind()),
+        });
+    }
     if !problems.is_empty() {
         let report = ConfigReport { problems };
         return Err(Error::config(format!("invalid configuration: {report}")).with_source(report));
     }
+    let provider: Arc<dyn KeyProvider> = match deps.key_provider {
+        Some(custom) => custom,
+        None => configured_provider(&config)?,
+    };
     let adapter: Arc<dyn BlobAdapter> = match deps.blob_adapter {
         Some(custom) => custom,
         None => match config.blob.backend {
@@ -74,9 +94,12 @@ pub async fn create_storage_client(
     };
     let registry = Arc::new(AdapterRegistry::new());
     registry.register_blob(adapter.clone()).await?;
+    let clock: Arc<dyn Clock> = deps.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let keys = Arc::new(KeyManager::new(provider, adapter.clone(), clock.clone()));
     let blobs = BlobStore::new(
         adapter,
-        deps.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        keys,
+        clock,
         deps.audit_sink
             .unwrap_or_else(|| Arc::new(TracingAuditSink)),
         BlobSettings {
@@ -84,4 +107,29 @@ pub async fn create_storage_client(
         },
     );
     Ok(Storage::new(blobs, registry, config.environment))
+}
+
+/// The KEK provider the configuration names.
+fn configured_provider(config: &StorageConfig) -> Result<Arc<dyn KeyProvider>> {
+    let keys = &config.keys;
+    Ok(match config.key_provider() {
+        KeyProviderKind::Memory => Arc::new(MemoryKeyProvider::new()),
+        KeyProviderKind::Local => {
+            let path = config.keyring_path().expect("validated: local needs a keyring");
+            Arc::new(LocalKeyring::open(path).map_err(crate::crypto::key_err)?)
+        }
+        KeyProviderKind::Openbao => {
+            let addr = keys.openbao_addr.as_deref().expect("validated: openbao needs an address");
+            let token = std::env::var(&keys.openbao_token_env).map_err(|_| {
+                Error::config(format!(
+                    "keys.openbao_token_env: environment variable {} is not set",
+                    keys.openbao_token_env
+                ))
+            })?;
+            Arc::new(
+                OpenBaoTransit::new(addr, token, &keys.openbao_mount, &keys.openbao_key_prefix)
+                    .map_err(crate::crypto::key_err)?,
+            )
+        }
+    })
 }

@@ -66,6 +66,66 @@ impl Default for BlobConfig {
     }
 }
 
+/// Which KEK provider holds the tenants' root keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyProviderKind {
+    /// A keyring file next to the data (`keys.keyring`): development only.
+    Local,
+    /// Keys in process memory, lost on exit: development and tests only.
+    Memory,
+    /// OpenBao or Vault Transit: one Transit key per tenant.
+    Openbao,
+}
+
+/// The `[keys]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeysConfig {
+    /// The provider. Default: `local` with the local blob backend, `memory` with the memory one.
+    pub provider: Option<KeyProviderKind>,
+    /// The keyring file of the `local` provider (created with mode 0600 on first use). Default:
+    /// `<blob.root>/keyring.json`.
+    pub keyring: Option<PathBuf>,
+    /// Address of the OpenBao/Vault server, e.g. `https://bao.internal:8200`.
+    pub openbao_addr: Option<String>,
+    /// Name of the environment variable that holds the OpenBao token (the token itself never
+    /// goes in a file).
+    pub openbao_token_env: String,
+    /// Mount path of the Transit engine.
+    pub openbao_mount: String,
+    /// Prefix of the per-tenant Transit key names.
+    pub openbao_key_prefix: String,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            keyring: None,
+            openbao_addr: None,
+            openbao_token_env: "BAO_TOKEN".to_string(),
+            openbao_mount: "transit".to_string(),
+            openbao_key_prefix: "sanctum-".to_string(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The keyring file of the `local` provider: `keys.keyring`, else `<blob.root>/keyring.json`.
+    pub fn keyring_path(&self) -> Option<PathBuf> {
+        self.keys.keyring.clone().or_else(|| self.blob.root.as_ref().map(|r| r.join("keyring.json")))
+    }
+
+    /// The key provider in effect (the configured one, or the backend's default).
+    pub fn key_provider(&self) -> KeyProviderKind {
+        self.keys.provider.unwrap_or(match self.blob.backend {
+            BlobBackend::Local => KeyProviderKind::Local,
+            BlobBackend::Memory => KeyProviderKind::Memory,
+        })
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -74,16 +134,21 @@ pub struct StorageConfig {
     pub environment: Environment,
     /// Blob storage.
     pub blob: BlobConfig,
+    /// Encryption keys.
+    pub keys: KeysConfig,
 }
 
 /// The largest allowed `blob.inline_threshold`.
 pub const MAX_INLINE_THRESHOLD: u64 = 1024 * 1024;
 
 impl StorageConfig {
-    /// The embedded default: blobs in `<home>/blobs`, fsync durability.
+    /// The embedded default: blobs in `<home>/blobs`, fsync durability, the development
+    /// keyring in `<home>/keyring.json`.
     pub fn embedded(home: impl Into<PathBuf>) -> Self {
+        let home = home.into();
         let mut config = Self::default();
-        config.blob.root = Some(home.into().join("blobs"));
+        config.blob.root = Some(home.join("blobs"));
+        config.keys.keyring = Some(home.join("keyring.json"));
         config
     }
 
@@ -105,7 +170,19 @@ impl StorageConfig {
         if self.blob.adapter_name.is_empty() {
             problem("blob.adapter_name", "must not be empty");
         }
+        match self.key_provider() {
+            KeyProviderKind::Local if self.keyring_path().is_none() => {
+                problem("keys.keyring", "required when keys.provider = \"local\" and blob.root is not set");
+            }
+            KeyProviderKind::Openbao if self.keys.openbao_addr.is_none() => {
+                problem("keys.openbao_addr", "required when keys.provider = \"openbao\"");
+            }
+            _ => {}
+        }
         if self.environment == Environment::Production {
+            if matches!(self.key_provider(), KeyProviderKind::Local | KeyProviderKind::Memory) {
+                problem("keys.provider", "development key providers (local, memory) are refused in production");
+            }
             if self.blob.backend == BlobBackend::Memory {
                 problem(
                     "blob.backend",

@@ -21,13 +21,16 @@ use tokio::io::AsyncRead;
 use tokio::sync::oneshot;
 
 use super::layout::Layout;
-use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES};
+use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES, StoredVersion};
+use super::sealing::{self, Place, Sealed};
 use super::options::{
     BlobList, BlobRead, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
     decode_cursor, encode_cursor,
 };
 use super::stream::{Tap, Verify};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
+use crate::crypto::streams::{DecryptSpec, PIPELINE_MIN, decrypt_stream, encrypt_stream};
+use crate::crypto::{KeyManager, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
 use crate::observability::clock::{Clock, id_time_ms, is_id, new_id};
@@ -62,23 +65,24 @@ impl Default for BlobSettings {
 /// The blob facade. Cheap to clone; every method takes the caller's [`StorageContext`].
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    adapter: Arc<dyn BlobAdapter>,
-    clock: Arc<dyn Clock>,
-    audit: Arc<dyn AuditSink>,
-    settings: BlobSettings,
+    pub(super) adapter: Arc<dyn BlobAdapter>,
+    pub(super) keys: Arc<KeyManager>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) audit: Arc<dyn AuditSink>,
+    pub(super) settings: BlobSettings,
 }
 
 /// A head manifest as read, with the etag to compare-and-swap against.
 #[derive(Debug)]
-struct Head {
-    manifest: HeadManifest,
-    inline: Option<Bytes>,
-    etag: String,
+pub(super) struct Head {
+    pub(super) manifest: HeadManifest,
+    pub(super) inline: Option<Bytes>,
+    pub(super) etag: String,
 }
 
 /// A version to append to a head, and how.
 struct Append<'a> {
-    version: &'a ObjectVersion,
+    version: &'a StoredVersion,
     /// The body, when small enough to inline.
     inline: Option<&'a [u8]>,
     /// Whether a lost compare-and-swap re-reads the head and retries (else it is a `Conflict`).
@@ -88,14 +92,14 @@ struct Append<'a> {
 }
 
 /// One key's paths within its namespace.
-struct KeyPaths {
-    layout: Layout,
-    enc: String,
-    head: BlobPath,
+pub(super) struct KeyPaths {
+    pub(super) layout: Layout,
+    pub(super) enc: String,
+    pub(super) head: BlobPath,
 }
 
 impl KeyPaths {
-    fn new(ctx: &StorageContext, ns: &str, key: &str) -> Result<(Namespace, Self)> {
+    pub(super) fn new(ctx: &StorageContext, ns: &str, key: &str) -> Result<(Namespace, Self)> {
         let ns = Namespace::new(ctx.tenant(), ns)?;
         validate_key(key)?;
         let layout = Layout::new(&ns);
@@ -110,11 +114,11 @@ impl KeyPaths {
         ))
     }
 
-    fn body(&self, body_id: &str) -> Result<BlobPath> {
+    pub(super) fn body(&self, body_id: &str) -> Result<BlobPath> {
         self.layout.body(&self.enc, body_id)
     }
 
-    fn page(&self, page_id: &str) -> Result<BlobPath> {
+    pub(super) fn page(&self, page_id: &str) -> Result<BlobPath> {
         self.layout.page(&self.enc, page_id)
     }
 }
@@ -148,21 +152,34 @@ impl BlobStore {
     /// which admits the adapter through the registry first.
     pub fn new(
         adapter: Arc<dyn BlobAdapter>,
+        keys: Arc<KeyManager>,
         clock: Arc<dyn Clock>,
         audit: Arc<dyn AuditSink>,
         settings: BlobSettings,
     ) -> Self {
-        Self {
-            adapter,
-            clock,
-            audit,
-            settings,
-        }
+        Self { adapter, keys, clock, audit, settings }
     }
 
     /// The adapter underneath.
     pub fn adapter(&self) -> &Arc<dyn BlobAdapter> {
         &self.adapter
+    }
+
+    /// The key manager the facade encrypts with.
+    pub fn keys(&self) -> &Arc<KeyManager> {
+        &self.keys
+    }
+
+    /// The namespace's keys for reading existing data: a namespace with data but no keys has
+    /// lost them (shredded or damaged), which is an `Encryption` error.
+    pub(super) async fn read_keys(&self, ctx: &StorageContext, ns: &str) -> Result<Arc<NamespaceKeys>> {
+        self.keys.namespace(ctx.tenant().as_str(), ns, false).await.map_err(|e| {
+            if e.code() == ErrorCode::NotFound {
+                Error::new(ErrorCode::Encryption, "the keys of this data are missing").with_source(e)
+            } else {
+                e
+            }
+        })
     }
 
     /// Stores a new version of `key` from a byte stream and returns it.
@@ -182,16 +199,25 @@ impl BlobStore {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
+        self.put_sized(ctx, ns, key, body, opts, None).await
+    }
+
+    async fn put_sized<S>(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        body: S,
+        opts: PutOptions,
+        size_hint: Option<u64>,
+    ) -> Result<ObjectVersion>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
         let body = body
             .map_err(|e| Error::invalid("reading the request body failed").with_source(e))
             .boxed();
-        observe(
-            "blob.put",
-            self.adapter.as_ref(),
-            ctx,
-            self.put_inner(ctx, ns, key, body, opts),
-        )
-        .await
+        observe("blob.put", self.adapter.as_ref(), ctx, self.put_inner(ctx, ns, key, body, opts, size_hint)).await
     }
 
     /// Stores a new version of `key` read from `reader`. See [`put`](Self::put).
@@ -226,14 +252,9 @@ impl BlobStore {
         opts: PutOptions,
     ) -> Result<ObjectVersion> {
         let body = body.into();
-        self.put(
-            ctx,
-            ns,
-            key,
-            futures::stream::once(async move { Ok(body) }),
-            opts,
-        )
-        .await
+        let size = body.len() as u64;
+        self.put_sized(ctx, ns, key, futures::stream::once(async move { Ok(body) }), opts, Some(size))
+            .await
     }
 
     async fn put_inner(
@@ -243,6 +264,7 @@ impl BlobStore {
         key: &str,
         body: ByteStream,
         opts: PutOptions,
+        size_hint: Option<u64>,
     ) -> Result<ObjectVersion> {
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
         if let Some(ct) = &opts.content_type {
@@ -270,56 +292,59 @@ impl BlobStore {
         let head = self.read_head(&paths.head).await?;
         check(head.as_ref())?; // fail early, before streaming a body that cannot win
 
+        let keys = self.keys.namespace(ctx.tenant().as_str(), ns, true).await?;
+        let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
         let body_id = new_id(self.clock.as_ref());
         let body_path = paths.body(&body_id)?;
-        let tap = Tap::new(self.settings.inline_threshold);
-        let (body, ended) = tap.wrap(body);
+        // Plaintext: hashed and counted. Ciphertext: kept whole when small, for inlining.
+        let plain_tap = Tap::new(0, true);
+        let (plain, _) = plain_tap.wrap(body);
+        let pipelined = size_hint.is_none_or(|size| size >= PIPELINE_MIN);
+        let (header, cipher) = encrypt_stream(&keys, &place.body(&body_id), plain, pipelined)?;
+        let cipher_limit = header.len() as u64 + sanctum_crypto::ciphertext_len(self.settings.inline_threshold);
+        let cipher_tap = Tap::new(cipher_limit, false);
+        let (cipher, ended) = cipher_tap.wrap(cipher);
         let (durable_tx, durable_rx) = oneshot::channel::<bool>();
         // The body streams to the adapter; once its last byte has passed the tap, the head is
         // built and staged while the body is made durable, and committed only after that.
         let write_body = async {
             // Body ids are fresh, so an unconditional put is safe, and it lets object stores
             // stream large bodies as multipart uploads (which are never conditional).
-            let written = self.adapter.put(&body_path, body, PutMode::Overwrite).await;
+            let written = self.adapter.put(&body_path, cipher, PutMode::Overwrite).await;
             let _ = durable_tx.send(written.is_ok());
             written
         };
         let write_head = async {
-            ended
-                .await
-                .map_err(|_| Error::invalid("the body stream did not end"))?;
-            let tapped = tap.finish();
+            ended.await.map_err(|_| Error::invalid("the body stream did not end"))?;
+            let plain = plain_tap.finish();
+            let inline = cipher_tap.finish().inline.filter(|_| plain.size <= self.settings.inline_threshold);
             let now = self.clock.now_ms();
-            let version = ObjectVersion {
-                version_id: new_id(self.clock.as_ref()),
-                body_id: Some(body_id.clone()),
-                checksum: tapped.checksum,
-                size: tapped.size,
-                created_at_ms: now,
-                body_created_at_ms: now,
+            let version_id = new_id(self.clock.as_ref());
+            let sealed = Sealed {
+                checksum: plain.checksum,
                 content_type: opts.content_type.clone(),
                 metadata: opts.metadata.clone(),
+            };
+            let stored = StoredVersion {
+                version_id: version_id.clone(),
+                body_id: Some(body_id.clone()),
+                size: plain.size,
+                created_at_ms: now,
+                body_created_at_ms: now,
                 tombstone: false,
                 restored_from: None,
+                body_header: Some(sealing::hex(&header)),
+                sealed: Some(sealing::seal(&keys, place, &version_id, &sealed)?),
             };
             let body_durable: BoxFuture<'static, Result<()>> = Box::pin(async move {
                 match durable_rx.await {
                     Ok(true) => Ok(()),
-                    _ => Err(Error::new(
-                        ErrorCode::PermanentAdapter,
-                        "the body write failed",
-                    )),
+                    _ => Err(Error::new(ErrorCode::PermanentAdapter, "the body write failed")),
                 }
             });
-            let append = Append {
-                version: &version,
-                inline: tapped.inline.as_deref(),
-                retry: !conditional,
-                ready: Some(body_durable),
-            };
-            self.commit(&paths, head, append, &check)
-                .await
-                .map(|()| version)
+            let append = Append { version: &stored, inline: inline.as_deref(), retry: !conditional, ready: Some(body_durable) };
+            self.commit(&paths, head, append, &check).await?;
+            sealing::public(Some(&keys), place, &stored)
         };
         let (body_written, committed) = futures::join!(write_body, write_head);
         // A failed body write stored nothing; report its error rather than the head's.
@@ -379,7 +404,7 @@ impl BlobStore {
         }
         let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
         let current = head.manifest.live().ok_or_else(no_such_key)?;
-        let version = match &opts.version {
+        let stored = match &opts.version {
             None => current.clone(),
             Some(id) => self
                 .find_version(&paths, &head.manifest, id)
@@ -387,51 +412,60 @@ impl BlobStore {
                 .filter(|v| !v.tombstone)
                 .ok_or_else(|| Error::not_found("no such version"))?,
         };
+        let keys = self.read_keys(ctx, ns).await?;
+        let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
+        let public = sealing::public(Some(&keys), place, &stored)?;
         let range = match opts.range {
-            Some(r) => r.resolve(version.size)?,
-            None => 0..version.size,
+            Some(r) => r.resolve(stored.size)?,
+            None => 0..stored.size,
         };
-        let verify = range.start == 0 && range.end == version.size && !opts.skip_checksum;
-        let inline = head
-            .inline
-            .filter(|_| version.version_id == current.version_id);
-        let body = match inline {
-            Some(bytes) => once_stream(bytes.slice(range.start as usize..range.end as usize)),
+        let full = range.start == 0 && range.end == stored.size;
+        let body_id = stored.body_id.as_deref().ok_or_else(|| Error::consistency("version without a body"))?;
+        let (header, header_bytes) = sealing::body_header(&stored)?;
+        let header_len = header_bytes.len() as u64;
+        let mut spec = DecryptSpec {
+            header,
+            header_bytes,
+            with_header: true,
+            first_chunk: 0,
+            skip: range.start,
+            take: range.end - range.start,
+            to_end: true,
+        };
+        let inline = head.inline.filter(|_| stored.version_id == current.version_id);
+        let ciphertext = match inline {
+            Some(bytes) => once_stream(bytes),
             None => {
-                let body_id = version
-                    .body_id
-                    .as_deref()
-                    .ok_or_else(|| Error::consistency("version without a body"))?;
-                let got = self
-                    .adapter
-                    .get(&paths.body(body_id)?, Some(range.clone()))
-                    .await
-                    .map_err(|e| {
-                        if e.code() == ErrorCode::NotFound {
-                            Error::consistency("the body of a committed version is missing")
-                                .with_source(e)
-                        } else {
-                            e
-                        }
-                    })?;
-                if got.meta.size != version.size {
-                    return Err(Error::consistency(
-                        "body size differs from the version's size",
-                    ));
+                // A range reads only the chunks that cover it.
+                let wanted = if full {
+                    None
+                } else {
+                    let span = sanctum_crypto::chunk_span(range.clone(), stored.size);
+                    spec = DecryptSpec {
+                        with_header: false,
+                        first_chunk: span.first_chunk,
+                        skip: span.skip,
+                        to_end: span.includes_final,
+                        ..spec
+                    };
+                    Some(header_len + span.ciphertext.start..header_len + span.ciphertext.end)
+                };
+                let got = self.adapter.get(&paths.body(body_id)?, wanted).await.map_err(|e| {
+                    if e.code() == ErrorCode::NotFound {
+                        Error::consistency("the body of a committed version is missing").with_source(e)
+                    } else {
+                        e
+                    }
+                })?;
+                if got.meta.size != stored.body_object_len() {
+                    return Err(Error::consistency("body size differs from the version's size"));
                 }
                 got.body
             }
         };
-        let body = if verify {
-            Verify::wrap(body, version.checksum.clone())
-        } else {
-            body
-        };
-        Ok(BlobRead {
-            version,
-            range,
-            body,
-        })
+        let body = decrypt_stream(&keys, &place.body(body_id), spec, ciphertext)?;
+        let body = if full && opts.verify_checksum { Verify::wrap(body, public.checksum.clone()) } else { body };
+        Ok(BlobRead { version: public, range, body })
     }
 
     /// The current version of `key`; `NotFound` if it does not exist or is deleted.
@@ -440,7 +474,10 @@ impl BlobStore {
             check_read_mode(ctx)?;
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
-            let version = head.manifest.live().ok_or_else(no_such_key)?.clone();
+            let stored = head.manifest.live().ok_or_else(no_such_key)?;
+            let keys = self.read_keys(ctx, ns.name()).await?;
+            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key };
+            let version = sealing::public(Some(&keys), place, stored)?;
             Ok(StorageObject {
                 namespace: ns.name().to_string(),
                 key: key.to_string(),
@@ -463,17 +500,16 @@ impl BlobStore {
             let head = self.read_head(&paths.head).await?;
             check(head.as_ref())?;
             let now = self.clock.now_ms();
-            let tombstone = ObjectVersion {
+            let tombstone = StoredVersion {
                 version_id: new_id(self.clock.as_ref()),
                 body_id: None,
-                checksum: String::new(),
                 size: 0,
                 created_at_ms: now,
                 body_created_at_ms: now,
-                content_type: None,
-                metadata: Default::default(),
                 tombstone: true,
                 restored_from: None,
+                body_header: None,
+                sealed: None,
             };
             let append = Append {
                 version: &tombstone,
@@ -482,14 +518,12 @@ impl BlobStore {
                 ready: None,
             };
             self.commit(&paths, head, append, check).await?;
-            self.audit_event(
-                ctx,
-                "blob.delete",
-                &ns,
+            self.audit_event(ctx, "blob.delete", Some(&ns),
                 Some(key),
                 Some(&tombstone.version_id),
             );
-            Ok(tombstone)
+            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key };
+            sealing::public(None, place, &tombstone)
         })
         .await
     }
@@ -512,7 +546,12 @@ impl BlobStore {
             for page_id in &head.manifest.history_pages {
                 all.extend(self.read_page(&paths, page_id).await?);
             }
-            Ok(all)
+            let keys = match all.iter().all(|v| v.tombstone) {
+                true => None,
+                false => Some(self.read_keys(ctx, ns).await?),
+            };
+            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
+            all.iter().map(|v| sealing::public(keys.as_deref(), place, v)).collect()
         })
         .await
     }
@@ -560,10 +599,17 @@ impl BlobStore {
                 self.adapter.head(&body_path).await.map_err(missing)?;
                 None
             };
-            let version = ObjectVersion {
-                version_id: new_id(self.clock.as_ref()),
+            // The body is reused as is (its context names the body, not the version); the
+            // metadata is sealed anew for the new version id.
+            let keys = self.read_keys(ctx, ns.name()).await?;
+            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key };
+            let sealed = sealing::unseal(&keys, place, &old)?;
+            let version_id = new_id(self.clock.as_ref());
+            let version = StoredVersion {
+                version_id: version_id.clone(),
                 created_at_ms: self.clock.now_ms(),
                 restored_from: Some(old.version_id.clone()),
+                sealed: Some(sealing::seal(&keys, place, &version_id, &sealed)?),
                 ..old
             };
             let check = |head: Option<&Head>| -> Result<()> {
@@ -578,14 +624,11 @@ impl BlobStore {
                 ready: None,
             };
             self.commit(&paths, head, append, check).await?;
-            self.audit_event(
-                ctx,
-                "blob.restore",
-                &ns,
+            self.audit_event(ctx, "blob.restore", Some(&ns),
                 Some(key),
                 Some(&version.version_id),
             );
-            Ok(version)
+            sealing::public(Some(&keys), place, &version)
         })
         .await
     }
@@ -645,7 +688,7 @@ impl BlobStore {
                 Err(e) if matches!(e.code(), ErrorCode::Conflict | ErrorCode::NotFound) => {}
                 Err(e) => return Err(e),
             }
-            self.audit_event(ctx, "blob.purge", &ns, Some(key), None);
+            self.audit_event(ctx, "blob.purge", Some(&ns), Some(key), None);
             Ok(())
         })
         .await
@@ -688,6 +731,7 @@ impl BlobStore {
             None => None,
         };
         let mut objects = Vec::new();
+        let mut keys: Option<Arc<NamespaceKeys>> = None;
         loop {
             let want = opts.limit - objects.len();
             let page = self
@@ -711,12 +755,13 @@ impl BlobStore {
                 .await?;
             let last_key = heads.last().map(|(k, _)| k.clone());
             for (key, head) in heads {
-                if let Some(version) = head.as_ref().and_then(|h| h.manifest.live()) {
-                    objects.push(StorageObject {
-                        namespace: ns.name().to_string(),
-                        key,
-                        version: version.clone(),
-                    });
+                if let Some(stored) = head.as_ref().and_then(|h| h.manifest.live()) {
+                    if keys.is_none() {
+                        keys = Some(self.read_keys(ctx, ns.name()).await?);
+                    }
+                    let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key: &key };
+                    let version = sealing::public(keys.as_deref(), place, stored)?;
+                    objects.push(StorageObject { namespace: ns.name().to_string(), key, version });
                 }
             }
             if !page.more {
@@ -804,7 +849,7 @@ impl BlobStore {
         Ok(ids)
     }
 
-    async fn read_head(&self, path: &BlobPath) -> Result<Option<Head>> {
+    pub(super) async fn read_head(&self, path: &BlobPath) -> Result<Option<Head>> {
         let got = match self.adapter.get(path, None).await {
             Ok(got) => got,
             Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
@@ -824,7 +869,7 @@ impl BlobStore {
         }))
     }
 
-    async fn read_page(&self, paths: &KeyPaths, page_id: &str) -> Result<Vec<ObjectVersion>> {
+    pub(super) async fn read_page(&self, paths: &KeyPaths, page_id: &str) -> Result<Vec<StoredVersion>> {
         let got = self
             .adapter
             .get(&paths.page(page_id)?, None)
@@ -844,7 +889,7 @@ impl BlobStore {
         paths: &KeyPaths,
         manifest: &HeadManifest,
         id: &str,
-    ) -> Result<Option<ObjectVersion>> {
+    ) -> Result<Option<StoredVersion>> {
         if let Some(v) = manifest.find(id)? {
             return Ok(Some(v));
         }
@@ -930,11 +975,11 @@ impl BlobStore {
         ))
     }
 
-    fn audit_event(
+    pub(super) fn audit_event(
         &self,
         ctx: &StorageContext,
         operation: &'static str,
-        ns: &Namespace,
+        ns: Option<&Namespace>,
         key: Option<&str>,
         version_id: Option<&str>,
     ) {
@@ -944,7 +989,7 @@ impl BlobStore {
             tenant: ctx.tenant().to_string(),
             actor: ctx.actor().to_string(),
             correlation_id: ctx.correlation_id().to_string(),
-            namespace: ns.name().to_string(),
+            namespace: ns.map(|ns| ns.name().to_string()),
             key: key.map(str::to_string),
             version_id: version_id.map(str::to_string),
         });

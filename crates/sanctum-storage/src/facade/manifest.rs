@@ -3,7 +3,7 @@
 //! Encoding (little-endian):
 //! ```text
 //! "SNH2" | u8 flags (1 = purged) | u32 record count | u32 pages length | pages (JSON array of ids)
-//!        | records: (u32 length | JSON ObjectVersion) x count, newest first
+//!        | records: (u32 length | JSON StoredVersion) x count, newest first
 //!        | u8 inline flag | inline body of the current version
 //! ```
 //! Records are length-prefixed so that a write prepends a version by copying the older records'
@@ -13,9 +13,9 @@
 //! [`SPILL_VERSIONS`] move to an immutable history page (`"SNP1" | u32 count | records`).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::types::ObjectVersion;
 
 const MAGIC: &[u8; 4] = b"SNH2";
 const PAGE_MAGIC: &[u8; 4] = b"SNP1";
@@ -26,6 +26,30 @@ pub(crate) const MAX_HEAD_VERSIONS: usize = 256;
 pub(crate) const SPILL_VERSIONS: usize = 128;
 /// A head larger than this is treated as corrupt rather than read into memory.
 pub(crate) const MAX_HEAD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One version as stored in a manifest: what is needed to find and decrypt its body in the
+/// clear, everything a caller gave (checksum, content type, metadata) sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredVersion {
+    pub version_id: String,
+    pub body_id: Option<String>,
+    pub size: u64,
+    pub created_at_ms: u64,
+    pub body_created_at_ms: u64,
+    pub tombstone: bool,
+    pub restored_from: Option<String>,
+    /// The body's encryption header (hex): key reference, salt and commitment.
+    pub body_header: Option<String>,
+    /// Checksum, content type and user metadata, encrypted (hex); `None` for tombstones.
+    pub sealed: Option<String>,
+}
+
+impl StoredVersion {
+    /// Bytes of the body object: its header and its encrypted chunks.
+    pub(crate) fn body_object_len(&self) -> u64 {
+        self.body_header.as_ref().map_or(0, |h| h.len() as u64 / 2) + sanctum_crypto::ciphertext_len(self.size)
+    }
+}
 
 fn corrupt() -> Error {
     Error::consistency("head manifest is corrupt")
@@ -38,13 +62,13 @@ pub(crate) struct HeadManifest {
     pub purged: bool,
     /// Ids of history pages, newest first; each holds older versions, newest first.
     pub history_pages: Vec<String>,
-    current: Option<ObjectVersion>,
+    current: Option<StoredVersion>,
     count: usize,
     /// Every record, framed, newest first (the first is `current`).
     records: Bytes,
 }
 
-fn put_record(out: &mut BytesMut, version: &ObjectVersion) -> Result<()> {
+fn put_record(out: &mut BytesMut, version: &StoredVersion) -> Result<()> {
     let json = serde_json::to_vec(version)
         .map_err(|e| Error::consistency("cannot encode a version").with_source(e))?;
     out.put_u32_le(json.len() as u32);
@@ -66,7 +90,7 @@ fn records_len(records: &[u8], n: usize) -> Result<usize> {
     Ok(at)
 }
 
-fn parse_records(mut records: &[u8], count: usize) -> Result<Vec<ObjectVersion>> {
+fn parse_records(mut records: &[u8], count: usize) -> Result<Vec<StoredVersion>> {
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         if records.len() < 4 {
@@ -93,7 +117,7 @@ impl HeadManifest {
     }
 
     /// The current version, unless the key is absent (purged, empty or tombstoned).
-    pub(crate) fn live(&self) -> Option<&ObjectVersion> {
+    pub(crate) fn live(&self) -> Option<&StoredVersion> {
         self.current
             .as_ref()
             .filter(|v| !v.tombstone && !self.purged)
@@ -105,12 +129,12 @@ impl HeadManifest {
     }
 
     /// Every version in the head (not in pages), newest first.
-    pub(crate) fn versions(&self) -> Result<Vec<ObjectVersion>> {
+    pub(crate) fn versions(&self) -> Result<Vec<StoredVersion>> {
         parse_records(&self.records, self.count)
     }
 
     /// The version `id`, if the head (not its pages) lists it.
-    pub(crate) fn find(&self, id: &str) -> Result<Option<ObjectVersion>> {
+    pub(crate) fn find(&self, id: &str) -> Result<Option<StoredVersion>> {
         if self.current.as_ref().is_some_and(|c| c.version_id == id) {
             return Ok(self.current.clone());
         }
@@ -121,7 +145,7 @@ impl HeadManifest {
             let len = rest.get_u32_le() as usize;
             let json = &rest[..len];
             if json.windows(needle.len()).any(|w| w == needle) {
-                let v: ObjectVersion =
+                let v: StoredVersion =
                     serde_json::from_slice(json).map_err(|e| corrupt().with_source(e))?;
                 if v.version_id == id {
                     return Ok(Some(v));
@@ -132,12 +156,28 @@ impl HeadManifest {
         Ok(None)
     }
 
+    /// A manifest holding exactly `versions` (newest first) and `history_pages` (used when
+    /// every record is rewritten, as re-encryption does).
+    pub(crate) fn from_versions(versions: &[StoredVersion], history_pages: Vec<String>) -> Result<HeadManifest> {
+        let mut records = BytesMut::new();
+        for v in versions {
+            put_record(&mut records, v)?;
+        }
+        Ok(HeadManifest {
+            purged: false,
+            history_pages,
+            current: versions.first().cloned(),
+            count: versions.len(),
+            records: records.freeze(),
+        })
+    }
+
     /// The manifest after committing `version` on top of `prior` (ignored when purged). When the
     /// head grows past [`MAX_HEAD_VERSIONS`], the oldest records move to a page with `page_id`,
     /// whose encoded bytes are returned too.
     pub(crate) fn with_new(
         prior: Option<&HeadManifest>,
-        version: &ObjectVersion,
+        version: &StoredVersion,
         page_id: impl FnOnce() -> String,
     ) -> Result<(HeadManifest, Option<(String, Bytes)>)> {
         let prior = prior.filter(|m| !m.purged);
@@ -222,7 +262,7 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
         _ => {
             let first = records_len(&records, 1)?;
             Some(
-                serde_json::from_slice::<ObjectVersion>(&records[4..first])
+                serde_json::from_slice::<StoredVersion>(&records[4..first])
                     .map_err(|e| corrupt().with_source(e))?,
             )
         }
@@ -233,7 +273,7 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
         _ => return Err(corrupt()),
     };
     match (&inline, &current) {
-        (Some(body), Some(cur)) if body.len() as u64 != cur.size => return Err(corrupt()),
+        (Some(body), Some(cur)) if body.len() as u64 != cur.body_object_len() => return Err(corrupt()),
         (Some(_), None) => return Err(corrupt()),
         _ => {}
     }
@@ -247,7 +287,18 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
     Ok((manifest, inline))
 }
 
-pub(crate) fn decode_page(bytes: &[u8]) -> Result<Vec<ObjectVersion>> {
+/// Encodes a history page of `versions`, newest first.
+pub(crate) fn encode_page(versions: &[StoredVersion]) -> Result<Bytes> {
+    let mut page = BytesMut::new();
+    page.put_slice(PAGE_MAGIC);
+    page.put_u32_le(versions.len() as u32);
+    for v in versions {
+        put_record(&mut page, v)?;
+    }
+    Ok(page.freeze())
+}
+
+pub(crate) fn decode_page(bytes: &[u8]) -> Result<Vec<StoredVersion>> {
     let bad = || Error::consistency("history page is corrupt");
     if bytes.len() < 8 || &bytes[..4] != PAGE_MAGIC {
         return Err(bad());
@@ -260,18 +311,22 @@ pub(crate) fn decode_page(bytes: &[u8]) -> Result<Vec<ObjectVersion>> {
 mod tests {
     use super::*;
 
-    fn version(id: &str, size: u64) -> ObjectVersion {
-        ObjectVersion {
+    /// Stand-in ciphertext of a `size`-byte body (only its length matters here).
+    fn inline_of(size: u64) -> Vec<u8> {
+        vec![7; sanctum_crypto::ciphertext_len(size) as usize]
+    }
+
+    fn version(id: &str, size: u64) -> StoredVersion {
+        StoredVersion {
             version_id: id.into(),
             body_id: Some(format!("b{id}")),
-            checksum: "blake3:00".into(),
             size,
             created_at_ms: 1,
             body_created_at_ms: 1,
-            content_type: None,
-            metadata: Default::default(),
             tombstone: false,
             restored_from: None,
+            body_header: None,
+            sealed: None,
         }
     }
 
@@ -280,7 +335,8 @@ mod tests {
         let (m, _) = HeadManifest::with_new(None, &version("v1", 3), || unreachable!()).unwrap();
         let (m, _) =
             HeadManifest::with_new(Some(&m), &version("v2", 3), || unreachable!()).unwrap();
-        let (back, inline) = decode(encode(&m, Some(b"abc")).unwrap()).unwrap();
+        let body = inline_of(3);
+        let (back, inline) = decode(encode(&m, Some(&body)).unwrap()).unwrap();
         assert_eq!(back.live().unwrap().version_id, "v2");
         let ids: Vec<_> = back
             .versions()
@@ -291,7 +347,7 @@ mod tests {
         assert_eq!(ids, ["v2", "v1"]);
         assert_eq!(back.find("v1").unwrap().unwrap().version_id, "v1");
         assert!(back.find("v3").unwrap().is_none());
-        assert_eq!(inline.as_deref(), Some(&b"abc"[..]));
+        assert_eq!(inline.as_deref(), Some(&body[..]));
         let (_, inline) = decode(encode(&m, None).unwrap()).unwrap();
         assert!(inline.is_none());
         let (purged, _) = decode(encode(&HeadManifest::purged_marker(), None).unwrap()).unwrap();
@@ -327,7 +383,7 @@ mod tests {
     #[test]
     fn corrupt_heads_are_consistency_errors() {
         let (m, _) = HeadManifest::with_new(None, &version("v1", 3), || unreachable!()).unwrap();
-        let good = encode(&m, Some(b"abc")).unwrap();
+        let good = encode(&m, Some(&inline_of(3))).unwrap();
         let mut wrong_count = good.to_vec();
         wrong_count[5] = 9;
         let mut bad_flags = good.to_vec();

@@ -2,12 +2,17 @@
 //! encryption and cache, the adapter, and observability, in the order ARCHITECTURE.md gives.
 
 mod blob;
+mod keys;
 mod layout;
 mod manifest;
 pub mod options;
+mod sealing;
 mod stream;
 
+pub(crate) use layout::unhex;
+
 pub use blob::{BlobSettings, BlobStore};
+pub use keys::{KeyAdmin, ReencryptOptions, ReencryptReport};
 pub use options::{
     BlobList, BlobRead, ByteRange, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
 };
@@ -58,6 +63,11 @@ impl Storage {
     /// Versioned blobs.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// Key operations: rotation, re-encryption, crypto-shredding.
+    pub fn keys(&self) -> KeyAdmin {
+        KeyAdmin { blobs: self.blobs.clone() }
     }
 
     /// Runs every adapter's health check.

@@ -102,9 +102,10 @@ pub struct GetOptions {
     pub version: Option<String>,
     /// Read only these bytes.
     pub range: Option<ByteRange>,
-    /// Skip the BLAKE3 check of a full read. By default a full read re-hashes the body and ends
-    /// the stream with a `Consistency` error on a mismatch; ranged reads are never checked.
-    pub skip_checksum: bool,
+    /// Also re-hash a full read with BLAKE3 and end the stream with a `Consistency` error on a
+    /// mismatch. Off by default: every chunk is already authenticated by AES-GCM, and the final
+    /// chunk proves the body complete.
+    pub verify_checksum: bool,
 }
 
 /// A blob being read: the version, the range of it in `body`, and the bytes.

@@ -29,7 +29,7 @@ pub(crate) struct Tapped {
 
 #[derive(Debug)]
 struct TapState {
-    hasher: blake3::Hasher,
+    hasher: Option<blake3::Hasher>,
     size: u64,
     inline: Option<Vec<Bytes>>,
     inline_limit: u64,
@@ -40,9 +40,11 @@ struct TapState {
 pub(crate) struct Tap(Arc<Mutex<TapState>>);
 
 impl Tap {
-    pub(crate) fn new(inline_limit: u64) -> Self {
+    /// A tap that keeps the whole stream while it is at most `inline_limit` bytes, and hashes
+    /// it when `hash` is set.
+    pub(crate) fn new(inline_limit: u64, hash: bool) -> Self {
         Self(Arc::new(Mutex::new(TapState {
-            hasher: blake3::Hasher::new(),
+            hasher: hash.then(blake3::Hasher::new),
             size: 0,
             inline: Some(Vec::new()),
             inline_limit,
@@ -69,7 +71,7 @@ impl Tap {
             _ => Bytes::from(parts.concat()),
         });
         Tapped {
-            checksum: checksum_string(&s.hasher.finalize()),
+            checksum: s.hasher.as_ref().map(|h| checksum_string(&h.finalize())).unwrap_or_default(),
             size: s.size,
             inline,
         }
@@ -94,7 +96,9 @@ impl Stream for TapStream {
         }
         if let Poll::Ready(Some(Ok(chunk))) = &item {
             let mut s = self.state.0.lock().expect("tap lock poisoned");
-            s.hasher.update(chunk);
+            if let Some(h) = &mut s.hasher {
+                h.update(chunk);
+            }
             s.size += chunk.len() as u64;
             if s.size > s.inline_limit {
                 s.inline = None;

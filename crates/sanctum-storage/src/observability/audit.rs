@@ -20,8 +20,8 @@ pub struct AuditEvent {
     pub actor: String,
     /// The request's correlation id.
     pub correlation_id: String,
-    /// The namespace.
-    pub namespace: String,
+    /// The namespace, when the action concerns one.
+    pub namespace: Option<String>,
     /// The object key, when the action concerns one.
     pub key: Option<String>,
     /// The version written or affected, when there is one.
@@ -65,7 +65,7 @@ impl AuditSink for TracingAuditSink {
             tenant = %event.tenant,
             actor = %event.actor,
             correlation_id = %event.correlation_id,
-            namespace = %event.namespace,
+            namespace = event.namespace.as_deref(),
             key = event.key.as_deref(),
             version_id = event.version_id.as_deref(),
             "audit"

@@ -1,0 +1,95 @@
+//! `sanctum keys ...`: key rotation, re-encryption and crypto-shredding for the `--tenant`.
+
+use sanctum_storage::facade::ReencryptOptions;
+
+use super::Session;
+use crate::cli::{KeysCommand, NsArgs, ReencryptArgs, ShredArgs};
+use crate::output::{self, UsageError};
+
+/// Runs a `keys` subcommand.
+pub async fn run(session: &Session, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::RotateKek => rotate_kek(session).await,
+        KeysCommand::Rotate(args) => rotate(session, args).await,
+        KeysCommand::Reencrypt(args) => reencrypt(session, args).await,
+        KeysCommand::Shred(args) => shred(session, args).await,
+    }
+}
+
+async fn rotate_kek(session: &Session) -> anyhow::Result<()> {
+    let rotation = session
+        .with_storage(async |s| Ok(s.keys().rotate_kek(&session.ctx).await?))
+        .await?;
+    if session.json {
+        output::json(&rotation)
+    } else {
+        output::line(format_args!(
+            "tenant {}: KEK now at version {}; tenant key re-wrapped",
+            session.ctx.tenant(),
+            rotation.kek_version
+        ))
+    }
+}
+
+async fn rotate(session: &Session, args: NsArgs) -> anyhow::Result<()> {
+    let epoch = session
+        .with_storage(async |s| Ok(s.keys().rotate_namespace(&session.ctx, &args.ns).await?))
+        .await?;
+    if session.json {
+        output::json(&serde_json::json!({ "namespace": args.ns, "epoch": epoch }))
+    } else {
+        output::line(format_args!("namespace {}: data key now at epoch {epoch}", args.ns))
+    }
+}
+
+async fn reencrypt(session: &Session, args: ReencryptArgs) -> anyhow::Result<()> {
+    let report = session
+        .with_storage(async |s| {
+            let mut cursor = args.cursor.clone();
+            let mut total = sanctum_storage::facade::ReencryptReport::default();
+            loop {
+                let opts = ReencryptOptions { cursor: cursor.clone(), limit: args.limit };
+                let batch = s.keys().reencrypt_namespace(&session.ctx, &args.ns, opts).await?;
+                total.epoch = batch.epoch;
+                total.keys_scanned += batch.keys_scanned;
+                total.bodies_rewritten += batch.bodies_rewritten;
+                total.versions_resealed += batch.versions_resealed;
+                total.next_cursor = batch.next_cursor.clone();
+                cursor = batch.next_cursor;
+                if cursor.is_none() || args.once {
+                    return Ok(total);
+                }
+            }
+        })
+        .await?;
+    if session.json {
+        output::json(&report)
+    } else {
+        output::line(format_args!(
+            "namespace {}: {} keys scanned, {} bodies rewritten, {} versions resealed, epoch {}",
+            args.ns, report.keys_scanned, report.bodies_rewritten, report.versions_resealed, report.epoch
+        ))?;
+        match &report.next_cursor {
+            Some(c) => output::line(format_args!("not finished; continue with --cursor {c}")),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn shred(session: &Session, args: ShredArgs) -> anyhow::Result<()> {
+    if !args.yes {
+        return Err(UsageError(format!(
+            "keys shred makes every object of tenant {} unreadable for good; add --yes to confirm",
+            session.ctx.tenant()
+        ))
+        .into());
+    }
+    session
+        .with_storage(async |s| Ok(s.keys().shred_tenant(&session.ctx).await?))
+        .await?;
+    if session.json {
+        output::json(&serde_json::json!({ "tenant": session.ctx.tenant().as_str(), "shredded": true }))
+    } else {
+        output::line(format_args!("tenant {} shredded: its keys are destroyed", session.ctx.tenant()))
+    }
+}

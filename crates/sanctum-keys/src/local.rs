@@ -1,0 +1,621 @@
+//! The local keyring: KEKs in a JSON file, for development.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::{
+    KEY_LEN, KeyError, KeyErrorKind, KeyProvider, WrappedKey, bound_context, check_aad,
+    check_provider, validate_tenant,
+};
+
+const KIND: &str = "local-keyring";
+const FORMAT: &str = "sanctum-keys/local-keyring/v1";
+const TAG_LEN: usize = 16;
+/// `nonce || sealed key || tag`.
+const WRAPPED_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
+/// Refuse to parse keyring files larger than this (a keyring of 10k tenants is ~1 MiB).
+const MAX_FILE_LEN: u64 = 64 * 1024 * 1024;
+
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// A development keyring: per-tenant AES-256-GCM KEKs in a JSON file.
+///
+/// **Development only** ([`KeyProvider::is_development`] is `true`): the KEKs sit unencrypted in a
+/// file, usually next to the data they protect. Opening one logs a `tracing` warning once per process.
+///
+/// # The file
+///
+/// - JSON: `{"format": "sanctum-keys/local-keyring/v1", "tenants": {"<tenant>": {"versions":
+///   ["<base64 KEK v1>", ...], "destroyed": false}}}`. KEK version `n` is `versions[n - 1]`; each KEK
+///   is 32 random bytes from `ring`'s `SystemRandom`.
+/// - Created on first write with mode `0600` (its directory, if missing, with `0700`).
+/// - **Mode policy:** an existing file that group or others can access in any way (`mode & 0o077 !=
+///   0`) is refused with [`KeyErrorKind::Permanent`], at [`LocalKeyring::open`] and on every load;
+///   fix it with `chmod 600`. Symlinks and non-regular files are refused too.
+/// - Every change is a read-modify-write under an in-process `tokio` mutex and an exclusive OS lock
+///   (`flock`) on `<path>.lock`, and is written atomically (temporary file, `fsync`, `rename`,
+///   `fsync` of the directory). So two keyrings on the same file, in one process or in two, never
+///   lose each other's tenants or versions. Reads take no lock: a rename is atomic.
+///
+/// # Wrapping
+///
+/// AES-256-GCM (`ring`) under the tenant's newest KEK, with a random 96-bit nonce and
+/// [`bound_context`]`(tenant, aad)` as associated data; [`WrappedKey::ciphertext`] is
+/// `base64(nonce || sealed key || tag)`. `rewrap` unwraps and wraps again in-process.
+///
+/// # Destruction
+///
+/// `destroy` removes (and zeroizes in memory) every KEK version of the tenant and records the tenant
+/// as destroyed: later `unwrap`, `rewrap`, `rotate` and `wrap` fail with [`KeyErrorKind::Destroyed`].
+/// A destroyed tenant id cannot be used again; a tenant that is re-created needs a new id. Removed key
+/// bytes may survive in older copies of the file (backups, snapshots, unreclaimed disk blocks): one
+/// more reason this keyring is for development only.
+///
+/// # Memory
+///
+/// KEKs and unwrapped keys are held in [`Zeroizing`] buffers or structs that zeroize on drop; copies
+/// inside `serde_json` and `ring` (its AES key schedule) are not zeroized.
+#[derive(Debug)]
+pub struct LocalKeyring {
+    path: PathBuf,
+    lock_path: PathBuf,
+    write_lock: tokio::sync::Mutex<()>,
+    rng: SystemRandom,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyringFile {
+    format: String,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantRecord>,
+}
+
+impl Default for KeyringFile {
+    fn default() -> Self {
+        KeyringFile {
+            format: FORMAT.to_string(),
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Default, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct TenantRecord {
+    /// Base64 KEKs; version `n` is `versions[n - 1]`.
+    #[serde(default)]
+    versions: Vec<String>,
+    /// Set by `destroy`, never cleared.
+    #[serde(default)]
+    destroyed: bool,
+}
+
+impl LocalKeyring {
+    /// Opens the keyring file at `path` (created on first write).
+    ///
+    /// Checks an existing file now (regular file, not a symlink, mode without group/other bits, valid
+    /// JSON of this format), so a bad keyring fails at startup. Logs a development-only warning once
+    /// per process.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+        let path = path.as_ref().to_path_buf();
+        if path.file_name().is_none() {
+            return Err(KeyError::new(
+                KeyErrorKind::Permanent,
+                format!("keyring path {} has no file name", path.display()),
+            ));
+        }
+        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+        lock_name.push(".lock");
+        let lock_path = path.with_file_name(lock_name);
+        // Fail early on a bad existing file.
+        load(&path)?;
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                path = %path.display(),
+                "using the local keyring: for development only, its KEKs are stored unencrypted \
+                 next to the data; use a KMS such as OpenBao Transit in production"
+            );
+        }
+        Ok(LocalKeyring {
+            path,
+            lock_path,
+            write_lock: tokio::sync::Mutex::new(()),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// The keyring file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the current contents (no lock: files are replaced atomically).
+    async fn read<T, F>(&self, f: F) -> Result<T, KeyError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&KeyringFile) -> Result<T, KeyError> + Send + 'static,
+    {
+        let path = self.path.clone();
+        blocking(move || {
+            let file = load(&path)?.unwrap_or_default();
+            f(&file)
+        })
+        .await
+    }
+
+    /// Read-modify-write under both locks. `f` returns its result and whether it changed the file.
+    async fn update<T, F>(&self, f: F) -> Result<T, KeyError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut KeyringFile) -> Result<(T, bool), KeyError> + Send + 'static,
+    {
+        let _guard = self.write_lock.lock().await;
+        let path = self.path.clone();
+        let lock_path = self.lock_path.clone();
+        blocking(move || {
+            let lock = open_lock(&lock_path)?;
+            lock.lock()
+                .map_err(|e| io_error("locking", &lock_path, e))?;
+            let mut file = load(&path)?.unwrap_or_default();
+            let (out, dirty) = f(&mut file)?;
+            if dirty {
+                store(&path, &file)?;
+            }
+            drop(lock); // closing the descriptor releases the flock
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for LocalKeyring {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn is_development(&self) -> bool {
+        true
+    }
+
+    async fn wrap(&self, tenant: &str, key: &[u8; 32], aad: &[u8]) -> Result<WrappedKey, KeyError> {
+        validate_tenant(tenant)?;
+        check_aad(aad)?;
+        let context = bound_context(tenant, aad);
+        let key = Zeroizing::new(*key);
+        let rng = self.rng.clone();
+
+        // Fast path: the tenant already has a KEK.
+        let (t, k, c, r) = (
+            tenant.to_string(),
+            key.clone(),
+            context.clone(),
+            rng.clone(),
+        );
+        let existing = self
+            .read(move |file| match file.tenants.get(&t) {
+                Some(rec) if rec.destroyed => Err(KeyError::destroyed(&t)),
+                Some(rec) if !rec.versions.is_empty() => seal_latest(rec, &k, &c, &r).map(Some),
+                _ => Ok(None),
+            })
+            .await?;
+        if let Some(wrapped) = existing {
+            return Ok(wrapped);
+        }
+
+        // First use: create version 1 under the locks (unless another writer just did).
+        let t = tenant.to_string();
+        self.update(move |file| {
+            let rec = file.tenants.entry(t.clone()).or_default();
+            if rec.destroyed {
+                return Err(KeyError::destroyed(&t));
+            }
+            let mut dirty = false;
+            if rec.versions.is_empty() {
+                rec.versions.push(new_kek(&rng)?);
+                dirty = true;
+            }
+            let wrapped = seal_latest(rec, &key, &context, &rng)?;
+            Ok((wrapped, dirty))
+        })
+        .await
+    }
+
+    async fn unwrap(
+        &self,
+        tenant: &str,
+        wrapped: &WrappedKey,
+        aad: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        validate_tenant(tenant)?;
+        check_aad(aad)?;
+        check_provider(wrapped, KIND)?;
+        let (t, w, c) = (
+            tenant.to_string(),
+            wrapped.clone(),
+            bound_context(tenant, aad),
+        );
+        self.read(move |file| open_wrapped(file, &t, &w, &c)).await
+    }
+
+    async fn rewrap(
+        &self,
+        tenant: &str,
+        wrapped: &WrappedKey,
+        aad: &[u8],
+    ) -> Result<WrappedKey, KeyError> {
+        validate_tenant(tenant)?;
+        check_aad(aad)?;
+        check_provider(wrapped, KIND)?;
+        let (t, w, c) = (
+            tenant.to_string(),
+            wrapped.clone(),
+            bound_context(tenant, aad),
+        );
+        let rng = self.rng.clone();
+        self.read(move |file| {
+            let key = open_wrapped(file, &t, &w, &c)?;
+            let rec = file
+                .tenants
+                .get(&t)
+                .ok_or_else(|| KeyError::not_found(&t))?;
+            seal_latest(rec, &key, &c, &rng)
+        })
+        .await
+    }
+
+    async fn rotate(&self, tenant: &str) -> Result<u32, KeyError> {
+        validate_tenant(tenant)?;
+        let t = tenant.to_string();
+        let rng = self.rng.clone();
+        self.update(move |file| {
+            let rec = match file.tenants.get_mut(&t) {
+                Some(rec) if rec.destroyed => return Err(KeyError::destroyed(&t)),
+                Some(rec) if !rec.versions.is_empty() => rec,
+                _ => return Err(KeyError::not_found(&t)),
+            };
+            rec.versions.push(new_kek(&rng)?);
+            Ok((version_of(rec.versions.len())?, true))
+        })
+        .await
+    }
+
+    async fn destroy(&self, tenant: &str) -> Result<(), KeyError> {
+        validate_tenant(tenant)?;
+        let t = tenant.to_string();
+        self.update(move |file| {
+            let rec = file.tenants.entry(t).or_default();
+            if rec.destroyed && rec.versions.is_empty() {
+                return Ok(((), false));
+            }
+            rec.versions.zeroize(); // wipes every KEK string and empties the list
+            rec.destroyed = true;
+            Ok(((), true))
+        })
+        .await
+    }
+
+    async fn health_check(&self) -> Result<(), KeyError> {
+        self.read(|_| Ok(())).await
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, KeyError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, KeyError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| KeyError::with_source(KeyErrorKind::Permanent, "keyring task failed", e))?
+}
+
+fn version_of(len: usize) -> Result<u32, KeyError> {
+    u32::try_from(len).map_err(|_| KeyError::new(KeyErrorKind::Permanent, "too many KEK versions"))
+}
+
+fn new_kek(rng: &SystemRandom) -> Result<String, KeyError> {
+    let mut kek = Zeroizing::new([0u8; KEY_LEN]);
+    rng.fill(&mut kek[..])
+        .map_err(|_| KeyError::new(KeyErrorKind::Permanent, "the system RNG failed"))?;
+    Ok(B64.encode(&kek[..]))
+}
+
+fn decode_kek(encoded: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let bytes = Zeroizing::new(B64.decode(encoded).map_err(|_| corrupt_kek())?);
+    let mut kek = Zeroizing::new([0u8; KEY_LEN]);
+    if bytes.len() != KEY_LEN {
+        return Err(corrupt_kek());
+    }
+    kek.copy_from_slice(&bytes);
+    Ok(kek)
+}
+
+fn corrupt_kek() -> KeyError {
+    KeyError::new(
+        KeyErrorKind::Permanent,
+        "the keyring file holds a KEK that is not 32 bytes of base64",
+    )
+}
+
+fn aead_key(kek: &[u8; KEY_LEN]) -> Result<LessSafeKey, KeyError> {
+    let unbound = UnboundKey::new(&AES_256_GCM, kek)
+        .map_err(|_| KeyError::new(KeyErrorKind::Permanent, "cannot load a KEK"))?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+fn seal_latest(
+    rec: &TenantRecord,
+    key: &[u8; KEY_LEN],
+    context: &[u8],
+    rng: &SystemRandom,
+) -> Result<WrappedKey, KeyError> {
+    let version = version_of(rec.versions.len())?;
+    let encoded = rec
+        .versions
+        .last()
+        .ok_or_else(|| KeyError::new(KeyErrorKind::Permanent, "tenant has no KEK version"))?;
+    let kek = decode_kek(encoded)?;
+    let aead = aead_key(&kek)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)
+        .map_err(|_| KeyError::new(KeyErrorKind::Permanent, "the system RNG failed"))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(WRAPPED_LEN));
+    out.extend_from_slice(&nonce);
+    let mut sealed = Zeroizing::new(Vec::with_capacity(KEY_LEN + TAG_LEN));
+    sealed.extend_from_slice(key);
+    aead.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(context),
+        &mut *sealed,
+    )
+    .map_err(|_| KeyError::new(KeyErrorKind::Permanent, "AES-GCM seal failed"))?;
+    out.extend_from_slice(&sealed);
+    Ok(WrappedKey {
+        provider: KIND.to_string(),
+        kek_version: version,
+        ciphertext: B64.encode(&out[..]),
+    })
+}
+
+fn open_wrapped(
+    file: &KeyringFile,
+    tenant: &str,
+    wrapped: &WrappedKey,
+    context: &[u8],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let rec = file
+        .tenants
+        .get(tenant)
+        .ok_or_else(|| KeyError::not_found(tenant))?;
+    if rec.destroyed {
+        return Err(KeyError::destroyed(tenant));
+    }
+    if rec.versions.is_empty() {
+        return Err(KeyError::not_found(tenant));
+    }
+    let index = usize::try_from(wrapped.kek_version)
+        .ok()
+        .and_then(|v| v.checked_sub(1))
+        .filter(|&i| i < rec.versions.len())
+        .ok_or_else(|| {
+            KeyError::invalid(format!(
+                "tenant {tenant:?} has no KEK version {} (it has {})",
+                wrapped.kek_version,
+                rec.versions.len()
+            ))
+        })?;
+    let raw = Zeroizing::new(
+        B64.decode(&wrapped.ciphertext)
+            .map_err(|_| KeyError::invalid("wrapped key ciphertext is not base64"))?,
+    );
+    if raw.len() != WRAPPED_LEN {
+        return Err(KeyError::invalid(format!(
+            "wrapped key ciphertext is {} bytes, expected {WRAPPED_LEN}",
+            raw.len()
+        )));
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&raw[..NONCE_LEN]);
+    let mut sealed = Zeroizing::new(raw[NONCE_LEN..].to_vec());
+    let kek = decode_kek(&rec.versions[index])?;
+    let aead = aead_key(&kek)?;
+    let plain = aead
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(context),
+            &mut sealed[..],
+        )
+        .map_err(|_| {
+            KeyError::invalid(format!(
+                "cannot unwrap for tenant {tenant:?}: wrong aad, another tenant's wrap, or tampered \
+                 ciphertext"
+            ))
+        })?;
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    if plain.len() != KEY_LEN {
+        return Err(KeyError::invalid("unwrapped key is not 32 bytes"));
+    }
+    key.copy_from_slice(plain);
+    Ok(key)
+}
+
+fn io_error(what: &str, path: &Path, e: io::Error) -> KeyError {
+    let kind = if e.kind() == io::ErrorKind::PermissionDenied {
+        KeyErrorKind::Denied
+    } else {
+        KeyErrorKind::Permanent
+    };
+    KeyError::with_source(
+        kind,
+        format!("keyring: {what} {} failed: {e}", path.display()),
+        e,
+    )
+}
+
+/// Refuses symlinks, non-regular files and modes with group/other bits.
+fn check_metadata(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
+    if meta.file_type().is_symlink() || !meta.file_type().is_file() {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!("keyring {} is not a regular file", path.display()),
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!(
+                "keyring {} has mode {mode:04o}: group/others may access it; run `chmod 600` on it",
+                path.display()
+            ),
+        ));
+    }
+    if meta.len() > MAX_FILE_LEN {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!(
+                "keyring {} is larger than {MAX_FILE_LEN} bytes",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads the file, or `None` if it does not exist yet.
+fn load(path: &Path) -> Result<Option<KeyringFile>, KeyError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => check_metadata(path, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("reading", path, e)),
+    }
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("opening", path, e)),
+    };
+    // Re-check on the open descriptor (the path may have been replaced in between).
+    let meta = f.metadata().map_err(|e| io_error("reading", path, e))?;
+    check_metadata(path, &meta)?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    (&mut f)
+        .take(MAX_FILE_LEN)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error("reading", path, e))?;
+    let file: KeyringFile = serde_json::from_slice(&bytes).map_err(|e| {
+        KeyError::with_source(
+            KeyErrorKind::Permanent,
+            format!("keyring {} is not valid keyring JSON", path.display()),
+            e,
+        )
+    })?;
+    if file.format != FORMAT {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!(
+                "keyring {} has format {:?}, expected {FORMAT:?}",
+                path.display(),
+                file.format
+            ),
+        ));
+    }
+    for (tenant, rec) in &file.tenants {
+        validate_tenant(tenant).map_err(|_| {
+            KeyError::new(
+                KeyErrorKind::Permanent,
+                format!("keyring {} holds an invalid tenant id", path.display()),
+            )
+        })?;
+        if rec.destroyed && !rec.versions.is_empty() {
+            return Err(KeyError::new(
+                KeyErrorKind::Permanent,
+                format!(
+                    "keyring {} holds KEKs for destroyed tenant {tenant:?}",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(Some(file))
+}
+
+fn ensure_parent(path: &Path) -> Result<PathBuf, KeyError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io_error("creating directory", &dir, e))?;
+    }
+    Ok(dir)
+}
+
+fn open_lock(lock_path: &Path) -> Result<File, KeyError> {
+    ensure_parent(lock_path)?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path)
+        .map_err(|e| io_error("opening lock file", lock_path, e))
+}
+
+/// Writes atomically: a new 0600 temporary file in the same directory, fsync, rename, fsync the
+/// directory.
+fn store(path: &Path, file: &KeyringFile) -> Result<(), KeyError> {
+    let dir = ensure_parent(path)?;
+    let bytes = Zeroizing::new(serde_json::to_vec_pretty(file).map_err(|e| {
+        KeyError::with_source(KeyErrorKind::Permanent, "cannot encode the keyring", e)
+    })?);
+    let mut suffix = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut suffix)
+        .map_err(|_| KeyError::new(KeyErrorKind::Permanent, "the system RNG failed"))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_error("creating", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| io_error("writing", &tmp, e))?;
+        f.sync_all().map_err(|e| io_error("syncing", &tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(|e| io_error("replacing", path, e))?;
+        // Make the rename durable.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("syncing directory", &dir, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

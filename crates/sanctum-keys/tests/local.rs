@@ -1,0 +1,213 @@
+//! The local keyring: shared provider behaviours plus file-level checks.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{aad, assert_kind, key, tenant};
+use sanctum_keys::{KeyErrorKind, KeyProvider, LocalKeyring};
+
+fn keyring() -> (tempfile::TempDir, LocalKeyring) {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = LocalKeyring::open(dir.path().join("keyring.json")).unwrap();
+    (dir, ring)
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn round_trip() {
+    let (_d, p) = keyring();
+    assert_eq!(p.kind(), "local-keyring");
+    assert!(p.is_development());
+    common::round_trip(&p).await;
+}
+
+#[tokio::test]
+async fn wrong_aad_and_tampering() {
+    let (_d, p) = keyring();
+    common::wrong_aad_and_tampering(&p).await;
+}
+
+#[tokio::test]
+async fn rotation_and_rewrap() {
+    let (_d, p) = keyring();
+    common::rotation_and_rewrap(&p).await;
+}
+
+#[tokio::test]
+async fn destroy_shreds() {
+    let (_d, p) = keyring();
+    common::destroy_shreds(&p).await;
+}
+
+#[tokio::test]
+async fn destroy_unknown_tenant() {
+    let (_d, p) = keyring();
+    common::destroy_unknown_tenant(&p).await;
+}
+
+#[tokio::test]
+async fn tenants_are_isolated() {
+    let (_d, p) = keyring();
+    common::tenants_are_isolated(&p).await;
+}
+
+#[tokio::test]
+async fn invalid_tenants() {
+    let (d, p) = keyring();
+    common::invalid_tenants(&p).await;
+    // Nothing escaped the directory: only the keyring and its lock file exist.
+    let mut names: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["keyring.json", "keyring.json.lock"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_wraps() {
+    let (_d, p) = keyring();
+    common::concurrent_first_wraps(&p).await;
+}
+
+#[tokio::test]
+async fn file_is_private_and_persistent() {
+    let (d, p) = keyring();
+    let path = d.path().join("keyring.json");
+    assert!(!path.exists(), "created on first use, not on open");
+    p.health_check().await.unwrap();
+    let t = tenant("file");
+    let k = key();
+    let a = aad(&t, "ns", "namespace-key");
+    let w = p.wrap(&t, &k, &a).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&d.path().join("keyring.json.lock")), 0o600);
+    // The key itself is not in the file (only KEKs are).
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(&B64.encode(k)));
+    assert!(text.contains("sanctum-keys/local-keyring/v1"));
+    // No temporary files left behind.
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    // Another instance (a restart) reads the same KEKs.
+    drop(p);
+    let p2 = LocalKeyring::open(&path).unwrap();
+    assert_eq!(*p2.unwrap(&t, &w, &a).await.unwrap(), k);
+    // Destroy persists, and the KEK bytes are gone from the file.
+    let kek = {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["tenants"][&t]["versions"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    p2.destroy(&t).await.unwrap();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(!after.contains(&kek));
+    let p3 = LocalKeyring::open(&path).unwrap();
+    assert_kind(p3.unwrap(&t, &w, &a).await, KeyErrorKind::Destroyed);
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[tokio::test]
+async fn group_or_world_readable_file_is_refused() {
+    let (d, p) = keyring();
+    let path = d.path().join("keyring.json");
+    let t = tenant("perm");
+    let w = p.wrap(&t, &key(), b"a").await.unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = LocalKeyring::open(&path).unwrap_err();
+    assert_eq!(err.kind, KeyErrorKind::Permanent);
+    assert!(err.message.contains("chmod 600"), "{err}");
+    // An already open keyring refuses it too.
+    assert_kind(p.unwrap(&t, &w, b"a").await, KeyErrorKind::Permanent);
+    assert_kind(p.health_check().await, KeyErrorKind::Permanent);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(LocalKeyring::open(&path).is_err());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(LocalKeyring::open(&path).is_ok());
+    p.unwrap(&t, &w, b"a").await.unwrap();
+}
+
+#[tokio::test]
+async fn symlinks_and_garbage_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let target = d.path().join("real.json");
+    std::fs::write(&target, "{}").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Not our format.
+    assert_eq!(
+        LocalKeyring::open(&target).unwrap_err().kind,
+        KeyErrorKind::Permanent
+    );
+    let link = d.path().join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = LocalKeyring::open(&link).unwrap_err();
+    assert!(err.message.contains("not a regular file"), "{err}");
+}
+
+#[tokio::test]
+async fn creates_missing_directory_privately() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("sub/dir/keyring.json");
+    let p = LocalKeyring::open(&path).unwrap();
+    p.wrap(&tenant("dir"), &key(), b"a").await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&d.path().join("sub/dir")), 0o700);
+}
+
+/// Two keyrings on one file (as two processes would have) creating tenants and rotating at the same
+/// time: every tenant and every version survives, and every wrap still unwraps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_lose_no_updates() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("keyring.json");
+    let a = Arc::new(LocalKeyring::open(&path).unwrap());
+    let b = Arc::new(LocalKeyring::open(&path).unwrap());
+    let shared = tenant("shared");
+    a.wrap(&shared, &key(), b"x").await.unwrap();
+
+    const PER: usize = 12;
+    let mut tasks = Vec::new();
+    for (who, p) in [("a", a.clone()), ("b", b.clone())] {
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            for i in 0..PER {
+                let t = tenant(&format!("{who}{i}"));
+                let k = key();
+                let w = p.wrap(&t, &k, b"x").await.unwrap();
+                assert_eq!(w.kek_version, 1);
+                assert_eq!(p.rotate(&t).await.unwrap(), 2);
+                p.rotate(&shared).await.unwrap();
+                made.push((t, k, w));
+            }
+            made
+        }));
+    }
+    let mut made = Vec::new();
+    for t in tasks {
+        made.extend(t.await.unwrap());
+    }
+    // Every tenant exists with both versions, seen from either instance and a fresh one.
+    let c = LocalKeyring::open(&path).unwrap();
+    for p in [&*a, &*b, &c] {
+        for (t, k, w) in &made {
+            assert_eq!(*p.unwrap(t, w, b"x").await.unwrap(), *k);
+            let w2 = p.rewrap(t, w, b"x").await.unwrap();
+            assert_eq!(w2.kek_version, 2);
+        }
+    }
+    // The shared tenant got every rotation: 1 + 2 * PER versions.
+    let expected = 1 + 2 * PER as u32 + 1;
+    assert_eq!(c.rotate(&shared).await.unwrap(), expected);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(file["tenants"].as_object().unwrap().len(), 1 + 2 * PER);
+}

@@ -1,0 +1,129 @@
+//! [`MemoryKeyProvider`]: tenant KEKs in process memory, for tests and the in-memory backend.
+//! Development only: everything is lost when the process exits.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use sanctum_crypto::{Context, DataKey, Header, KeyRef};
+use zeroize::Zeroizing;
+
+use super::{KeyError, KeyErrorKind, KeyProvider, WrappedKey};
+
+const KIND: &str = "memory";
+
+#[derive(Default)]
+struct TenantKeks {
+    versions: Vec<DataKey>,
+    destroyed: bool,
+}
+
+/// Tenant KEKs held in memory; `destroy` forgets them for good.
+#[derive(Default)]
+pub struct MemoryKeyProvider {
+    tenants: Mutex<HashMap<String, TenantKeks>>,
+}
+
+impl std::fmt::Debug for MemoryKeyProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryKeyProvider").finish_non_exhaustive()
+    }
+}
+
+fn error(kind: KeyErrorKind, message: &str) -> KeyError {
+    KeyError { kind, message: message.to_string(), source: None }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn context<'a>(tenant: &'a str, aad_hex: &'a str) -> Context<'a> {
+    Context { tenant, namespace: "", object_key: aad_hex, body_id: "", kind: "kek-wrap" }
+}
+
+impl MemoryKeyProvider {
+    /// An empty provider.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn seal(&self, tenant: &str, key: &[u8; 32], aad: &[u8]) -> Result<WrappedKey, KeyError> {
+        let mut tenants = self.tenants.lock().expect("memory keyring poisoned");
+        let keks = tenants.entry(tenant.to_string()).or_default();
+        if keks.destroyed {
+            return Err(error(KeyErrorKind::Destroyed, "the tenant's KEK was destroyed"));
+        }
+        if keks.versions.is_empty() {
+            keks.versions.push(DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?);
+        }
+        let version = keks.versions.len() as u32;
+        let kek = &keks.versions[version as usize - 1];
+        let aad_hex = hex(aad);
+        let key_ref = KeyRef { key_id: "kek".to_string(), epoch: version };
+        let message = sanctum_crypto::encrypt(kek, key_ref, &context(tenant, &aad_hex), key)
+            .map_err(|_| error(KeyErrorKind::Permanent, "wrapping failed"))?;
+        Ok(WrappedKey { provider: KIND.to_string(), kek_version: version, ciphertext: hex(&message) })
+    }
+}
+
+#[async_trait]
+impl KeyProvider for MemoryKeyProvider {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn is_development(&self) -> bool {
+        true
+    }
+
+    async fn wrap(&self, tenant: &str, key: &[u8; 32], aad: &[u8]) -> Result<WrappedKey, KeyError> {
+        self.seal(tenant, key, aad)
+    }
+
+    async fn unwrap(&self, tenant: &str, wrapped: &WrappedKey, aad: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let invalid = || error(KeyErrorKind::Invalid, "the wrapped key does not unwrap");
+        let message = crate::facade::unhex(&wrapped.ciphertext).ok_or_else(invalid)?;
+        let (header, _) = Header::parse(&message).map_err(|_| invalid())?;
+        let tenants = self.tenants.lock().expect("memory keyring poisoned");
+        let keks = tenants.get(tenant).ok_or_else(|| error(KeyErrorKind::NotFound, "no KEK for the tenant"))?;
+        if keks.destroyed {
+            return Err(error(KeyErrorKind::Destroyed, "the tenant's KEK was destroyed"));
+        }
+        let kek = keks.versions.get((header.key_ref.epoch as usize).wrapping_sub(1)).ok_or_else(invalid)?;
+        let aad_hex = hex(aad);
+        let plain = crate::crypto::decrypt_message(kek, &context(tenant, &aad_hex), &message).map_err(|_| invalid())?;
+        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| invalid())?;
+        Ok(Zeroizing::new(bytes))
+    }
+
+    async fn rewrap(&self, tenant: &str, wrapped: &WrappedKey, aad: &[u8]) -> Result<WrappedKey, KeyError> {
+        let key = self.unwrap(tenant, wrapped, aad).await?;
+        self.seal(tenant, &key, aad)
+    }
+
+    async fn rotate(&self, tenant: &str) -> Result<u32, KeyError> {
+        let mut tenants = self.tenants.lock().expect("memory keyring poisoned");
+        let keks = tenants.entry(tenant.to_string()).or_default();
+        if keks.destroyed {
+            return Err(error(KeyErrorKind::Destroyed, "the tenant's KEK was destroyed"));
+        }
+        if keks.versions.is_empty() {
+            keks.versions.push(DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?);
+        }
+        keks.versions.push(DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?);
+        Ok(keks.versions.len() as u32)
+    }
+
+    async fn destroy(&self, tenant: &str) -> Result<(), KeyError> {
+        let mut tenants = self.tenants.lock().expect("memory keyring poisoned");
+        let keks = tenants.entry(tenant.to_string()).or_default();
+        keks.versions.clear(); // DataKey zeroizes on drop
+        keks.destroyed = true;
+        Ok(())
+    }
+
+    async fn health_check(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Encrypting and decrypting byte streams on the data path, with bounded buffers.
+//!
+//! Encryption of a large body runs on a blocking worker thread fed through a small channel, so
+//! AES-GCM (there) and the BLAKE3 checksum (on the caller's side) use both cores. Decryption
+//! runs where the stream is polled and releases a chunk's plaintext only after its tag verified.
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::{NamespaceKeys, crypto_err};
+use crate::adapters::ByteStream;
+use crate::error::{Error, Result};
+use sanctum_crypto::{Context, Decryptor, Encryptor, Header};
+
+/// Bodies whose size is unknown or larger than this are encrypted on a worker thread.
+pub(crate) const PIPELINE_MIN: u64 = 256 * 1024;
+/// Ciphertext is handed on in pieces of about this size.
+const BATCH: usize = 256 * 1024;
+/// Pieces in flight between the stages.
+const DEPTH: usize = 4;
+
+/// Encrypts `input` with the namespace's current key. Returns the header and the stream of the
+/// whole message (the header first, then the chunks).
+pub(crate) fn encrypt_stream(
+    keys: &NamespaceKeys,
+    ctx: &Context<'_>,
+    input: ByteStream,
+    pipelined: bool,
+) -> Result<(Vec<u8>, ByteStream)> {
+    let (key_ref, key) = keys.current();
+    let (encryptor, header) = Encryptor::new(key, key_ref, ctx).map_err(crypto_err)?;
+    let first = Bytes::from(header.clone());
+    let first = futures::stream::once(async move { Ok(first) });
+    let body: ByteStream = if pipelined { pipeline(encryptor, input) } else { Box::pin(Inline { encryptor: Some(encryptor), input }) };
+    Ok((header, Box::pin(first.chain(body))))
+}
+
+/// Encrypts where polled (small bodies: no thread hand-off).
+struct Inline {
+    encryptor: Option<Encryptor>,
+    input: ByteStream,
+}
+
+impl Stream for Inline {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.encryptor.is_none() {
+                return Poll::Ready(None);
+            }
+            match self.input.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    self.encryptor = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(plain))) => {
+                    let mut out = Vec::with_capacity(plain.len() + plain.len() / 1024 + 64);
+                    let encryptor = self.encryptor.as_mut().expect("checked above");
+                    if let Err(e) = encryptor.update(&plain, &mut out) {
+                        self.encryptor = None;
+                        return Poll::Ready(Some(Err(crypto_err(e))));
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Bytes::from(out))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    let encryptor = self.encryptor.take().expect("checked above");
+                    let mut out = Vec::with_capacity(sanctum_crypto::ENCRYPTED_CHUNK_SIZE);
+                    return Poll::Ready(Some(encryptor.finish(&mut out).map(|()| Bytes::from(out)).map_err(crypto_err)));
+                }
+            }
+        }
+    }
+}
+
+/// Encrypts on a blocking worker: a task pumps plaintext in, the worker sends ciphertext out.
+/// Dropping the returned stream stops the worker and the pump.
+fn pipeline(mut encryptor: Encryptor, mut input: ByteStream) -> ByteStream {
+    // `None` marks the end of the input: a channel that closes without it was abandoned.
+    let (plain_tx, mut plain_rx) = mpsc::channel::<Option<Result<Bytes>>>(DEPTH);
+    let (cipher_tx, cipher_rx) = mpsc::channel::<Result<Bytes>>(DEPTH);
+    tokio::spawn(async move {
+        while let Some(item) = input.next().await {
+            let failed = item.is_err();
+            if plain_tx.send(Some(item)).await.is_err() || failed {
+                return;
+            }
+        }
+        let _ = plain_tx.send(None).await;
+    });
+    tokio::task::spawn_blocking(move || {
+        let fresh = || Vec::with_capacity(BATCH + sanctum_crypto::ENCRYPTED_CHUNK_SIZE);
+        let mut out = fresh();
+        loop {
+            let plain = match plain_rx.blocking_recv() {
+                Some(Some(Ok(plain))) => plain,
+                Some(Some(Err(e))) => {
+                    let _ = cipher_tx.blocking_send(Err(e));
+                    return;
+                }
+                Some(None) => break,
+                None => return, // abandoned: never emit a final chunk for an incomplete input
+            };
+            if let Err(e) = encryptor.update(&plain, &mut out) {
+                let _ = cipher_tx.blocking_send(Err(crypto_err(e)));
+                return;
+            }
+            if out.len() >= BATCH && cipher_tx.blocking_send(Ok(Bytes::from(std::mem::replace(&mut out, fresh())))).is_err() {
+                return; // the reader is gone
+            }
+        }
+        let last = encryptor.finish(&mut out).map(|()| Bytes::from(out)).map_err(crypto_err);
+        let _ = cipher_tx.blocking_send(last);
+    });
+    Box::pin(futures::stream::unfold(cipher_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+/// Decrypts a message read from storage.
+///
+/// `input` holds the ciphertext from chunk `first_chunk` on (after `header_bytes` when
+/// `with_header` is set, which must then equal the expected header exactly). Plaintext before
+/// `skip` and after `take` bytes is dropped; `to_end` says whether the input runs to the end of
+/// the message (then the final chunk must be there).
+pub(crate) struct DecryptSpec {
+    pub header: Header,
+    pub header_bytes: Vec<u8>,
+    pub with_header: bool,
+    pub first_chunk: u64,
+    pub skip: u64,
+    pub take: u64,
+    pub to_end: bool,
+}
+
+/// Decrypts `input` per `spec` with the namespace key the header names (checked against the
+/// namespace from trusted state).
+pub(crate) fn decrypt_stream(keys: &NamespaceKeys, ctx: &Context<'_>, spec: DecryptSpec, input: ByteStream) -> Result<ByteStream> {
+    let key = keys.key_for(&spec.header.key_ref)?;
+    let decryptor = Decryptor::new(key, &spec.header, ctx, spec.first_chunk).map_err(crypto_err)?;
+    let header_left = if spec.with_header { spec.header_bytes.clone() } else { Vec::new() };
+    Ok(Box::pin(Decrypting {
+        decryptor: Some(decryptor),
+        input,
+        header_left,
+        header_seen: 0,
+        skip: spec.skip,
+        take: spec.take,
+        to_end: spec.to_end,
+        done: false,
+    }))
+}
+
+struct Decrypting {
+    decryptor: Option<Decryptor>,
+    input: ByteStream,
+    /// The expected header, while it is still being matched against the input.
+    header_left: Vec<u8>,
+    header_seen: usize,
+    skip: u64,
+    take: u64,
+    to_end: bool,
+    done: bool,
+}
+
+impl Decrypting {
+    /// Drops `skip` bytes from the front and keeps at most `take`.
+    fn trim(&mut self, mut out: Vec<u8>) -> Option<Bytes> {
+        let mut bytes = Bytes::from(std::mem::take(&mut out));
+        let skip = self.skip.min(bytes.len() as u64) as usize;
+        self.skip -= skip as u64;
+        bytes = bytes.slice(skip..);
+        let keep = self.take.min(bytes.len() as u64) as usize;
+        self.take -= keep as u64;
+        bytes.truncate(keep);
+        (!bytes.is_empty()).then_some(bytes)
+    }
+
+    fn fail(&mut self, e: Error) -> Poll<Option<Result<Bytes>>> {
+        self.done = true;
+        self.decryptor = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Stream for Decrypting {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.input.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return self.fail(e),
+                Poll::Ready(Some(Ok(mut chunk))) => {
+                    if self.header_seen < self.header_left.len() {
+                        let n = (self.header_left.len() - self.header_seen).min(chunk.len());
+                        let expected = &self.header_left[self.header_seen..self.header_seen + n];
+                        if chunk[..n] != *expected {
+                            return self.fail(Error::new(
+                                crate::ErrorCode::Encryption,
+                                "encrypted body header differs from the manifest's",
+                            ));
+                        }
+                        self.header_seen += n;
+                        chunk = chunk.slice(n..);
+                    }
+                    let mut out = Vec::with_capacity(chunk.len());
+                    let decryptor = self.decryptor.as_mut().expect("present until done");
+                    if let Err(e) = decryptor.update(&chunk, &mut out) {
+                        return self.fail(crypto_err(e));
+                    }
+                    if let Some(bytes) = self.trim(out) {
+                        return Poll::Ready(Some(Ok(bytes)));
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.done = true;
+                    if self.header_seen < self.header_left.len() {
+                        return self.fail(Error::new(crate::ErrorCode::Encryption, "encrypted body is truncated"));
+                    }
+                    let decryptor = self.decryptor.take().expect("present until done");
+                    let mut out = Vec::new();
+                    let finished = if self.to_end { decryptor.finish(&mut out) } else { decryptor.finish_partial(&mut out) };
+                    if let Err(e) = finished {
+                        return self.fail(crypto_err(e));
+                    }
+                    return Poll::Ready(self.trim(out).map(Ok));
+                }
+            }
+        }
+    }
+}

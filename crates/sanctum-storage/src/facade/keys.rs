@@ -1,0 +1,291 @@
+//! [`KeyAdmin`]: key operations on the facade: rotate a tenant's KEK, rotate a namespace's data
+//! key, re-encrypt a namespace to its newest key, and crypto-shred a tenant.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::blob::{BlobStore, Head, KeyPaths};
+use super::layout::Layout;
+use super::manifest::{self, HeadManifest, StoredVersion};
+use super::sealing::{self, Place};
+use crate::adapters::{BlobPath, PutMode, collect_bytes, once_stream};
+use crate::crypto::{KekRotation, NamespaceKeys};
+use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
+use crate::error::{Error, ErrorCode, Result};
+use crate::observability::clock::new_id;
+use crate::observability::observe;
+use crate::types::{Namespace, StorageContext};
+
+use super::options::{MAX_LIST_LIMIT, decode_cursor, encode_cursor};
+
+/// How many times re-encrypting one key retries a lost compare-and-swap.
+const MAX_KEY_ATTEMPTS: usize = 10;
+
+/// Options of [`KeyAdmin::reencrypt_namespace`].
+#[derive(Debug, Clone)]
+pub struct ReencryptOptions {
+    /// Continue after the key this cursor names (from a previous report).
+    pub cursor: Option<String>,
+    /// Process at most this many keys in this call.
+    pub limit: usize,
+}
+
+impl Default for ReencryptOptions {
+    fn default() -> Self {
+        Self { cursor: None, limit: MAX_LIST_LIMIT }
+    }
+}
+
+/// What a re-encryption pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReencryptReport {
+    /// The data-key epoch everything now uses.
+    pub epoch: u32,
+    /// Keys looked at.
+    pub keys_scanned: u64,
+    /// Bodies decrypted and written anew under the newest key.
+    pub bodies_rewritten: u64,
+    /// Versions whose sealed metadata was sealed anew.
+    pub versions_resealed: u64,
+    /// Pass this to continue; `None` when the namespace is done.
+    pub next_cursor: Option<String>,
+}
+
+/// Key operations (admin). Get it from [`Storage::keys`](super::Storage::keys).
+#[derive(Debug, Clone)]
+pub struct KeyAdmin {
+    pub(super) blobs: BlobStore,
+}
+
+fn epoch_of(hex: Option<&str>) -> Result<Option<u32>> {
+    let Some(hex) = hex else { return Ok(None) };
+    let bytes = super::layout::unhex(hex).ok_or_else(|| Error::consistency("stored header is corrupt"))?;
+    let (header, _) = sanctum_crypto::Header::parse(&bytes).map_err(crate::crypto::crypto_err)?;
+    Ok(Some(header.key_ref.epoch))
+}
+
+impl KeyAdmin {
+    /// Rotates the caller's tenant's KEK: the tenant key is re-wrapped under the new KEK
+    /// version. No data and no data key is rewritten.
+    pub async fn rotate_kek(&self, ctx: &StorageContext) -> Result<KekRotation> {
+        let b = &self.blobs;
+        observe("keys.rotate_kek", b.adapter.as_ref(), ctx, async {
+            let rotation = b.keys.rotate_kek(ctx.tenant().as_str()).await?;
+            b.audit_event(ctx, "keys.rotate_kek", None, None, None);
+            Ok(rotation)
+        })
+        .await
+    }
+
+    /// Starts a new data-key epoch for `ns`: new writes use it; older data stays readable.
+    pub async fn rotate_namespace(&self, ctx: &StorageContext, ns: &str) -> Result<u32> {
+        let b = &self.blobs;
+        observe("keys.rotate_namespace", b.adapter.as_ref(), ctx, async {
+            let ns = Namespace::new(ctx.tenant(), ns)?;
+            let epoch = b.keys.rotate_namespace(ctx.tenant().as_str(), ns.name()).await?;
+            b.audit_event(ctx, "keys.rotate_namespace", Some(&ns), None, None);
+            Ok(epoch)
+        })
+        .await
+    }
+
+    /// Crypto-shreds the caller's tenant: destroys its KEK and key records and drops cached
+    /// keys. Every later read of its data fails with `Encryption`, and it can write no more.
+    pub async fn shred_tenant(&self, ctx: &StorageContext) -> Result<()> {
+        let b = &self.blobs;
+        observe("keys.shred_tenant", b.adapter.as_ref(), ctx, async {
+            b.keys.shred(ctx.tenant().as_str()).await?;
+            b.audit_event(ctx, "keys.shred_tenant", None, None, None);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Re-encrypts every body and sealed metadata of `ns` that an older data-key epoch
+    /// protects, key by key. Resumable: pass the report's `next_cursor` to continue; re-running
+    /// a finished pass does nothing.
+    pub async fn reencrypt_namespace(&self, ctx: &StorageContext, ns: &str, opts: ReencryptOptions) -> Result<ReencryptReport> {
+        let b = &self.blobs;
+        observe("keys.reencrypt_namespace", b.adapter.as_ref(), ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
+                return Err(Error::invalid(format!("limit must be 1-{MAX_LIST_LIMIT}")));
+            }
+            let layout = Layout::new(&namespace);
+            let prefix = layout.head_prefix("");
+            let after = match &opts.cursor {
+                Some(c) => Some(layout.head(&decode_cursor(c)?)?.as_str().to_string()),
+                None => None,
+            };
+            let page = b.adapter.list(&prefix, after.as_deref(), opts.limit).await?;
+            let mut report = ReencryptReport::default();
+            let mut last_key = None;
+            for entry in &page.entries {
+                let key = layout.key_of_head(entry.path.as_str())?;
+                let (bodies, resealed, epoch) = self.reencrypt_key(ctx, ns, &key).await?;
+                report.keys_scanned += 1;
+                report.bodies_rewritten += bodies;
+                report.versions_resealed += resealed;
+                report.epoch = epoch;
+                last_key = Some(key);
+            }
+            if report.epoch == 0 {
+                report.epoch = b.keys.namespace(ctx.tenant().as_str(), ns, false).await.map(|k| k.current_epoch()).unwrap_or(0);
+            }
+            report.next_cursor = if page.more { last_key.as_deref().map(encode_cursor) } else { None };
+            b.audit_event(ctx, "keys.reencrypt_namespace", Some(&namespace), None, None);
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Brings one key to the newest epoch. Returns (bodies rewritten, versions resealed, epoch).
+    async fn reencrypt_key(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<(u64, u64, u32)> {
+        let b = &self.blobs;
+        let (_, paths) = KeyPaths::new(ctx, ns, key)?;
+        let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
+        for _ in 0..MAX_KEY_ATTEMPTS {
+            let Some(head) = b.read_head(&paths.head).await? else { return Ok((0, 0, 0)) };
+            if head.manifest.purged || head.manifest.is_empty() {
+                return Ok((0, 0, 0));
+            }
+            let keys = b.read_keys(ctx, ns).await?;
+            let mut pages = Vec::new();
+            for page_id in &head.manifest.history_pages {
+                pages.push((page_id.clone(), b.read_page(&paths, page_id).await?));
+            }
+            let mut pass = Pass { place, keys: &keys, rewritten: HashMap::new(), written: Vec::new(), resealed: 0 };
+            match self.reencrypt_head(&paths, &head, &pages, &mut pass).await {
+                Ok(replaced_pages) => {
+                    // The old bodies and replaced pages are referenced no more.
+                    let mut doomed: Vec<_> = pass.rewritten.keys().map(|id| paths.body(id)).collect::<Result<_>>()?;
+                    for page_id in replaced_pages {
+                        doomed.push(paths.page(&page_id)?);
+                    }
+                    for path in doomed {
+                        let _ = b.adapter.delete(&path, None).await;
+                    }
+                    return Ok((pass.rewritten.len() as u64, pass.resealed, keys.current_epoch()));
+                }
+                Err(e) => {
+                    for path in &pass.written {
+                        let _ = b.adapter.delete(path, None).await;
+                    }
+                    if e.code() != ErrorCode::Conflict {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(Error::conflict("gave up re-encrypting a key after repeated concurrent writes"))
+    }
+
+    /// One attempt: writes new bodies and pages, then swaps the head (compare-and-swap).
+    /// Returns the ids of the pages it replaced.
+    async fn reencrypt_head(
+        &self,
+        paths: &KeyPaths,
+        head: &Head,
+        pages: &[(String, Vec<StoredVersion>)],
+        pass: &mut Pass<'_>,
+    ) -> Result<Vec<String>> {
+        let b = &self.blobs;
+        let in_head = head.manifest.versions()?;
+        let mut new_head = Vec::with_capacity(in_head.len());
+        for v in &in_head {
+            new_head.push(self.renew(paths, v, pass).await?);
+        }
+        let mut page_ids = Vec::new();
+        let mut replaced = Vec::new();
+        for (page_id, versions) in pages {
+            let mut renewed = Vec::with_capacity(versions.len());
+            for v in versions {
+                renewed.push(self.renew(paths, v, pass).await?);
+            }
+            if renewed == *versions {
+                page_ids.push(page_id.clone());
+                continue;
+            }
+            let new_page = new_id(b.clock.as_ref());
+            let page_path = paths.page(&new_page)?;
+            b.adapter.put(&page_path, once_stream(manifest::encode_page(&renewed)?), PutMode::Create).await?;
+            pass.written.push(page_path);
+            page_ids.push(new_page);
+            replaced.push(page_id.clone());
+        }
+        if new_head == in_head && replaced.is_empty() {
+            return Ok(replaced); // already at the newest epoch
+        }
+        let current = &new_head[0];
+        // The inline copy of a small current body follows its body to the new key.
+        let inline = match (&head.inline, current.body_id.as_deref()) {
+            (Some(_), Some(body_id)) if Some(body_id) != in_head[0].body_id.as_deref() => {
+                let got = b.adapter.get(&paths.body(body_id)?, None).await?;
+                Some(collect_bytes(got.body).await?)
+            }
+            (inline, _) => inline.clone(),
+        };
+        let next = HeadManifest::from_versions(&new_head, page_ids)?;
+        let bytes = manifest::encode(&next, inline.as_deref())?;
+        b.adapter.put(&paths.head, once_stream(bytes), PutMode::Update(head.etag.clone())).await?;
+        Ok(replaced)
+    }
+
+    /// `v` under the newest epoch: its body rewritten (once per body) and its metadata resealed
+    /// when an older epoch protects them.
+    async fn renew(&self, paths: &KeyPaths, v: &StoredVersion, pass: &mut Pass<'_>) -> Result<StoredVersion> {
+        let current = pass.keys.current_epoch();
+        let mut v = v.clone();
+        if let Some(old_id) = v.body_id.clone()
+            && epoch_of(v.body_header.as_deref())?.is_some_and(|e| e < current)
+        {
+            if !pass.rewritten.contains_key(&old_id) {
+                let (new_body, header) = self.rewrite_body(paths, pass.place, pass.keys, &v).await?;
+                pass.written.push(paths.body(&new_body)?);
+                pass.rewritten.insert(old_id.clone(), (new_body, header));
+            }
+            let (new_body, header) = &pass.rewritten[&old_id];
+            v.body_id = Some(new_body.clone());
+            v.body_header = Some(header.clone());
+        }
+        if epoch_of(v.sealed.as_deref())?.is_some_and(|e| e < current) {
+            let sealed = sealing::unseal(pass.keys, pass.place, &v)?;
+            v.sealed = Some(sealing::seal(pass.keys, pass.place, &v.version_id, &sealed)?);
+            pass.resealed += 1;
+        }
+        Ok(v)
+    }
+
+    /// Decrypts the body of `v` and writes it anew under the namespace's current key and a
+    /// fresh body id. Returns the new id and header (hex).
+    async fn rewrite_body(
+        &self,
+        paths: &KeyPaths,
+        place: Place<'_>,
+        keys: &NamespaceKeys,
+        v: &StoredVersion,
+    ) -> Result<(String, String)> {
+        let b = &self.blobs;
+        let old_id = v.body_id.as_deref().expect("only versions with bodies are rewritten");
+        let (header, header_bytes) = sealing::body_header(v)?;
+        let got = b.adapter.get(&paths.body(old_id)?, None).await?;
+        let spec = DecryptSpec { header, header_bytes, with_header: true, first_chunk: 0, skip: 0, take: v.size, to_end: true };
+        let plain = decrypt_stream(keys, &place.body(old_id), spec, got.body)?;
+        let new_body = new_id(b.clock.as_ref());
+        let (new_header, cipher) = encrypt_stream(keys, &place.body(&new_body), plain, true)?;
+        b.adapter.put(&paths.body(&new_body)?, cipher, PutMode::Overwrite).await?;
+        Ok((new_body, sealing::hex(&new_header)))
+    }
+}
+
+/// State of one re-encryption attempt of a key.
+struct Pass<'a> {
+    place: Place<'a>,
+    keys: &'a NamespaceKeys,
+    /// Old body id → (new body id, new header hex).
+    rewritten: HashMap<String, (String, String)>,
+    /// Objects written so far (deleted again if the attempt fails).
+    written: Vec<BlobPath>,
+    resealed: u64,
+}
