@@ -547,7 +547,7 @@ fn failed_get_leaves_output_file_untouched() {
     assert_eq!(names_in(&out_dir), ["result.bin"]);
 
     // Corrupt the stored body (the largest stored file; same size, last byte flipped): the read
-    // fails its checksum at the end of the stream, after the temp file got every byte.
+    // fails authentication at the last chunk, after the temp file got the earlier chunks.
     let mut files = Vec::new();
     let mut stack = vec![sb.home()];
     while let Some(dir) = stack.pop() {
@@ -565,7 +565,7 @@ fn failed_get_leaves_output_file_untouched() {
     *stored.last_mut().unwrap() ^= 0xff;
     std::fs::write(&body_file, stored).unwrap();
     let out = sb.run(&["blob", "get", "ns", "k", "-o", target.to_str().unwrap()]);
-    assert_fails(&out, 7, "consistency");
+    assert_fails(&out, 8, "encryption");
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
     assert_eq!(names_in(&out_dir), ["result.bin"]);
 
@@ -819,4 +819,51 @@ fn closed_stdout_is_not_an_error() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(out.stderr.is_empty(), "{}", describe(&out));
+}
+
+/// `sanctum keys ...`: rotate the KEK and a namespace key, re-encrypt, then shred.
+#[test]
+fn keys_rotate_reencrypt_and_shred() {
+    let sb = Sandbox::new();
+    let body = sb.file("body.bin", &vec![9u8; 100_000]);
+    sb.ok(&["blob", "put", "ns", "k", body.to_str().unwrap()]);
+    let rotated = sb.ok(&["--json", "keys", "rotate-kek"]);
+    let rotated: serde_json::Value = serde_json::from_slice(&rotated).unwrap();
+    assert_eq!(rotated["kek_version"], 2);
+    let epoch = sb.ok(&["--json", "keys", "rotate", "ns"]);
+    let epoch: serde_json::Value = serde_json::from_slice(&epoch).unwrap();
+    assert_eq!(epoch["epoch"], 2);
+    let report = sb.ok(&["--json", "keys", "reencrypt", "ns"]);
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!(report["bodies_rewritten"], 1);
+    assert_eq!(report["epoch"], 2);
+    let got = sb.home().join("got.bin");
+    sb.ok(&["blob", "get", "ns", "k", "-o", got.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&got).unwrap(), vec![9u8; 100_000]);
+    // Shredding needs --yes (usage error otherwise) and then nothing of the tenant reads.
+    let out = sb.run(&["keys", "shred"]);
+    assert_eq!(out.status.code(), Some(2));
+    sb.ok(&["keys", "shred", "--yes"]);
+    let out = sb.run(&["blob", "get", "ns", "k", "-o", got.to_str().unwrap()]);
+    assert_fails(&out, 8, "encryption");
+    // Another tenant of the same store is unaffected.
+    sb.ok(&[
+        "--tenant",
+        "other",
+        "blob",
+        "put",
+        "ns",
+        "k",
+        body.to_str().unwrap(),
+    ]);
+    sb.ok(&[
+        "--tenant",
+        "other",
+        "blob",
+        "get",
+        "ns",
+        "k",
+        "-o",
+        got.to_str().unwrap(),
+    ]);
 }

@@ -357,7 +357,11 @@ async fn bench_memory(sizes: &[usize], quick: bool) -> Vec<Row> {
         let body = Body::new(size);
         // Both sides keep every object they write (the facade keeps every version), so the
         // allocator treats them alike; large sizes run fewer rounds to bound memory.
-        let n = if size >= 64 * MIB { iterations(size, quick) } else { iterations(size, quick) * 3 };
+        let n = if size >= 64 * MIB {
+            iterations(size, quick)
+        } else {
+            iterations(size, quick) * 3
+        };
         let (mut fp, mut bp, mut fg, mut bg, mut fgu) = (vec![], vec![], vec![], vec![], vec![]);
         let (mut put_calls, mut get_calls) = (0, 0);
         for i in 0..n {

@@ -29,7 +29,12 @@ impl KeyProvider for ProductionLike {
     async fn wrap(&self, t: &str, k: &[u8; 32], aad: &[u8]) -> Result<WrappedKey, KeyError> {
         self.0.wrap(t, k, aad).await
     }
-    async fn unwrap(&self, t: &str, w: &WrappedKey, aad: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyError> {
+    async fn unwrap(
+        &self,
+        t: &str,
+        w: &WrappedKey,
+        aad: &[u8],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyError> {
         self.0.unwrap(t, w, aad).await
     }
     async fn rewrap(&self, t: &str, w: &WrappedKey, aad: &[u8]) -> Result<WrappedKey, KeyError> {
@@ -110,8 +115,13 @@ async fn production_refuses_development_defaults_naming_each() {
         key_provider: Some(Arc::new(MemoryKeyProvider::new())),
         ..Default::default()
     };
-    let err = create_storage_client(config.clone(), dev_keys).await.unwrap_err();
-    assert!(err.to_string().contains("dependencies.key_provider"), "{err}");
+    let err = create_storage_client(config.clone(), dev_keys)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("dependencies.key_provider"),
+        "{err}"
+    );
     let deps = StorageDependencies {
         audit_sink: Some(Arc::new(MemoryAuditSink::default())),
         key_provider: Some(Arc::new(ProductionLike(MemoryKeyProvider::new()))),
@@ -125,7 +135,10 @@ async fn production_refuses_development_defaults_naming_each() {
         ..deps
     };
     let err = create_storage_client(config, volatile).await.unwrap_err();
-    assert!(err.to_string().contains("dependencies.blob_adapter"), "{err}");
+    assert!(
+        err.to_string().contains("dependencies.blob_adapter"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -188,10 +201,19 @@ async fn cache_only_reads_are_refused_until_the_cache_exists() {
 #[tokio::test]
 async fn tampered_bodies_fail_with_an_encryption_error() {
     let home = tempfile::tempdir().unwrap();
-    let storage = create_storage_client(StorageConfig::embedded(home.path()), StorageDependencies::default()).await.unwrap();
+    let storage = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
     let ctx = StorageContext::new("t1", "svc").unwrap();
     let body = vec![7u8; 200_000];
-    let v = storage.blobs().put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default()).await.unwrap();
+    let v = storage
+        .blobs()
+        .put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default())
+        .await
+        .unwrap();
     // Flip one byte of the stored body on disk (in its last chunk).
     let mut stack = vec![home.path().join("blobs/objects")];
     let mut body_file = None;
@@ -199,7 +221,11 @@ async fn tampered_bodies_fail_with_an_encryption_error() {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
-            } else if e.path().to_string_lossy().contains(v.body_id.as_deref().unwrap()) {
+            } else if e
+                .path()
+                .to_string_lossy()
+                .contains(v.body_id.as_deref().unwrap())
+            {
                 body_file = Some(e.path());
             }
         }
@@ -209,7 +235,11 @@ async fn tampered_bodies_fail_with_an_encryption_error() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    let mut read = storage.blobs().get(&ctx, "ns", "k", GetOptions::default()).await.unwrap();
+    let mut read = storage
+        .blobs()
+        .get(&ctx, "ns", "k", GetOptions::default())
+        .await
+        .unwrap();
     let mut released = 0usize;
     let err = loop {
         use futures::StreamExt;
@@ -221,9 +251,19 @@ async fn tampered_bodies_fail_with_an_encryption_error() {
     };
     assert_eq!(err.code(), ErrorCode::Encryption);
     assert_eq!(err.operation(), Some("blob.get"));
-    assert!(released < body.len(), "the tampered chunk released no plaintext");
+    assert!(
+        released < body.len(),
+        "the tampered chunk released no plaintext"
+    );
     // A range away from the tampered chunk still reads.
-    let first = GetOptions { range: Some("0-99".parse().unwrap()), ..Default::default() };
-    let (_, got) = storage.blobs().get_bytes(&ctx, "ns", "k", first).await.unwrap();
+    let first = GetOptions {
+        range: Some("0-99".parse().unwrap()),
+        ..Default::default()
+    };
+    let (_, got) = storage
+        .blobs()
+        .get_bytes(&ctx, "ns", "k", first)
+        .await
+        .unwrap();
     assert_eq!(&got[..], &body[..100]);
 }

@@ -15,15 +15,25 @@ use sanctum_storage::conformance::pattern;
 use sanctum_storage::conformance::recording::{RecordingAdapter, contains};
 use sanctum_storage::crypto::{KeyProvider, LocalKeyring, MemoryKeyProvider, OpenBaoTransit};
 use sanctum_storage::facade::{GetOptions, ListOptions, PutOptions, ReencryptOptions};
-use sanctum_storage::{ErrorCode, Storage, StorageConfig, StorageContext, StorageDependencies, create_storage_client};
+use sanctum_storage::{
+    ErrorCode, Storage, StorageConfig, StorageContext, StorageDependencies, create_storage_client,
+};
 
 const BODY_CANARY: &str = "CANARY-BODY-7f3a9c";
 const META_CANARY: &str = "CANARY-META-51be02";
 const TYPE_CANARY: &str = "text/canary-c0ffee";
 
 async fn storage_over(adapter: Arc<dyn BlobAdapter>, provider: Arc<dyn KeyProvider>) -> Storage {
-    let config = StorageConfig::from_toml_str("[blob]\nbackend = \"memory\"", std::iter::empty::<(&str, &str)>()).unwrap();
-    let deps = StorageDependencies { blob_adapter: Some(adapter), key_provider: Some(provider), ..Default::default() };
+    let config = StorageConfig::from_toml_str(
+        "[blob]\nbackend = \"memory\"",
+        std::iter::empty::<(&str, &str)>(),
+    )
+    .unwrap();
+    let deps = StorageDependencies {
+        blob_adapter: Some(adapter),
+        key_provider: Some(provider),
+        ..Default::default()
+    };
     create_storage_client(config, deps).await.unwrap()
 }
 
@@ -32,52 +42,103 @@ fn ctx(tenant: &str) -> StorageContext {
 }
 
 fn unique(tag: &str) -> String {
-    format!("{tag}-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{tag}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 fn canary_body(len: usize) -> Vec<u8> {
-    BODY_CANARY.as_bytes().iter().copied().cycle().take(len).collect()
+    BODY_CANARY
+        .as_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
 }
 
 fn canary_put() -> PutOptions {
     let mut metadata = BTreeMap::new();
     metadata.insert("owner".to_string(), META_CANARY.to_string());
-    PutOptions { content_type: Some(TYPE_CANARY.to_string()), metadata, ..Default::default() }
+    PutOptions {
+        content_type: Some(TYPE_CANARY.to_string()),
+        metadata,
+        ..Default::default()
+    }
 }
 
 /// Runs every facade operation that writes, with canaries in bodies, metadata and content type.
 async fn exercise(storage: &Storage, ctx: &StorageContext) {
     let blobs = storage.blobs();
-    let small = blobs.put_bytes(ctx, "ns", "small", canary_body(1000), canary_put()).await.unwrap();
-    blobs.put_bytes(ctx, "ns", "large", canary_body(300_000), canary_put()).await.unwrap();
+    let small = blobs
+        .put_bytes(ctx, "ns", "small", canary_body(1000), canary_put())
+        .await
+        .unwrap();
+    blobs
+        .put_bytes(ctx, "ns", "large", canary_body(300_000), canary_put())
+        .await
+        .unwrap();
     let stream = futures::stream::iter((0..8).map(|_| Ok(bytes::Bytes::from(canary_body(70_000)))));
-    blobs.put(ctx, "ns", "streamed", stream, canary_put()).await.unwrap();
-    blobs.put_bytes(ctx, "ns", "small", canary_body(2000), canary_put()).await.unwrap();
+    blobs
+        .put(ctx, "ns", "streamed", stream, canary_put())
+        .await
+        .unwrap();
+    blobs
+        .put_bytes(ctx, "ns", "small", canary_body(2000), canary_put())
+        .await
+        .unwrap();
     blobs.delete(ctx, "ns", "small").await.unwrap();
-    blobs.restore(ctx, "ns", "small", &small.version_id).await.unwrap();
+    blobs
+        .restore(ctx, "ns", "small", &small.version_id)
+        .await
+        .unwrap();
     storage.keys().rotate_namespace(ctx, "ns").await.unwrap();
-    storage.keys().reencrypt_namespace(ctx, "ns", ReencryptOptions::default()).await.unwrap();
+    storage
+        .keys()
+        .reencrypt_namespace(ctx, "ns", ReencryptOptions::default())
+        .await
+        .unwrap();
     storage.keys().rotate_kek(ctx).await.unwrap();
     // Reads give the plaintext back.
-    let (v, body) = blobs.get_bytes(ctx, "ns", "small", GetOptions::default()).await.unwrap();
+    let (v, body) = blobs
+        .get_bytes(ctx, "ns", "small", GetOptions::default())
+        .await
+        .unwrap();
     assert_eq!(body, canary_body(1000));
     assert_eq!(v.metadata["owner"], META_CANARY);
     assert_eq!(v.content_type.as_deref(), Some(TYPE_CANARY));
     let listed = blobs.list(ctx, "ns", ListOptions::default()).await.unwrap();
     assert_eq!(listed.objects.len(), 3);
-    assert!(listed.objects.iter().all(|o| o.version.metadata["owner"] == META_CANARY));
-    let (_, large) = blobs.get_bytes(ctx, "ns", "streamed", GetOptions::default()).await.unwrap();
+    assert!(
+        listed
+            .objects
+            .iter()
+            .all(|o| o.version.metadata["owner"] == META_CANARY)
+    );
+    let (_, large) = blobs
+        .get_bytes(ctx, "ns", "streamed", GetOptions::default())
+        .await
+        .unwrap();
     assert_eq!(large.len(), 8 * 70_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adapters_never_see_plaintext() {
-    let recording = Arc::new(RecordingAdapter::new(Arc::new(ObjectStoreAdapter::in_memory("rec"))));
+    let recording = Arc::new(RecordingAdapter::new(Arc::new(
+        ObjectStoreAdapter::in_memory("rec"),
+    )));
     let storage = storage_over(recording.clone(), Arc::new(MemoryKeyProvider::new())).await;
     exercise(&storage, &ctx("canary")).await;
     assert!(recording.puts().len() > 10, "the adapter was written to");
     for canary in [BODY_CANARY, META_CANARY, TYPE_CANARY, "owner"] {
-        assert!(!recording.saw(canary.as_bytes()), "the adapter saw {canary:?} in the clear");
+        assert!(
+            !recording.saw(canary.as_bytes()),
+            "the adapter saw {canary:?} in the clear"
+        );
     }
     // Not even in hex or base64-looking form: the manifest holds only ciphertext for these.
     let hex: String = META_CANARY.bytes().map(|b| format!("{b:02x}")).collect();
@@ -108,27 +169,51 @@ fn scan_folder(root: &Path, needles: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_folder_holds_no_plaintext() {
     let home = tempfile::tempdir().unwrap();
-    let storage = create_storage_client(StorageConfig::embedded(home.path()), StorageDependencies::default()).await.unwrap();
+    let storage = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
     exercise(&storage, &ctx("canary")).await;
     let found = scan_folder(home.path(), &[BODY_CANARY, META_CANARY, TYPE_CANARY]);
     assert!(found.is_empty(), "plaintext on disk: {found:?}");
-    assert!(home.path().join("keyring.json").exists(), "the development keyring lives in the home folder");
+    assert!(
+        home.path().join("keyring.json").exists(),
+        "the development keyring lives in the home folder"
+    );
 }
 
 /// A raw copy of one object onto another path.
 async fn copy(adapter: &Arc<dyn BlobAdapter>, from: &str, to: &str) {
     let from = BlobPath::new(from).unwrap();
-    let bytes = collect_bytes(adapter.get(&from, None).await.unwrap().body).await.unwrap();
-    adapter.put(&BlobPath::new(to).unwrap(), once_stream(bytes), PutMode::Overwrite).await.unwrap();
+    let bytes = collect_bytes(adapter.get(&from, None).await.unwrap().body)
+        .await
+        .unwrap();
+    adapter
+        .put(
+            &BlobPath::new(to).unwrap(),
+            once_stream(bytes),
+            PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
 }
 
 async fn raw_paths(adapter: &Arc<dyn BlobAdapter>, prefix: &str) -> Vec<String> {
     let page = adapter.list(prefix, None, 10_000).await.unwrap();
-    page.entries.into_iter().map(|e| e.path.as_str().to_string()).collect()
+    page.entries
+        .into_iter()
+        .map(|e| e.path.as_str().to_string())
+        .collect()
 }
 
 async fn expect_encryption_error(storage: &Storage, ctx: &StorageContext, ns: &str, key: &str) {
-    match storage.blobs().get(ctx, ns, key, GetOptions::default()).await {
+    match storage
+        .blobs()
+        .get(ctx, ns, key, GetOptions::default())
+        .await
+    {
         Err(e) => assert_eq!(e.code(), ErrorCode::Encryption, "{e}"),
         Ok(mut read) => {
             let mut out = Vec::new();
@@ -154,8 +239,17 @@ async fn data_moved_between_objects_or_tenants_is_refused() {
     let (a, b) = (ctx("tenant-a"), ctx("tenant-b"));
     let secret = |n: usize| -> Vec<u8> { b"SECRET-".iter().copied().cycle().take(n).collect() };
     for c in [&a, &b] {
-        for (key, size) in [("x", 200_000usize), ("y", 200_000), ("small-x", 100), ("small-y", 100)] {
-            storage.blobs().put_bytes(c, "ns", key, secret(size), PutOptions::default()).await.unwrap();
+        for (key, size) in [
+            ("x", 200_000usize),
+            ("y", 200_000),
+            ("small-x", 100),
+            ("small-y", 100),
+        ] {
+            storage
+                .blobs()
+                .put_bytes(c, "ns", key, secret(size), PutOptions::default())
+                .await
+                .unwrap();
         }
     }
     let bodies = |t: &str, key: &str| {
@@ -167,31 +261,63 @@ async fn data_moved_between_objects_or_tenants_is_refused() {
         format!("t/{t}/n/ns/h/{enc}.k")
     };
     // 1. Body of x copied over body of y (same tenant, same namespace key).
-    let bx = raw_paths(&adapter, &bodies("tenant-a", "x")).await.remove(0);
-    let by = raw_paths(&adapter, &bodies("tenant-a", "y")).await.remove(0);
+    let bx = raw_paths(&adapter, &bodies("tenant-a", "x"))
+        .await
+        .remove(0);
+    let by = raw_paths(&adapter, &bodies("tenant-a", "y"))
+        .await
+        .remove(0);
     copy(&adapter, &bx, &by).await;
     expect_encryption_error(&storage, &a, "ns", "y").await;
     // 2. A body of tenant a copied over tenant b's body of the same key name.
-    let bbx = raw_paths(&adapter, &bodies("tenant-b", "x")).await.remove(0);
+    let bbx = raw_paths(&adapter, &bodies("tenant-b", "x"))
+        .await
+        .remove(0);
     copy(&adapter, &bx, &bbx).await;
     expect_encryption_error(&storage, &b, "ns", "x").await;
     // 3. Tenant a's whole head (with its inline body) copied over tenant b's: it names a's keys.
-    copy(&adapter, &head("tenant-a", "small-x"), &head("tenant-b", "small-y")).await;
-    let err = storage.blobs().get_bytes(&b, "ns", "small-y", GetOptions::default()).await.unwrap_err();
+    copy(
+        &adapter,
+        &head("tenant-a", "small-x"),
+        &head("tenant-b", "small-y"),
+    )
+    .await;
+    let err = storage
+        .blobs()
+        .get_bytes(&b, "ns", "small-y", GetOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
     let err = storage.blobs().head(&b, "ns", "small-y").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
     // 4. Within one tenant: head of small-x over small-y (other key in the context).
-    copy(&adapter, &head("tenant-a", "small-x"), &head("tenant-a", "small-y")).await;
-    let err = storage.blobs().get_bytes(&a, "ns", "small-y", GetOptions::default()).await.unwrap_err();
+    copy(
+        &adapter,
+        &head("tenant-a", "small-x"),
+        &head("tenant-a", "small-y"),
+    )
+    .await;
+    let err = storage
+        .blobs()
+        .get_bytes(&a, "ns", "small-y", GetOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
     // 5. Tampered key store: another tenant's namespace key record.
     copy(&adapter, "k/tenant-a/n/ns", "k/tenant-b/n/ns").await;
     storage.blobs().keys().forget_tenant("tenant-b");
-    let err = storage.blobs().get_bytes(&b, "ns", "y", GetOptions::default()).await.unwrap_err();
+    let err = storage
+        .blobs()
+        .get_bytes(&b, "ns", "y", GetOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
     // Untouched objects still read.
-    let (_, x) = storage.blobs().get_bytes(&a, "ns", "x", GetOptions::default()).await.unwrap();
+    let (_, x) = storage
+        .blobs()
+        .get_bytes(&a, "ns", "x", GetOptions::default())
+        .await
+        .unwrap();
     assert_eq!(x, secret(200_000));
 }
 
@@ -202,32 +328,81 @@ async fn key_lifecycle(provider: Arc<dyn KeyProvider>, tenant: &str) {
     let c = ctx(tenant);
     let blobs = storage.blobs();
     let big = pattern(100_000, 3);
-    let v1 = blobs.put_bytes(&c, "docs", "a", big.clone(), PutOptions::default()).await.unwrap();
-    blobs.put_bytes(&c, "docs", "b", "small one", PutOptions::default()).await.unwrap();
+    let v1 = blobs
+        .put_bytes(&c, "docs", "a", big.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    blobs
+        .put_bytes(&c, "docs", "b", "small one", PutOptions::default())
+        .await
+        .unwrap();
     let prefix = format!("t/{tenant}/n/docs/b/");
     let before = raw_paths(&adapter, &prefix).await;
-    let body_before = collect_bytes(adapter.get(&BlobPath::new(before[0].clone()).unwrap(), None).await.unwrap().body).await.unwrap();
+    let body_before = collect_bytes(
+        adapter
+            .get(&BlobPath::new(before[0].clone()).unwrap(), None)
+            .await
+            .unwrap()
+            .body,
+    )
+    .await
+    .unwrap();
 
     // KEK rotation: data readable, no body rewritten.
     let rotation = storage.keys().rotate_kek(&c).await.unwrap();
     assert!(rotation.kek_version >= 2);
     blobs.keys().forget_tenant(tenant);
-    assert_eq!(blobs.get_bytes(&c, "docs", "a", GetOptions::default()).await.unwrap().1, big);
+    assert_eq!(
+        blobs
+            .get_bytes(&c, "docs", "a", GetOptions::default())
+            .await
+            .unwrap()
+            .1,
+        big
+    );
     assert_eq!(raw_paths(&adapter, &prefix).await, before);
-    let body_after = collect_bytes(adapter.get(&BlobPath::new(before[0].clone()).unwrap(), None).await.unwrap().body).await.unwrap();
+    let body_after = collect_bytes(
+        adapter
+            .get(&BlobPath::new(before[0].clone()).unwrap(), None)
+            .await
+            .unwrap()
+            .body,
+    )
+    .await
+    .unwrap();
     assert_eq!(body_before, body_after, "KEK rotation rewrites no data");
 
     // Namespace key rotation: new writes use the new epoch; old data stays readable.
-    assert_eq!(storage.keys().rotate_namespace(&c, "docs").await.unwrap(), 2);
-    let v2 = blobs.put_bytes(&c, "docs", "a", "newer", PutOptions::default()).await.unwrap();
-    let old = GetOptions { version: Some(v1.version_id.clone()), ..Default::default() };
-    assert_eq!(blobs.get_bytes(&c, "docs", "a", old.clone()).await.unwrap().1, big);
+    assert_eq!(
+        storage.keys().rotate_namespace(&c, "docs").await.unwrap(),
+        2
+    );
+    let v2 = blobs
+        .put_bytes(&c, "docs", "a", "newer", PutOptions::default())
+        .await
+        .unwrap();
+    let old = GetOptions {
+        version: Some(v1.version_id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        blobs
+            .get_bytes(&c, "docs", "a", old.clone())
+            .await
+            .unwrap()
+            .1,
+        big
+    );
 
     // Re-encryption, resumable one key at a time: every old body is rewritten once.
     let mut cursor = None;
     let mut rewritten = 0;
     loop {
-        let report = storage.keys().reencrypt_namespace(&c, "docs", ReencryptOptions { cursor, limit: 1 }).await.unwrap();
+        let report = storage
+            .keys()
+            .reencrypt_namespace(&c, "docs", ReencryptOptions { cursor, limit: 1 })
+            .await
+            .unwrap();
         assert_eq!(report.epoch, 2);
         rewritten += report.bodies_rewritten;
         cursor = report.next_cursor;
@@ -236,29 +411,72 @@ async fn key_lifecycle(provider: Arc<dyn KeyProvider>, tenant: &str) {
         }
     }
     assert_eq!(rewritten, 2, "a's first body and b's body");
-    let again = storage.keys().reencrypt_namespace(&c, "docs", ReencryptOptions::default()).await.unwrap();
-    assert_eq!((again.bodies_rewritten, again.versions_resealed), (0, 0), "a finished pass is a no-op");
+    let again = storage
+        .keys()
+        .reencrypt_namespace(&c, "docs", ReencryptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.bodies_rewritten, again.versions_resealed),
+        (0, 0),
+        "a finished pass is a no-op"
+    );
     let after = raw_paths(&adapter, &prefix).await;
     assert!(!after.contains(&before[0]), "the epoch-1 body is gone");
     assert_eq!(blobs.get_bytes(&c, "docs", "a", old).await.unwrap().1, big);
-    assert_eq!(blobs.get_bytes(&c, "docs", "a", GetOptions::default()).await.unwrap().1, &b"newer"[..]);
-    assert_eq!(blobs.get_bytes(&c, "docs", "b", GetOptions::default()).await.unwrap().1, &b"small one"[..]);
+    assert_eq!(
+        blobs
+            .get_bytes(&c, "docs", "a", GetOptions::default())
+            .await
+            .unwrap()
+            .1,
+        &b"newer"[..]
+    );
+    assert_eq!(
+        blobs
+            .get_bytes(&c, "docs", "b", GetOptions::default())
+            .await
+            .unwrap()
+            .1,
+        &b"small one"[..]
+    );
     let versions = blobs.versions(&c, "docs", "a").await.unwrap();
     assert_eq!(versions[0].version_id, v2.version_id);
 
     // Crypto-shredding: every read and write of the tenant fails with Encryption.
     storage.keys().shred_tenant(&c).await.unwrap();
     for key in ["a", "b"] {
-        let err = blobs.get_bytes(&c, "docs", key, GetOptions::default()).await.unwrap_err();
+        let err = blobs
+            .get_bytes(&c, "docs", key, GetOptions::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
     }
-    assert_eq!(blobs.list(&c, "docs", ListOptions::default()).await.unwrap_err().code(), ErrorCode::Encryption);
-    let err = blobs.put_bytes(&c, "docs", "c", "after", PutOptions::default()).await.unwrap_err();
+    assert_eq!(
+        blobs
+            .list(&c, "docs", ListOptions::default())
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Encryption
+    );
+    let err = blobs
+        .put_bytes(&c, "docs", "c", "after", PutOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Encryption);
-    assert!(raw_paths(&adapter, &format!("k/{tenant}/n/")).await.is_empty(), "namespace key records are gone");
+    assert!(
+        raw_paths(&adapter, &format!("k/{tenant}/n/"))
+            .await
+            .is_empty(),
+        "namespace key records are gone"
+    );
     // A fresh client (no cache) cannot read either.
     blobs.keys().forget_tenant(tenant);
-    let err = blobs.get_bytes(&c, "docs", "a", GetOptions::default()).await.unwrap_err();
+    let err = blobs
+        .get_bytes(&c, "docs", "a", GetOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Encryption);
 }
 
@@ -273,16 +491,28 @@ async fn key_lifecycle_with_the_local_keyring() {
     let keyring = LocalKeyring::open(dir.path().join("keyring.json")).unwrap();
     key_lifecycle(Arc::new(keyring), "file-tenant").await;
     let text = std::fs::read_to_string(dir.path().join("keyring.json")).unwrap();
-    assert!(text.contains("file-tenant"), "the keyring file records the tenant");
+    assert!(
+        text.contains("file-tenant"),
+        "the keyring file records the tenant"
+    );
 }
 
 /// The OpenBao server `.ci/run` starts; skipped (with a note) elsewhere, but never in CI.
 fn openbao() -> Option<OpenBaoTransit> {
-    match (std::env::var("SANCTUM_TEST_OPENBAO_ADDR"), std::env::var("SANCTUM_TEST_OPENBAO_TOKEN")) {
-        (Ok(addr), Ok(token)) => Some(OpenBaoTransit::new(&addr, token, "transit", "sanctum-test-").unwrap()),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI must run the OpenBao tests: SANCTUM_TEST_OPENBAO_ADDR is unset"),
+    match (
+        std::env::var("SANCTUM_TEST_OPENBAO_ADDR"),
+        std::env::var("SANCTUM_TEST_OPENBAO_TOKEN"),
+    ) {
+        (Ok(addr), Ok(token)) => {
+            Some(OpenBaoTransit::new(&addr, token, "transit", "sanctum-test-").unwrap())
+        }
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must run the OpenBao tests: SANCTUM_TEST_OPENBAO_ADDR is unset")
+        }
         _ => {
-            eprintln!("skipped: set SANCTUM_TEST_OPENBAO_ADDR and SANCTUM_TEST_OPENBAO_TOKEN (source .ci/openbao.sh)");
+            eprintln!(
+                "skipped: set SANCTUM_TEST_OPENBAO_ADDR and SANCTUM_TEST_OPENBAO_TOKEN (source .ci/openbao.sh)"
+            );
             None
         }
     }
@@ -302,14 +532,30 @@ async fn key_lifecycle_with_openbao_transit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_adapter_keeps_keys_beside_the_data_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
-    let adapter: Arc<dyn BlobAdapter> = Arc::new(LocalAdapter::new("keys", dir.path().join("blobs"), Durability::Fsync));
+    let adapter: Arc<dyn BlobAdapter> = Arc::new(LocalAdapter::new(
+        "keys",
+        dir.path().join("blobs"),
+        Durability::Fsync,
+    ));
     let keyring_path = dir.path().join("keyring.json");
     let provider = Arc::new(LocalKeyring::open(&keyring_path).unwrap());
     let storage = storage_over(adapter.clone(), provider).await;
     let c = ctx("reopen");
-    storage.blobs().put_bytes(&c, "ns", "k", "persisted", PutOptions::default()).await.unwrap();
+    storage
+        .blobs()
+        .put_bytes(&c, "ns", "k", "persisted", PutOptions::default())
+        .await
+        .unwrap();
     // A second client (another process, in effect) reads with the persisted keys.
-    let again = storage_over(adapter, Arc::new(LocalKeyring::open(&keyring_path).unwrap())).await;
-    let (_, body) = again.blobs().get_bytes(&c, "ns", "k", GetOptions::default()).await.unwrap();
+    let again = storage_over(
+        adapter,
+        Arc::new(LocalKeyring::open(&keyring_path).unwrap()),
+    )
+    .await;
+    let (_, body) = again
+        .blobs()
+        .get_bytes(&c, "ns", "k", GetOptions::default())
+        .await
+        .unwrap();
     assert_eq!(&body[..], b"persisted");
 }

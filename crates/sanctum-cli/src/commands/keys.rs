@@ -38,7 +38,10 @@ async fn rotate(session: &Session, args: NsArgs) -> anyhow::Result<()> {
     if session.json {
         output::json(&serde_json::json!({ "namespace": args.ns, "epoch": epoch }))
     } else {
-        output::line(format_args!("namespace {}: data key now at epoch {epoch}", args.ns))
+        output::line(format_args!(
+            "namespace {}: data key now at epoch {epoch}",
+            args.ns
+        ))
     }
 }
 
@@ -48,8 +51,14 @@ async fn reencrypt(session: &Session, args: ReencryptArgs) -> anyhow::Result<()>
             let mut cursor = args.cursor.clone();
             let mut total = sanctum_storage::facade::ReencryptReport::default();
             loop {
-                let opts = ReencryptOptions { cursor: cursor.clone(), limit: args.limit };
-                let batch = s.keys().reencrypt_namespace(&session.ctx, &args.ns, opts).await?;
+                let opts = ReencryptOptions {
+                    cursor: cursor.clone(),
+                    limit: args.limit,
+                };
+                let batch = s
+                    .keys()
+                    .reencrypt_namespace(&session.ctx, &args.ns, opts)
+                    .await?;
                 total.epoch = batch.epoch;
                 total.keys_scanned += batch.keys_scanned;
                 total.bodies_rewritten += batch.bodies_rewritten;
@@ -67,7 +76,11 @@ async fn reencrypt(session: &Session, args: ReencryptArgs) -> anyhow::Result<()>
     } else {
         output::line(format_args!(
             "namespace {}: {} keys scanned, {} bodies rewritten, {} versions resealed, epoch {}",
-            args.ns, report.keys_scanned, report.bodies_rewritten, report.versions_resealed, report.epoch
+            args.ns,
+            report.keys_scanned,
+            report.bodies_rewritten,
+            report.versions_resealed,
+            report.epoch
         ))?;
         match &report.next_cursor {
             Some(c) => output::line(format_args!("not finished; continue with --cursor {c}")),
@@ -88,8 +101,13 @@ async fn shred(session: &Session, args: ShredArgs) -> anyhow::Result<()> {
         .with_storage(async |s| Ok(s.keys().shred_tenant(&session.ctx).await?))
         .await?;
     if session.json {
-        output::json(&serde_json::json!({ "tenant": session.ctx.tenant().as_str(), "shredded": true }))
+        output::json(
+            &serde_json::json!({ "tenant": session.ctx.tenant().as_str(), "shredded": true }),
+        )
     } else {
-        output::line(format_args!("tenant {} shredded: its keys are destroyed", session.ctx.tenant()))
+        output::line(format_args!(
+            "tenant {} shredded: its keys are destroyed",
+            session.ctx.tenant()
+        ))
     }
 }

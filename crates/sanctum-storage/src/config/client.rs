@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use super::{BlobBackend, ConfigProblem, ConfigReport, Environment, KeyProviderKind, StorageConfig};
-use crate::crypto::{KeyManager, KeyProvider, LocalKeyring, MemoryKeyProvider, OpenBaoTransit};
+use super::{
+    BlobBackend, ConfigProblem, ConfigReport, Environment, KeyProviderKind, StorageConfig,
+};
 use crate::adapters::BlobAdapter;
 use crate::adapters::local::LocalAdapter;
 use crate::adapters::object_store::ObjectStoreAdapter;
 use crate::adapters::registry::AdapterRegistry;
+use crate::crypto::{KeyManager, KeyProvider, LocalKeyring, MemoryKeyProvider, OpenBaoTransit};
 use crate::error::{Error, Result};
 use crate::facade::{BlobSettings, BlobStore, Storage};
 use crate::observability::audit::{AuditSink, TracingAuditSink};
@@ -115,11 +117,16 @@ fn configured_provider(config: &StorageConfig) -> Result<Arc<dyn KeyProvider>> {
     Ok(match config.key_provider() {
         KeyProviderKind::Memory => Arc::new(MemoryKeyProvider::new()),
         KeyProviderKind::Local => {
-            let path = config.keyring_path().expect("validated: local needs a keyring");
+            let path = config
+                .keyring_path()
+                .expect("validated: local needs a keyring");
             Arc::new(LocalKeyring::open(path).map_err(crate::crypto::key_err)?)
         }
         KeyProviderKind::Openbao => {
-            let addr = keys.openbao_addr.as_deref().expect("validated: openbao needs an address");
+            let addr = keys
+                .openbao_addr
+                .as_deref()
+                .expect("validated: openbao needs an address");
             let token = std::env::var(&keys.openbao_token_env).map_err(|_| {
                 Error::config(format!(
                     "keys.openbao_token_env: environment variable {} is not set",

@@ -114,7 +114,10 @@ impl Default for KeysConfig {
 impl StorageConfig {
     /// The keyring file of the `local` provider: `keys.keyring`, else `<blob.root>/keyring.json`.
     pub fn keyring_path(&self) -> Option<PathBuf> {
-        self.keys.keyring.clone().or_else(|| self.blob.root.as_ref().map(|r| r.join("keyring.json")))
+        self.keys
+            .keyring
+            .clone()
+            .or_else(|| self.blob.root.as_ref().map(|r| r.join("keyring.json")))
     }
 
     /// The key provider in effect (the configured one, or the backend's default).
@@ -172,16 +175,28 @@ impl StorageConfig {
         }
         match self.key_provider() {
             KeyProviderKind::Local if self.keyring_path().is_none() => {
-                problem("keys.keyring", "required when keys.provider = \"local\" and blob.root is not set");
+                problem(
+                    "keys.keyring",
+                    "required when keys.provider = \"local\" and blob.root is not set",
+                );
             }
             KeyProviderKind::Openbao if self.keys.openbao_addr.is_none() => {
-                problem("keys.openbao_addr", "required when keys.provider = \"openbao\"");
+                problem(
+                    "keys.openbao_addr",
+                    "required when keys.provider = \"openbao\"",
+                );
             }
             _ => {}
         }
         if self.environment == Environment::Production {
-            if matches!(self.key_provider(), KeyProviderKind::Local | KeyProviderKind::Memory) {
-                problem("keys.provider", "development key providers (local, memory) are refused in production");
+            if matches!(
+                self.key_provider(),
+                KeyProviderKind::Local | KeyProviderKind::Memory
+            ) {
+                problem(
+                    "keys.provider",
+                    "development key providers (local, memory) are refused in production",
+                );
             }
             if self.blob.backend == BlobBackend::Memory {
                 problem(

@@ -64,7 +64,11 @@ impl Fixture {
     pub fn new(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions) -> Self {
         let audit = Arc::new(MemoryAuditSink::default());
         let clock = Arc::new(OffsetClock::default());
-        let keys = Arc::new(KeyManager::new(Arc::new(MemoryKeyProvider::new()), adapter.clone(), clock.clone()));
+        let keys = Arc::new(KeyManager::new(
+            Arc::new(MemoryKeyProvider::new()),
+            adapter.clone(),
+            clock.clone(),
+        ));
         let store = BlobStore::new(
             adapter.clone(),
             keys,
@@ -1136,7 +1140,10 @@ pub async fn backend_calls_per_operation(adapter: &Arc<dyn BlobAdapter>, opts: &
     let small = pattern(opts.inline_threshold.min(4096) as usize, 1);
     let large = pattern(opts.inline_threshold as usize + 1, 2);
     // The namespace's first write creates its keys (tenant and namespace records).
-    f.store.put_bytes(&f.ctx, "c", "warm-up", "x", put_opts()).await.unwrap();
+    f.store
+        .put_bytes(&f.ctx, "c", "warm-up", "x", put_opts())
+        .await
+        .unwrap();
     counting.reset();
     f.store
         .put_bytes(&f.ctx, "c", "small", small.clone(), put_opts())

@@ -10,9 +10,9 @@
 //! [`BlobStore`]: crate::BlobStore
 
 pub mod counting;
-pub mod recording;
 pub mod facade;
 pub mod raw;
+pub mod recording;
 
 use std::sync::Arc;
 

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use crate::adapters::{BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListPage, PutMode};
+use crate::adapters::{
+    BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListPage, PutMode,
+};
 use crate::error::Result;
 
 /// One recorded write.
@@ -31,7 +33,10 @@ pub struct RecordingAdapter {
 impl RecordingAdapter {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn BlobAdapter>) -> Self {
-        Self { inner, puts: Arc::default() }
+        Self {
+            inner,
+            puts: Arc::default(),
+        }
     }
 
     /// Every write so far.
@@ -41,9 +46,11 @@ impl RecordingAdapter {
 
     /// Whether any recorded path or written byte contains `needle`.
     pub fn saw(&self, needle: &[u8]) -> bool {
-        self.puts.lock().expect("recording poisoned").iter().any(|p| {
-            contains(&p.bytes, needle) || contains(p.path.as_bytes(), needle)
-        })
+        self.puts
+            .lock()
+            .expect("recording poisoned")
+            .iter()
+            .any(|p| contains(&p.bytes, needle) || contains(p.path.as_bytes(), needle))
     }
 
     fn tee(&self, path: &BlobPath, body: ByteStream) -> ByteStream {
@@ -53,15 +60,22 @@ impl RecordingAdapter {
         let seen = copy.clone();
         let body = body.map(move |item| {
             if let Ok(chunk) = &item {
-                seen.lock().expect("recording poisoned").extend_from_slice(chunk);
+                seen.lock()
+                    .expect("recording poisoned")
+                    .extend_from_slice(chunk);
             }
             item
         });
         // Record when the stream is dropped (after the adapter consumed it).
-        Box::pin(Recorded { inner: Box::pin(body), on_drop: Some(Box::new(move || {
-            let bytes = std::mem::take(&mut *copy.lock().expect("recording poisoned"));
-            puts.lock().expect("recording poisoned").push(RecordedPut { path, bytes });
-        })) })
+        Box::pin(Recorded {
+            inner: Box::pin(body),
+            on_drop: Some(Box::new(move || {
+                let bytes = std::mem::take(&mut *copy.lock().expect("recording poisoned"));
+                puts.lock()
+                    .expect("recording poisoned")
+                    .push(RecordedPut { path, bytes });
+            })),
+        })
     }
 }
 
@@ -79,7 +93,10 @@ struct Recorded {
 
 impl futures::Stream for Recorded {
     type Item = Result<Bytes>;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
     }
 }
@@ -136,7 +153,12 @@ impl BlobAdapter for RecordingAdapter {
     async fn delete(&self, path: &BlobPath, if_match: Option<&str>) -> Result<()> {
         self.inner.delete(path, if_match).await
     }
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
         self.inner.list(prefix, start_after, limit).await
     }
 }

@@ -73,8 +73,17 @@ impl std::fmt::Debug for NamespaceKeys {
 impl NamespaceKeys {
     /// The key reference and key new writes use.
     pub fn current(&self) -> (KeyRef, &DataKey) {
-        let key = self.keys.get(&self.current).expect("the current epoch is always loaded");
-        (KeyRef { key_id: self.key_id.clone(), epoch: self.current }, key)
+        let key = self
+            .keys
+            .get(&self.current)
+            .expect("the current epoch is always loaded");
+        (
+            KeyRef {
+                key_id: self.key_id.clone(),
+                epoch: self.current,
+            },
+            key,
+        )
     }
 
     /// The newest epoch.
@@ -86,11 +95,17 @@ impl NamespaceKeys {
     /// header from stored data never selects a key of another namespace or tenant.
     pub fn key_for(&self, key_ref: &KeyRef) -> Result<&DataKey> {
         if key_ref.key_id != self.key_id {
-            return Err(Error::new(ErrorCode::Encryption, "encrypted data names a key of another namespace"));
+            return Err(Error::new(
+                ErrorCode::Encryption,
+                "encrypted data names a key of another namespace",
+            ));
         }
-        self.keys
-            .get(&key_ref.epoch)
-            .ok_or_else(|| Error::new(ErrorCode::Encryption, "encrypted data names an unknown key epoch"))
+        self.keys.get(&key_ref.epoch).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Encryption,
+                "encrypted data names an unknown key epoch",
+            )
+        })
     }
 }
 
@@ -110,7 +125,9 @@ pub struct KeyManager {
 
 impl std::fmt::Debug for KeyManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyManager").field("provider", &self.provider.kind()).finish()
+        f.debug_struct("KeyManager")
+            .field("provider", &self.provider.kind())
+            .finish()
     }
 }
 
@@ -137,7 +154,13 @@ fn tenant_key_aad(tenant: &str) -> Vec<u8> {
 
 /// The context a data key is wrapped under: its tenant, namespace, key id and epoch.
 fn dek_context<'a>(tenant: &'a str, ns: &'a str, key_epoch: &'a str) -> Context<'a> {
-    Context { tenant, namespace: ns, object_key: "", body_id: key_epoch, kind: "namespace-data-key" }
+    Context {
+        tenant,
+        namespace: ns,
+        object_key: "",
+        body_id: key_epoch,
+        kind: "namespace-data-key",
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -150,8 +173,17 @@ fn unhex(s: &str) -> Result<Vec<u8>> {
 
 impl KeyManager {
     /// A manager over `provider`, storing records through `adapter`.
-    pub fn new(provider: Arc<dyn KeyProvider>, adapter: Arc<dyn BlobAdapter>, clock: Arc<dyn Clock>) -> Self {
-        Self { provider, adapter, clock, cache: Mutex::new(HashMap::new()) }
+    pub fn new(
+        provider: Arc<dyn KeyProvider>,
+        adapter: Arc<dyn BlobAdapter>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            provider,
+            adapter,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The KEK provider.
@@ -167,13 +199,17 @@ impl KeyManager {
         BlobPath::new(format!("k/{tenant}/n/{ns}"))
     }
 
-    async fn read_record<T: for<'de> Deserialize<'de>>(&self, path: &BlobPath) -> Result<Option<(T, String)>> {
+    async fn read_record<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &BlobPath,
+    ) -> Result<Option<(T, String)>> {
         match self.adapter.get(path, None).await {
             Ok(got) => {
                 let etag = got.meta.etag.clone();
                 let bytes = collect_bytes(got.body).await?;
-                let record = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::consistency("key store record is corrupt").with_source(e))?;
+                let record = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::consistency("key store record is corrupt").with_source(e)
+                })?;
                 Ok(Some((record, etag)))
             }
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
@@ -181,10 +217,18 @@ impl KeyManager {
         }
     }
 
-    async fn write_record<T: Serialize>(&self, path: &BlobPath, record: &T, mode: PutMode) -> Result<()> {
+    async fn write_record<T: Serialize>(
+        &self,
+        path: &BlobPath,
+        record: &T,
+        mode: PutMode,
+    ) -> Result<()> {
         let bytes = serde_json::to_vec(record)
             .map_err(|e| Error::consistency("cannot encode a key store record").with_source(e))?;
-        self.adapter.put(path, once_stream(bytes.into()), mode).await.map(|_| ())
+        self.adapter
+            .put(path, once_stream(bytes.into()), mode)
+            .await
+            .map(|_| ())
     }
 
     /// The tenant key, creating the tenant's keys on first use when `create` is set.
@@ -202,15 +246,23 @@ impl KeyManager {
                     return Err(enc("the tenant's keys were destroyed (crypto-shredded)"));
                 }
                 Some((record, _)) => {
-                    let wrapped = record.wrapped.ok_or_else(|| enc("the tenant key record has no key"))?;
-                    let key = self.provider.unwrap(tenant, &wrapped, &aad).await.map_err(key_err)?;
+                    let wrapped = record
+                        .wrapped
+                        .ok_or_else(|| enc("the tenant key record has no key"))?;
+                    let key = self
+                        .provider
+                        .unwrap(tenant, &wrapped, &aad)
+                        .await
+                        .map_err(key_err)?;
                     let key = Arc::new(DataKey::from_bytes(*key));
                     let mut cache = self.cache.lock().expect("key cache poisoned");
-                    let entry = cache.entry(tenant.to_string()).or_insert_with(|| CachedTenant {
-                        loaded: Instant::now(),
-                        tenant_key: key.clone(),
-                        namespaces: HashMap::new(),
-                    });
+                    let entry = cache
+                        .entry(tenant.to_string())
+                        .or_insert_with(|| CachedTenant {
+                            loaded: Instant::now(),
+                            tenant_key: key.clone(),
+                            namespaces: HashMap::new(),
+                        });
                     entry.loaded = Instant::now();
                     entry.tenant_key = key.clone();
                     return Ok(key);
@@ -218,7 +270,11 @@ impl KeyManager {
                 None if !create => return Err(Error::not_found("no keys exist for the tenant")),
                 None => {
                     let key = DataKey::generate().map_err(crypto_err)?;
-                    let wrapped = self.provider.wrap(tenant, key.as_bytes(), &aad).await.map_err(key_err)?;
+                    let wrapped = self
+                        .provider
+                        .wrap(tenant, key.as_bytes(), &aad)
+                        .await
+                        .map_err(key_err)?;
                     let record = TenantRecord {
                         format: 1,
                         shredded: false,
@@ -234,11 +290,18 @@ impl KeyManager {
                 }
             }
         }
-        Err(Error::conflict("gave up creating the tenant key after repeated concurrent changes"))
+        Err(Error::conflict(
+            "gave up creating the tenant key after repeated concurrent changes",
+        ))
     }
 
     /// The data keys of `ns`, creating them on first use when `create` is set.
-    pub async fn namespace(&self, tenant: &str, ns: &str, create: bool) -> Result<Arc<NamespaceKeys>> {
+    pub async fn namespace(
+        &self,
+        tenant: &str,
+        ns: &str,
+        create: bool,
+    ) -> Result<Arc<NamespaceKeys>> {
         if let Some(cached) = self.cache.lock().expect("key cache poisoned").get(tenant)
             && let Some((loaded, keys)) = cached.namespaces.get(ns)
             && loaded.elapsed() < CACHE_TTL
@@ -251,8 +314,15 @@ impl KeyManager {
             match self.read_record::<NamespaceRecord>(&path).await? {
                 Some((record, _)) => {
                     let keys = Arc::new(self.unwrap_namespace(tenant, ns, &tenant_key, &record)?);
-                    if let Some(cached) = self.cache.lock().expect("key cache poisoned").get_mut(tenant) {
-                        cached.namespaces.insert(ns.to_string(), (Instant::now(), keys.clone()));
+                    if let Some(cached) = self
+                        .cache
+                        .lock()
+                        .expect("key cache poisoned")
+                        .get_mut(tenant)
+                    {
+                        cached
+                            .namespaces
+                            .insert(ns.to_string(), (Instant::now(), keys.clone()));
                     }
                     return Ok(keys);
                 }
@@ -260,7 +330,12 @@ impl KeyManager {
                 None => {
                     let key_id = new_id(self.clock.as_ref());
                     let first = self.new_epoch(tenant, ns, &tenant_key, &key_id, 1)?;
-                    let record = NamespaceRecord { format: 1, key_id, current: 1, epochs: vec![first] };
+                    let record = NamespaceRecord {
+                        format: 1,
+                        key_id,
+                        current: 1,
+                        epochs: vec![first],
+                    };
                     match self.write_record(&path, &record, PutMode::Create).await {
                         // Re-read: ours, or a concurrent creator's.
                         Ok(()) => {}
@@ -270,32 +345,69 @@ impl KeyManager {
                 }
             }
         }
-        Err(Error::conflict("gave up creating namespace keys after repeated concurrent changes"))
+        Err(Error::conflict(
+            "gave up creating namespace keys after repeated concurrent changes",
+        ))
     }
 
-    fn new_epoch(&self, tenant: &str, ns: &str, tenant_key: &DataKey, key_id: &str, epoch: u32) -> Result<EpochRecord> {
+    fn new_epoch(
+        &self,
+        tenant: &str,
+        ns: &str,
+        tenant_key: &DataKey,
+        key_id: &str,
+        epoch: u32,
+    ) -> Result<EpochRecord> {
         let dek = DataKey::generate().map_err(crypto_err)?;
-        let key_ref = KeyRef { key_id: TENANT_KEY_ID.to_string(), epoch: 0 };
+        let key_ref = KeyRef {
+            key_id: TENANT_KEY_ID.to_string(),
+            epoch: 0,
+        };
         let key_epoch = format!("{key_id}.{epoch}");
-        let wrapped = sanctum_crypto::encrypt(tenant_key, key_ref, &dek_context(tenant, ns, &key_epoch), dek.as_bytes())
-            .map_err(crypto_err)?;
-        Ok(EpochRecord { epoch, wrapped: hex(&wrapped), created_at_ms: self.clock.now_ms() })
+        let wrapped = sanctum_crypto::encrypt(
+            tenant_key,
+            key_ref,
+            &dek_context(tenant, ns, &key_epoch),
+            dek.as_bytes(),
+        )
+        .map_err(crypto_err)?;
+        Ok(EpochRecord {
+            epoch,
+            wrapped: hex(&wrapped),
+            created_at_ms: self.clock.now_ms(),
+        })
     }
 
-    fn unwrap_namespace(&self, tenant: &str, ns: &str, tenant_key: &DataKey, record: &NamespaceRecord) -> Result<NamespaceKeys> {
+    fn unwrap_namespace(
+        &self,
+        tenant: &str,
+        ns: &str,
+        tenant_key: &DataKey,
+        record: &NamespaceRecord,
+    ) -> Result<NamespaceKeys> {
         let mut keys = BTreeMap::new();
         for epoch in &record.epochs {
             let message = unhex(&epoch.wrapped)?;
             let key_epoch = format!("{}.{}", record.key_id, epoch.epoch);
             let ctx = dek_context(tenant, ns, &key_epoch);
-            let plain = crate::crypto::decrypt_message(tenant_key, &ctx, &message).map_err(crypto_err)?;
-            let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| enc("a wrapped data key has the wrong length"))?;
+            let plain =
+                crate::crypto::decrypt_message(tenant_key, &ctx, &message).map_err(crypto_err)?;
+            let bytes: [u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| enc("a wrapped data key has the wrong length"))?;
             keys.insert(epoch.epoch, DataKey::from_bytes(bytes));
         }
         if !keys.contains_key(&record.current) {
-            return Err(Error::consistency("the namespace key record lacks its current epoch"));
+            return Err(Error::consistency(
+                "the namespace key record lacks its current epoch",
+            ));
         }
-        Ok(NamespaceKeys { key_id: record.key_id.clone(), current: record.current, keys })
+        Ok(NamespaceKeys {
+            key_id: record.key_id.clone(),
+            current: record.current,
+            keys,
+        })
     }
 
     /// Adds a data-key epoch to `ns`: new writes use it; data under older epochs stays readable.
@@ -311,9 +423,14 @@ impl KeyManager {
                 }
             };
             let epoch = record.epochs.iter().map(|e| e.epoch).max().unwrap_or(0) + 1;
-            record.epochs.push(self.new_epoch(tenant, ns, &tenant_key, &record.key_id, epoch)?);
+            record
+                .epochs
+                .push(self.new_epoch(tenant, ns, &tenant_key, &record.key_id, epoch)?);
             record.current = epoch;
-            match self.write_record(&path, &record, PutMode::Update(etag)).await {
+            match self
+                .write_record(&path, &record, PutMode::Update(etag))
+                .await
+            {
                 Ok(()) => {
                     self.forget_namespace(tenant, ns);
                     return Ok(epoch);
@@ -322,7 +439,9 @@ impl KeyManager {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::conflict("gave up rotating the namespace key after repeated concurrent changes"))
+        Err(Error::conflict(
+            "gave up rotating the namespace key after repeated concurrent changes",
+        ))
     }
 
     /// Rotates the tenant's KEK and re-wraps the tenant key under the new version. No data and
@@ -337,24 +456,46 @@ impl KeyManager {
                 .read_record::<TenantRecord>(&path)
                 .await?
                 .ok_or_else(|| Error::not_found("no keys exist for the tenant"))?;
-            let wrapped = record.wrapped.as_ref().ok_or_else(|| enc("the tenant's keys were destroyed"))?;
-            record.wrapped = Some(self.provider.rewrap(tenant, wrapped, &aad).await.map_err(key_err)?);
-            match self.write_record(&path, &record, PutMode::Update(etag)).await {
+            let wrapped = record
+                .wrapped
+                .as_ref()
+                .ok_or_else(|| enc("the tenant's keys were destroyed"))?;
+            record.wrapped = Some(
+                self.provider
+                    .rewrap(tenant, wrapped, &aad)
+                    .await
+                    .map_err(key_err)?,
+            );
+            match self
+                .write_record(&path, &record, PutMode::Update(etag))
+                .await
+            {
                 Ok(()) => return Ok(KekRotation { kek_version }),
                 Err(e) if e.code() == ErrorCode::Conflict => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::conflict("gave up re-wrapping the tenant key after repeated concurrent changes"))
+        Err(Error::conflict(
+            "gave up re-wrapping the tenant key after repeated concurrent changes",
+        ))
     }
 
     /// Crypto-shreds `tenant`: destroys its KEK, replaces its key records with a shredded
     /// marker and drops its cached keys. Every later read of its data fails with `Encryption`.
     pub async fn shred(&self, tenant: &str) -> Result<()> {
         self.provider.destroy(tenant).await.map_err(key_err)?;
-        self.cache.lock().expect("key cache poisoned").remove(tenant);
-        let marker = TenantRecord { format: 1, shredded: true, wrapped: None, created_at_ms: self.clock.now_ms() };
-        self.write_record(&Self::tenant_path(tenant)?, &marker, PutMode::Overwrite).await?;
+        self.cache
+            .lock()
+            .expect("key cache poisoned")
+            .remove(tenant);
+        let marker = TenantRecord {
+            format: 1,
+            shredded: true,
+            wrapped: None,
+            created_at_ms: self.clock.now_ms(),
+        };
+        self.write_record(&Self::tenant_path(tenant)?, &marker, PutMode::Overwrite)
+            .await?;
         let prefix = format!("k/{tenant}/n/");
         loop {
             let page = self.adapter.list(&prefix, None, 1000).await?;
@@ -374,11 +515,19 @@ impl KeyManager {
 
     /// Drops every cached key of `tenant` (for tests and operators).
     pub fn forget_tenant(&self, tenant: &str) {
-        self.cache.lock().expect("key cache poisoned").remove(tenant);
+        self.cache
+            .lock()
+            .expect("key cache poisoned")
+            .remove(tenant);
     }
 
     fn forget_namespace(&self, tenant: &str, ns: &str) {
-        if let Some(cached) = self.cache.lock().expect("key cache poisoned").get_mut(tenant) {
+        if let Some(cached) = self
+            .cache
+            .lock()
+            .expect("key cache poisoned")
+            .get_mut(tenant)
+        {
             cached.namespaces.remove(ns);
         }
     }

@@ -31,7 +31,11 @@ impl std::fmt::Debug for MemoryKeyProvider {
 }
 
 fn error(kind: KeyErrorKind, message: &str) -> KeyError {
-    KeyError { kind, message: message.to_string(), source: None }
+    KeyError {
+        kind,
+        message: message.to_string(),
+        source: None,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -39,7 +43,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn context<'a>(tenant: &'a str, aad_hex: &'a str) -> Context<'a> {
-    Context { tenant, namespace: "", object_key: aad_hex, body_id: "", kind: "kek-wrap" }
+    Context {
+        tenant,
+        namespace: "",
+        object_key: aad_hex,
+        body_id: "",
+        kind: "kek-wrap",
+    }
 }
 
 impl MemoryKeyProvider {
@@ -52,18 +62,30 @@ impl MemoryKeyProvider {
         let mut tenants = self.tenants.lock().expect("memory keyring poisoned");
         let keks = tenants.entry(tenant.to_string()).or_default();
         if keks.destroyed {
-            return Err(error(KeyErrorKind::Destroyed, "the tenant's KEK was destroyed"));
+            return Err(error(
+                KeyErrorKind::Destroyed,
+                "the tenant's KEK was destroyed",
+            ));
         }
         if keks.versions.is_empty() {
-            keks.versions.push(DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?);
+            keks.versions.push(
+                DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?,
+            );
         }
         let version = keks.versions.len() as u32;
         let kek = &keks.versions[version as usize - 1];
         let aad_hex = hex(aad);
-        let key_ref = KeyRef { key_id: "kek".to_string(), epoch: version };
+        let key_ref = KeyRef {
+            key_id: "kek".to_string(),
+            epoch: version,
+        };
         let message = sanctum_crypto::encrypt(kek, key_ref, &context(tenant, &aad_hex), key)
             .map_err(|_| error(KeyErrorKind::Permanent, "wrapping failed"))?;
-        Ok(WrappedKey { provider: KIND.to_string(), kek_version: version, ciphertext: hex(&message) })
+        Ok(WrappedKey {
+            provider: KIND.to_string(),
+            kek_version: version,
+            ciphertext: hex(&message),
+        })
     }
 }
 
@@ -81,23 +103,42 @@ impl KeyProvider for MemoryKeyProvider {
         self.seal(tenant, key, aad)
     }
 
-    async fn unwrap(&self, tenant: &str, wrapped: &WrappedKey, aad: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    async fn unwrap(
+        &self,
+        tenant: &str,
+        wrapped: &WrappedKey,
+        aad: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let invalid = || error(KeyErrorKind::Invalid, "the wrapped key does not unwrap");
         let message = crate::facade::unhex(&wrapped.ciphertext).ok_or_else(invalid)?;
         let (header, _) = Header::parse(&message).map_err(|_| invalid())?;
         let tenants = self.tenants.lock().expect("memory keyring poisoned");
-        let keks = tenants.get(tenant).ok_or_else(|| error(KeyErrorKind::NotFound, "no KEK for the tenant"))?;
+        let keks = tenants
+            .get(tenant)
+            .ok_or_else(|| error(KeyErrorKind::NotFound, "no KEK for the tenant"))?;
         if keks.destroyed {
-            return Err(error(KeyErrorKind::Destroyed, "the tenant's KEK was destroyed"));
+            return Err(error(
+                KeyErrorKind::Destroyed,
+                "the tenant's KEK was destroyed",
+            ));
         }
-        let kek = keks.versions.get((header.key_ref.epoch as usize).wrapping_sub(1)).ok_or_else(invalid)?;
+        let kek = keks
+            .versions
+            .get((header.key_ref.epoch as usize).wrapping_sub(1))
+            .ok_or_else(invalid)?;
         let aad_hex = hex(aad);
-        let plain = crate::crypto::decrypt_message(kek, &context(tenant, &aad_hex), &message).map_err(|_| invalid())?;
+        let plain = crate::crypto::decrypt_message(kek, &context(tenant, &aad_hex), &message)
+            .map_err(|_| invalid())?;
         let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| invalid())?;
         Ok(Zeroizing::new(bytes))
     }
 
-    async fn rewrap(&self, tenant: &str, wrapped: &WrappedKey, aad: &[u8]) -> Result<WrappedKey, KeyError> {
+    async fn rewrap(
+        &self,
+        tenant: &str,
+        wrapped: &WrappedKey,
+        aad: &[u8],
+    ) -> Result<WrappedKey, KeyError> {
         let key = self.unwrap(tenant, wrapped, aad).await?;
         self.seal(tenant, &key, aad)
     }
@@ -106,12 +147,19 @@ impl KeyProvider for MemoryKeyProvider {
         let mut tenants = self.tenants.lock().expect("memory keyring poisoned");
         let keks = tenants.entry(tenant.to_string()).or_default();
         if keks.destroyed {
-            return Err(error(KeyErrorKind::Destroyed, "the tenant's KEK was destroyed"));
+            return Err(error(
+                KeyErrorKind::Destroyed,
+                "the tenant's KEK was destroyed",
+            ));
         }
         if keks.versions.is_empty() {
-            keks.versions.push(DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?);
+            keks.versions.push(
+                DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?,
+            );
         }
-        keks.versions.push(DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?);
+        keks.versions.push(
+            DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?,
+        );
         Ok(keks.versions.len() as u32)
     }
 

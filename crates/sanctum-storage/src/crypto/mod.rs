@@ -22,8 +22,8 @@ pub(crate) mod streams;
 
 pub use keys::{KekRotation, KeyManager, NamespaceKeys};
 pub use memory_provider::MemoryKeyProvider;
-pub use sanctum_keys::{LocalKeyring, OpenBaoTransit};
 pub use sanctum_keys::{KeyError, KeyErrorKind, KeyProvider, WrappedKey};
+pub use sanctum_keys::{LocalKeyring, OpenBaoTransit};
 
 use crate::error::{Error, ErrorCode};
 
@@ -40,7 +40,11 @@ pub(crate) fn decrypt_message(
 
 /// Maps a format error to the project's `Encryption` error (messages carry no key or plaintext).
 pub(crate) fn crypto_err(err: sanctum_crypto::CryptoError) -> Error {
-    Error::new(ErrorCode::Encryption, format!("encrypted data rejected: {err}")).with_source(err)
+    Error::new(
+        ErrorCode::Encryption,
+        format!("encrypted data rejected: {err}"),
+    )
+    .with_source(err)
 }
 
 /// Maps a key-provider error: an unreachable provider is transient, everything else is an

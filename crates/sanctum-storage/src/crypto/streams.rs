@@ -35,7 +35,14 @@ pub(crate) fn encrypt_stream(
     let (encryptor, header) = Encryptor::new(key, key_ref, ctx).map_err(crypto_err)?;
     let first = Bytes::from(header.clone());
     let first = futures::stream::once(async move { Ok(first) });
-    let body: ByteStream = if pipelined { pipeline(encryptor, input) } else { Box::pin(Inline { encryptor: Some(encryptor), input }) };
+    let body: ByteStream = if pipelined {
+        pipeline(encryptor, input)
+    } else {
+        Box::pin(Inline {
+            encryptor: Some(encryptor),
+            input,
+        })
+    };
     Ok((header, Box::pin(first.chain(body))))
 }
 
@@ -73,7 +80,12 @@ impl Stream for Inline {
                 Poll::Ready(None) => {
                     let encryptor = self.encryptor.take().expect("checked above");
                     let mut out = Vec::with_capacity(sanctum_crypto::ENCRYPTED_CHUNK_SIZE);
-                    return Poll::Ready(Some(encryptor.finish(&mut out).map(|()| Bytes::from(out)).map_err(crypto_err)));
+                    return Poll::Ready(Some(
+                        encryptor
+                            .finish(&mut out)
+                            .map(|()| Bytes::from(out))
+                            .map_err(crypto_err),
+                    ));
                 }
             }
         }
@@ -112,14 +124,23 @@ fn pipeline(mut encryptor: Encryptor, mut input: ByteStream) -> ByteStream {
                 let _ = cipher_tx.blocking_send(Err(crypto_err(e)));
                 return;
             }
-            if out.len() >= BATCH && cipher_tx.blocking_send(Ok(Bytes::from(std::mem::replace(&mut out, fresh())))).is_err() {
+            if out.len() >= BATCH
+                && cipher_tx
+                    .blocking_send(Ok(Bytes::from(std::mem::replace(&mut out, fresh()))))
+                    .is_err()
+            {
                 return; // the reader is gone
             }
         }
-        let last = encryptor.finish(&mut out).map(|()| Bytes::from(out)).map_err(crypto_err);
+        let last = encryptor
+            .finish(&mut out)
+            .map(|()| Bytes::from(out))
+            .map_err(crypto_err);
         let _ = cipher_tx.blocking_send(last);
     });
-    Box::pin(futures::stream::unfold(cipher_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+    Box::pin(futures::stream::unfold(cipher_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// Decrypts a message read from storage.
@@ -140,10 +161,19 @@ pub(crate) struct DecryptSpec {
 
 /// Decrypts `input` per `spec` with the namespace key the header names (checked against the
 /// namespace from trusted state).
-pub(crate) fn decrypt_stream(keys: &NamespaceKeys, ctx: &Context<'_>, spec: DecryptSpec, input: ByteStream) -> Result<ByteStream> {
+pub(crate) fn decrypt_stream(
+    keys: &NamespaceKeys,
+    ctx: &Context<'_>,
+    spec: DecryptSpec,
+    input: ByteStream,
+) -> Result<ByteStream> {
     let key = keys.key_for(&spec.header.key_ref)?;
     let decryptor = Decryptor::new(key, &spec.header, ctx, spec.first_chunk).map_err(crypto_err)?;
-    let header_left = if spec.with_header { spec.header_bytes.clone() } else { Vec::new() };
+    let header_left = if spec.with_header {
+        spec.header_bytes.clone()
+    } else {
+        Vec::new()
+    };
     Ok(Box::pin(Decrypting {
         decryptor: Some(decryptor),
         input,
@@ -224,11 +254,18 @@ impl Stream for Decrypting {
                 Poll::Ready(None) => {
                     self.done = true;
                     if self.header_seen < self.header_left.len() {
-                        return self.fail(Error::new(crate::ErrorCode::Encryption, "encrypted body is truncated"));
+                        return self.fail(Error::new(
+                            crate::ErrorCode::Encryption,
+                            "encrypted body is truncated",
+                        ));
                     }
                     let decryptor = self.decryptor.take().expect("present until done");
                     let mut out = Vec::new();
-                    let finished = if self.to_end { decryptor.finish(&mut out) } else { decryptor.finish_partial(&mut out) };
+                    let finished = if self.to_end {
+                        decryptor.finish(&mut out)
+                    } else {
+                        decryptor.finish_partial(&mut out)
+                    };
                     if let Err(e) = finished {
                         return self.fail(crypto_err(e));
                     }

@@ -22,11 +22,11 @@ use tokio::sync::oneshot;
 
 use super::layout::Layout;
 use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES, StoredVersion};
-use super::sealing::{self, Place, Sealed};
 use super::options::{
     BlobList, BlobRead, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
     decode_cursor, encode_cursor,
 };
+use super::sealing::{self, Place, Sealed};
 use super::stream::{Tap, Verify};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
 use crate::crypto::streams::{DecryptSpec, PIPELINE_MIN, decrypt_stream, encrypt_stream};
@@ -157,7 +157,13 @@ impl BlobStore {
         audit: Arc<dyn AuditSink>,
         settings: BlobSettings,
     ) -> Self {
-        Self { adapter, keys, clock, audit, settings }
+        Self {
+            adapter,
+            keys,
+            clock,
+            audit,
+            settings,
+        }
     }
 
     /// The adapter underneath.
@@ -172,14 +178,22 @@ impl BlobStore {
 
     /// The namespace's keys for reading existing data: a namespace with data but no keys has
     /// lost them (shredded or damaged), which is an `Encryption` error.
-    pub(super) async fn read_keys(&self, ctx: &StorageContext, ns: &str) -> Result<Arc<NamespaceKeys>> {
-        self.keys.namespace(ctx.tenant().as_str(), ns, false).await.map_err(|e| {
-            if e.code() == ErrorCode::NotFound {
-                Error::new(ErrorCode::Encryption, "the keys of this data are missing").with_source(e)
-            } else {
-                e
-            }
-        })
+    pub(super) async fn read_keys(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+    ) -> Result<Arc<NamespaceKeys>> {
+        self.keys
+            .namespace(ctx.tenant().as_str(), ns, false)
+            .await
+            .map_err(|e| {
+                if e.code() == ErrorCode::NotFound {
+                    Error::new(ErrorCode::Encryption, "the keys of this data are missing")
+                        .with_source(e)
+                } else {
+                    e
+                }
+            })
     }
 
     /// Stores a new version of `key` from a byte stream and returns it.
@@ -217,7 +231,13 @@ impl BlobStore {
         let body = body
             .map_err(|e| Error::invalid("reading the request body failed").with_source(e))
             .boxed();
-        observe("blob.put", self.adapter.as_ref(), ctx, self.put_inner(ctx, ns, key, body, opts, size_hint)).await
+        observe(
+            "blob.put",
+            self.adapter.as_ref(),
+            ctx,
+            self.put_inner(ctx, ns, key, body, opts, size_hint),
+        )
+        .await
     }
 
     /// Stores a new version of `key` read from `reader`. See [`put`](Self::put).
@@ -253,8 +273,15 @@ impl BlobStore {
     ) -> Result<ObjectVersion> {
         let body = body.into();
         let size = body.len() as u64;
-        self.put_sized(ctx, ns, key, futures::stream::once(async move { Ok(body) }), opts, Some(size))
-            .await
+        self.put_sized(
+            ctx,
+            ns,
+            key,
+            futures::stream::once(async move { Ok(body) }),
+            opts,
+            Some(size),
+        )
+        .await
     }
 
     async fn put_inner(
@@ -293,7 +320,11 @@ impl BlobStore {
         check(head.as_ref())?; // fail early, before streaming a body that cannot win
 
         let keys = self.keys.namespace(ctx.tenant().as_str(), ns, true).await?;
-        let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
+        let place = Place {
+            tenant: ctx.tenant().as_str(),
+            namespace: ns,
+            key,
+        };
         let body_id = new_id(self.clock.as_ref());
         let body_path = paths.body(&body_id)?;
         // Plaintext: hashed and counted. Ciphertext: kept whole when small, for inlining.
@@ -301,7 +332,8 @@ impl BlobStore {
         let (plain, _) = plain_tap.wrap(body);
         let pipelined = size_hint.is_none_or(|size| size >= PIPELINE_MIN);
         let (header, cipher) = encrypt_stream(&keys, &place.body(&body_id), plain, pipelined)?;
-        let cipher_limit = header.len() as u64 + sanctum_crypto::ciphertext_len(self.settings.inline_threshold);
+        let cipher_limit =
+            header.len() as u64 + sanctum_crypto::ciphertext_len(self.settings.inline_threshold);
         let cipher_tap = Tap::new(cipher_limit, false);
         let (cipher, ended) = cipher_tap.wrap(cipher);
         let (durable_tx, durable_rx) = oneshot::channel::<bool>();
@@ -310,14 +342,22 @@ impl BlobStore {
         let write_body = async {
             // Body ids are fresh, so an unconditional put is safe, and it lets object stores
             // stream large bodies as multipart uploads (which are never conditional).
-            let written = self.adapter.put(&body_path, cipher, PutMode::Overwrite).await;
+            let written = self
+                .adapter
+                .put(&body_path, cipher, PutMode::Overwrite)
+                .await;
             let _ = durable_tx.send(written.is_ok());
             written
         };
         let write_head = async {
-            ended.await.map_err(|_| Error::invalid("the body stream did not end"))?;
+            ended
+                .await
+                .map_err(|_| Error::invalid("the body stream did not end"))?;
             let plain = plain_tap.finish();
-            let inline = cipher_tap.finish().inline.filter(|_| plain.size <= self.settings.inline_threshold);
+            let inline = cipher_tap
+                .finish()
+                .inline
+                .filter(|_| plain.size <= self.settings.inline_threshold);
             let now = self.clock.now_ms();
             let version_id = new_id(self.clock.as_ref());
             let sealed = Sealed {
@@ -339,10 +379,18 @@ impl BlobStore {
             let body_durable: BoxFuture<'static, Result<()>> = Box::pin(async move {
                 match durable_rx.await {
                     Ok(true) => Ok(()),
-                    _ => Err(Error::new(ErrorCode::PermanentAdapter, "the body write failed")),
+                    _ => Err(Error::new(
+                        ErrorCode::PermanentAdapter,
+                        "the body write failed",
+                    )),
                 }
             });
-            let append = Append { version: &stored, inline: inline.as_deref(), retry: !conditional, ready: Some(body_durable) };
+            let append = Append {
+                version: &stored,
+                inline: inline.as_deref(),
+                retry: !conditional,
+                ready: Some(body_durable),
+            };
             self.commit(&paths, head, append, &check).await?;
             sealing::public(Some(&keys), place, &stored)
         };
@@ -413,14 +461,21 @@ impl BlobStore {
                 .ok_or_else(|| Error::not_found("no such version"))?,
         };
         let keys = self.read_keys(ctx, ns).await?;
-        let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
+        let place = Place {
+            tenant: ctx.tenant().as_str(),
+            namespace: ns,
+            key,
+        };
         let public = sealing::public(Some(&keys), place, &stored)?;
         let range = match opts.range {
             Some(r) => r.resolve(stored.size)?,
             None => 0..stored.size,
         };
         let full = range.start == 0 && range.end == stored.size;
-        let body_id = stored.body_id.as_deref().ok_or_else(|| Error::consistency("version without a body"))?;
+        let body_id = stored
+            .body_id
+            .as_deref()
+            .ok_or_else(|| Error::consistency("version without a body"))?;
         let (header, header_bytes) = sealing::body_header(&stored)?;
         let header_len = header_bytes.len() as u64;
         let mut spec = DecryptSpec {
@@ -432,7 +487,9 @@ impl BlobStore {
             take: range.end - range.start,
             to_end: true,
         };
-        let inline = head.inline.filter(|_| stored.version_id == current.version_id);
+        let inline = head
+            .inline
+            .filter(|_| stored.version_id == current.version_id);
         let ciphertext = match inline {
             Some(bytes) => once_stream(bytes),
             None => {
@@ -450,22 +507,37 @@ impl BlobStore {
                     };
                     Some(header_len + span.ciphertext.start..header_len + span.ciphertext.end)
                 };
-                let got = self.adapter.get(&paths.body(body_id)?, wanted).await.map_err(|e| {
-                    if e.code() == ErrorCode::NotFound {
-                        Error::consistency("the body of a committed version is missing").with_source(e)
-                    } else {
-                        e
-                    }
-                })?;
+                let got = self
+                    .adapter
+                    .get(&paths.body(body_id)?, wanted)
+                    .await
+                    .map_err(|e| {
+                        if e.code() == ErrorCode::NotFound {
+                            Error::consistency("the body of a committed version is missing")
+                                .with_source(e)
+                        } else {
+                            e
+                        }
+                    })?;
                 if got.meta.size != stored.body_object_len() {
-                    return Err(Error::consistency("body size differs from the version's size"));
+                    return Err(Error::consistency(
+                        "body size differs from the version's size",
+                    ));
                 }
                 got.body
             }
         };
         let body = decrypt_stream(&keys, &place.body(body_id), spec, ciphertext)?;
-        let body = if full && opts.verify_checksum { Verify::wrap(body, public.checksum.clone()) } else { body };
-        Ok(BlobRead { version: public, range, body })
+        let body = if full && opts.verify_checksum {
+            Verify::wrap(body, public.checksum.clone())
+        } else {
+            body
+        };
+        Ok(BlobRead {
+            version: public,
+            range,
+            body,
+        })
     }
 
     /// The current version of `key`; `NotFound` if it does not exist or is deleted.
@@ -476,7 +548,11 @@ impl BlobStore {
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
             let stored = head.manifest.live().ok_or_else(no_such_key)?;
             let keys = self.read_keys(ctx, ns.name()).await?;
-            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key };
+            let place = Place {
+                tenant: ctx.tenant().as_str(),
+                namespace: ns.name(),
+                key,
+            };
             let version = sealing::public(Some(&keys), place, stored)?;
             Ok(StorageObject {
                 namespace: ns.name().to_string(),
@@ -518,11 +594,18 @@ impl BlobStore {
                 ready: None,
             };
             self.commit(&paths, head, append, check).await?;
-            self.audit_event(ctx, "blob.delete", Some(&ns),
+            self.audit_event(
+                ctx,
+                "blob.delete",
+                Some(&ns),
                 Some(key),
                 Some(&tombstone.version_id),
             );
-            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key };
+            let place = Place {
+                tenant: ctx.tenant().as_str(),
+                namespace: ns.name(),
+                key,
+            };
             sealing::public(None, place, &tombstone)
         })
         .await
@@ -550,8 +633,14 @@ impl BlobStore {
                 true => None,
                 false => Some(self.read_keys(ctx, ns).await?),
             };
-            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
-            all.iter().map(|v| sealing::public(keys.as_deref(), place, v)).collect()
+            let place = Place {
+                tenant: ctx.tenant().as_str(),
+                namespace: ns,
+                key,
+            };
+            all.iter()
+                .map(|v| sealing::public(keys.as_deref(), place, v))
+                .collect()
         })
         .await
     }
@@ -602,7 +691,11 @@ impl BlobStore {
             // The body is reused as is (its context names the body, not the version); the
             // metadata is sealed anew for the new version id.
             let keys = self.read_keys(ctx, ns.name()).await?;
-            let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key };
+            let place = Place {
+                tenant: ctx.tenant().as_str(),
+                namespace: ns.name(),
+                key,
+            };
             let sealed = sealing::unseal(&keys, place, &old)?;
             let version_id = new_id(self.clock.as_ref());
             let version = StoredVersion {
@@ -624,7 +717,10 @@ impl BlobStore {
                 ready: None,
             };
             self.commit(&paths, head, append, check).await?;
-            self.audit_event(ctx, "blob.restore", Some(&ns),
+            self.audit_event(
+                ctx,
+                "blob.restore",
+                Some(&ns),
                 Some(key),
                 Some(&version.version_id),
             );
@@ -759,9 +855,17 @@ impl BlobStore {
                     if keys.is_none() {
                         keys = Some(self.read_keys(ctx, ns.name()).await?);
                     }
-                    let place = Place { tenant: ctx.tenant().as_str(), namespace: ns.name(), key: &key };
+                    let place = Place {
+                        tenant: ctx.tenant().as_str(),
+                        namespace: ns.name(),
+                        key: &key,
+                    };
                     let version = sealing::public(keys.as_deref(), place, stored)?;
-                    objects.push(StorageObject { namespace: ns.name().to_string(), key, version });
+                    objects.push(StorageObject {
+                        namespace: ns.name().to_string(),
+                        key,
+                        version,
+                    });
                 }
             }
             if !page.more {
@@ -869,7 +973,11 @@ impl BlobStore {
         }))
     }
 
-    pub(super) async fn read_page(&self, paths: &KeyPaths, page_id: &str) -> Result<Vec<StoredVersion>> {
+    pub(super) async fn read_page(
+        &self,
+        paths: &KeyPaths,
+        page_id: &str,
+    ) -> Result<Vec<StoredVersion>> {
         let got = self
             .adapter
             .get(&paths.page(page_id)?, None)

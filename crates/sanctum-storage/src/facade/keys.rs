@@ -10,8 +10,8 @@ use super::layout::Layout;
 use super::manifest::{self, HeadManifest, StoredVersion};
 use super::sealing::{self, Place};
 use crate::adapters::{BlobPath, PutMode, collect_bytes, once_stream};
-use crate::crypto::{KekRotation, NamespaceKeys};
 use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
+use crate::crypto::{KekRotation, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::clock::new_id;
 use crate::observability::observe;
@@ -33,7 +33,10 @@ pub struct ReencryptOptions {
 
 impl Default for ReencryptOptions {
     fn default() -> Self {
-        Self { cursor: None, limit: MAX_LIST_LIMIT }
+        Self {
+            cursor: None,
+            limit: MAX_LIST_LIMIT,
+        }
     }
 }
 
@@ -60,7 +63,8 @@ pub struct KeyAdmin {
 
 fn epoch_of(hex: Option<&str>) -> Result<Option<u32>> {
     let Some(hex) = hex else { return Ok(None) };
-    let bytes = super::layout::unhex(hex).ok_or_else(|| Error::consistency("stored header is corrupt"))?;
+    let bytes =
+        super::layout::unhex(hex).ok_or_else(|| Error::consistency("stored header is corrupt"))?;
     let (header, _) = sanctum_crypto::Header::parse(&bytes).map_err(crate::crypto::crypto_err)?;
     Ok(Some(header.key_ref.epoch))
 }
@@ -83,7 +87,10 @@ impl KeyAdmin {
         let b = &self.blobs;
         observe("keys.rotate_namespace", b.adapter.as_ref(), ctx, async {
             let ns = Namespace::new(ctx.tenant(), ns)?;
-            let epoch = b.keys.rotate_namespace(ctx.tenant().as_str(), ns.name()).await?;
+            let epoch = b
+                .keys
+                .rotate_namespace(ctx.tenant().as_str(), ns.name())
+                .await?;
             b.audit_event(ctx, "keys.rotate_namespace", Some(&ns), None, None);
             Ok(epoch)
         })
@@ -105,7 +112,12 @@ impl KeyAdmin {
     /// Re-encrypts every body and sealed metadata of `ns` that an older data-key epoch
     /// protects, key by key. Resumable: pass the report's `next_cursor` to continue; re-running
     /// a finished pass does nothing.
-    pub async fn reencrypt_namespace(&self, ctx: &StorageContext, ns: &str, opts: ReencryptOptions) -> Result<ReencryptReport> {
+    pub async fn reencrypt_namespace(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        opts: ReencryptOptions,
+    ) -> Result<ReencryptReport> {
         let b = &self.blobs;
         observe("keys.reencrypt_namespace", b.adapter.as_ref(), ctx, async {
             let namespace = Namespace::new(ctx.tenant(), ns)?;
@@ -118,7 +130,10 @@ impl KeyAdmin {
                 Some(c) => Some(layout.head(&decode_cursor(c)?)?.as_str().to_string()),
                 None => None,
             };
-            let page = b.adapter.list(&prefix, after.as_deref(), opts.limit).await?;
+            let page = b
+                .adapter
+                .list(&prefix, after.as_deref(), opts.limit)
+                .await?;
             let mut report = ReencryptReport::default();
             let mut last_key = None;
             for entry in &page.entries {
@@ -131,22 +146,48 @@ impl KeyAdmin {
                 last_key = Some(key);
             }
             if report.epoch == 0 {
-                report.epoch = b.keys.namespace(ctx.tenant().as_str(), ns, false).await.map(|k| k.current_epoch()).unwrap_or(0);
+                report.epoch = b
+                    .keys
+                    .namespace(ctx.tenant().as_str(), ns, false)
+                    .await
+                    .map(|k| k.current_epoch())
+                    .unwrap_or(0);
             }
-            report.next_cursor = if page.more { last_key.as_deref().map(encode_cursor) } else { None };
-            b.audit_event(ctx, "keys.reencrypt_namespace", Some(&namespace), None, None);
+            report.next_cursor = if page.more {
+                last_key.as_deref().map(encode_cursor)
+            } else {
+                None
+            };
+            b.audit_event(
+                ctx,
+                "keys.reencrypt_namespace",
+                Some(&namespace),
+                None,
+                None,
+            );
             Ok(report)
         })
         .await
     }
 
     /// Brings one key to the newest epoch. Returns (bodies rewritten, versions resealed, epoch).
-    async fn reencrypt_key(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<(u64, u64, u32)> {
+    async fn reencrypt_key(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+    ) -> Result<(u64, u64, u32)> {
         let b = &self.blobs;
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
-        let place = Place { tenant: ctx.tenant().as_str(), namespace: ns, key };
+        let place = Place {
+            tenant: ctx.tenant().as_str(),
+            namespace: ns,
+            key,
+        };
         for _ in 0..MAX_KEY_ATTEMPTS {
-            let Some(head) = b.read_head(&paths.head).await? else { return Ok((0, 0, 0)) };
+            let Some(head) = b.read_head(&paths.head).await? else {
+                return Ok((0, 0, 0));
+            };
             if head.manifest.purged || head.manifest.is_empty() {
                 return Ok((0, 0, 0));
             }
@@ -155,18 +196,32 @@ impl KeyAdmin {
             for page_id in &head.manifest.history_pages {
                 pages.push((page_id.clone(), b.read_page(&paths, page_id).await?));
             }
-            let mut pass = Pass { place, keys: &keys, rewritten: HashMap::new(), written: Vec::new(), resealed: 0 };
+            let mut pass = Pass {
+                place,
+                keys: &keys,
+                rewritten: HashMap::new(),
+                written: Vec::new(),
+                resealed: 0,
+            };
             match self.reencrypt_head(&paths, &head, &pages, &mut pass).await {
                 Ok(replaced_pages) => {
                     // The old bodies and replaced pages are referenced no more.
-                    let mut doomed: Vec<_> = pass.rewritten.keys().map(|id| paths.body(id)).collect::<Result<_>>()?;
+                    let mut doomed: Vec<_> = pass
+                        .rewritten
+                        .keys()
+                        .map(|id| paths.body(id))
+                        .collect::<Result<_>>()?;
                     for page_id in replaced_pages {
                         doomed.push(paths.page(&page_id)?);
                     }
                     for path in doomed {
                         let _ = b.adapter.delete(&path, None).await;
                     }
-                    return Ok((pass.rewritten.len() as u64, pass.resealed, keys.current_epoch()));
+                    return Ok((
+                        pass.rewritten.len() as u64,
+                        pass.resealed,
+                        keys.current_epoch(),
+                    ));
                 }
                 Err(e) => {
                     for path in &pass.written {
@@ -178,7 +233,9 @@ impl KeyAdmin {
                 }
             }
         }
-        Err(Error::conflict("gave up re-encrypting a key after repeated concurrent writes"))
+        Err(Error::conflict(
+            "gave up re-encrypting a key after repeated concurrent writes",
+        ))
     }
 
     /// One attempt: writes new bodies and pages, then swaps the head (compare-and-swap).
@@ -209,7 +266,13 @@ impl KeyAdmin {
             }
             let new_page = new_id(b.clock.as_ref());
             let page_path = paths.page(&new_page)?;
-            b.adapter.put(&page_path, once_stream(manifest::encode_page(&renewed)?), PutMode::Create).await?;
+            b.adapter
+                .put(
+                    &page_path,
+                    once_stream(manifest::encode_page(&renewed)?),
+                    PutMode::Create,
+                )
+                .await?;
             pass.written.push(page_path);
             page_ids.push(new_page);
             replaced.push(page_id.clone());
@@ -228,20 +291,32 @@ impl KeyAdmin {
         };
         let next = HeadManifest::from_versions(&new_head, page_ids)?;
         let bytes = manifest::encode(&next, inline.as_deref())?;
-        b.adapter.put(&paths.head, once_stream(bytes), PutMode::Update(head.etag.clone())).await?;
+        b.adapter
+            .put(
+                &paths.head,
+                once_stream(bytes),
+                PutMode::Update(head.etag.clone()),
+            )
+            .await?;
         Ok(replaced)
     }
 
     /// `v` under the newest epoch: its body rewritten (once per body) and its metadata resealed
     /// when an older epoch protects them.
-    async fn renew(&self, paths: &KeyPaths, v: &StoredVersion, pass: &mut Pass<'_>) -> Result<StoredVersion> {
+    async fn renew(
+        &self,
+        paths: &KeyPaths,
+        v: &StoredVersion,
+        pass: &mut Pass<'_>,
+    ) -> Result<StoredVersion> {
         let current = pass.keys.current_epoch();
         let mut v = v.clone();
         if let Some(old_id) = v.body_id.clone()
             && epoch_of(v.body_header.as_deref())?.is_some_and(|e| e < current)
         {
             if !pass.rewritten.contains_key(&old_id) {
-                let (new_body, header) = self.rewrite_body(paths, pass.place, pass.keys, &v).await?;
+                let (new_body, header) =
+                    self.rewrite_body(paths, pass.place, pass.keys, &v).await?;
                 pass.written.push(paths.body(&new_body)?);
                 pass.rewritten.insert(old_id.clone(), (new_body, header));
             }
@@ -251,7 +326,12 @@ impl KeyAdmin {
         }
         if epoch_of(v.sealed.as_deref())?.is_some_and(|e| e < current) {
             let sealed = sealing::unseal(pass.keys, pass.place, &v)?;
-            v.sealed = Some(sealing::seal(pass.keys, pass.place, &v.version_id, &sealed)?);
+            v.sealed = Some(sealing::seal(
+                pass.keys,
+                pass.place,
+                &v.version_id,
+                &sealed,
+            )?);
             pass.resealed += 1;
         }
         Ok(v)
@@ -267,14 +347,27 @@ impl KeyAdmin {
         v: &StoredVersion,
     ) -> Result<(String, String)> {
         let b = &self.blobs;
-        let old_id = v.body_id.as_deref().expect("only versions with bodies are rewritten");
+        let old_id = v
+            .body_id
+            .as_deref()
+            .expect("only versions with bodies are rewritten");
         let (header, header_bytes) = sealing::body_header(v)?;
         let got = b.adapter.get(&paths.body(old_id)?, None).await?;
-        let spec = DecryptSpec { header, header_bytes, with_header: true, first_chunk: 0, skip: 0, take: v.size, to_end: true };
+        let spec = DecryptSpec {
+            header,
+            header_bytes,
+            with_header: true,
+            first_chunk: 0,
+            skip: 0,
+            take: v.size,
+            to_end: true,
+        };
         let plain = decrypt_stream(keys, &place.body(old_id), spec, got.body)?;
         let new_body = new_id(b.clock.as_ref());
         let (new_header, cipher) = encrypt_stream(keys, &place.body(&new_body), plain, true)?;
-        b.adapter.put(&paths.body(&new_body)?, cipher, PutMode::Overwrite).await?;
+        b.adapter
+            .put(&paths.body(&new_body)?, cipher, PutMode::Overwrite)
+            .await?;
         Ok((new_body, sealing::hex(&new_header)))
     }
 }

@@ -47,7 +47,8 @@ pub(crate) struct StoredVersion {
 impl StoredVersion {
     /// Bytes of the body object: its header and its encrypted chunks.
     pub(crate) fn body_object_len(&self) -> u64 {
-        self.body_header.as_ref().map_or(0, |h| h.len() as u64 / 2) + sanctum_crypto::ciphertext_len(self.size)
+        self.body_header.as_ref().map_or(0, |h| h.len() as u64 / 2)
+            + sanctum_crypto::ciphertext_len(self.size)
     }
 }
 
@@ -158,7 +159,10 @@ impl HeadManifest {
 
     /// A manifest holding exactly `versions` (newest first) and `history_pages` (used when
     /// every record is rewritten, as re-encryption does).
-    pub(crate) fn from_versions(versions: &[StoredVersion], history_pages: Vec<String>) -> Result<HeadManifest> {
+    pub(crate) fn from_versions(
+        versions: &[StoredVersion],
+        history_pages: Vec<String>,
+    ) -> Result<HeadManifest> {
         let mut records = BytesMut::new();
         for v in versions {
             put_record(&mut records, v)?;
@@ -273,7 +277,9 @@ pub(crate) fn decode(bytes: Bytes) -> Result<(HeadManifest, Option<Bytes>)> {
         _ => return Err(corrupt()),
     };
     match (&inline, &current) {
-        (Some(body), Some(cur)) if body.len() as u64 != cur.body_object_len() => return Err(corrupt()),
+        (Some(body), Some(cur)) if body.len() as u64 != cur.body_object_len() => {
+            return Err(corrupt());
+        }
         (Some(_), None) => return Err(corrupt()),
         _ => {}
     }

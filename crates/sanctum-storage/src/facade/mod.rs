@@ -67,7 +67,9 @@ impl Storage {
 
     /// Key operations: rotation, re-encryption, crypto-shredding.
     pub fn keys(&self) -> KeyAdmin {
-        KeyAdmin { blobs: self.blobs.clone() }
+        KeyAdmin {
+            blobs: self.blobs.clone(),
+        }
     }
 
     /// Runs every adapter's health check.

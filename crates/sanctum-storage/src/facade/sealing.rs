@@ -31,7 +31,13 @@ pub(crate) struct Place<'a> {
 
 impl<'a> Place<'a> {
     fn context(self, kind: &'a str, id: &'a str) -> Context<'a> {
-        Context { tenant: self.tenant, namespace: self.namespace, object_key: self.key, body_id: id, kind }
+        Context {
+            tenant: self.tenant,
+            namespace: self.namespace,
+            object_key: self.key,
+            body_id: id,
+            kind,
+        }
     }
 
     /// The context of body `body_id`.
@@ -54,26 +60,46 @@ fn unhex(s: &str, what: &'static str) -> Result<Vec<u8>> {
 }
 
 /// Encrypts the caller-given part of version `version_id` with the namespace's current key.
-pub(crate) fn seal(keys: &NamespaceKeys, place: Place<'_>, version_id: &str, sealed: &Sealed) -> Result<String> {
-    let json = serde_json::to_vec(sealed).map_err(|e| Error::consistency("cannot encode metadata").with_source(e))?;
+pub(crate) fn seal(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    version_id: &str,
+    sealed: &Sealed,
+) -> Result<String> {
+    let json = serde_json::to_vec(sealed)
+        .map_err(|e| Error::consistency("cannot encode metadata").with_source(e))?;
     let (key_ref, key) = keys.current();
-    let message = sanctum_crypto::encrypt(key, key_ref, &place.meta(version_id), &json).map_err(crypto_err)?;
+    let message = sanctum_crypto::encrypt(key, key_ref, &place.meta(version_id), &json)
+        .map_err(crypto_err)?;
     Ok(hex(&message))
 }
 
 /// Decrypts the sealed part of `version`.
-pub(crate) fn unseal(keys: &NamespaceKeys, place: Place<'_>, version: &StoredVersion) -> Result<Sealed> {
-    let sealed = version.sealed.as_deref().ok_or_else(|| Error::consistency("a version lacks its sealed metadata"))?;
+pub(crate) fn unseal(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    version: &StoredVersion,
+) -> Result<Sealed> {
+    let sealed = version
+        .sealed
+        .as_deref()
+        .ok_or_else(|| Error::consistency("a version lacks its sealed metadata"))?;
     let message = unhex(sealed, "sealed metadata")?;
     let (header, _) = Header::parse(&message).map_err(crypto_err)?;
     let key = keys.key_for(&header.key_ref)?;
-    let json = crate::crypto::decrypt_message(key, &place.meta(&version.version_id), &message).map_err(crypto_err)?;
-    serde_json::from_slice(&json).map_err(|e| Error::new(ErrorCode::Encryption, "sealed metadata is malformed").with_source(e))
+    let json = crate::crypto::decrypt_message(key, &place.meta(&version.version_id), &message)
+        .map_err(crypto_err)?;
+    serde_json::from_slice(&json).map_err(|e| {
+        Error::new(ErrorCode::Encryption, "sealed metadata is malformed").with_source(e)
+    })
 }
 
 /// The parsed body header of `version`, and its bytes.
 pub(crate) fn body_header(version: &StoredVersion) -> Result<(Header, Vec<u8>)> {
-    let hex = version.body_header.as_deref().ok_or_else(|| Error::consistency("a version lacks its body header"))?;
+    let hex = version
+        .body_header
+        .as_deref()
+        .ok_or_else(|| Error::consistency("a version lacks its body header"))?;
     let bytes = unhex(hex, "body header")?;
     let (header, len) = Header::parse(&bytes).map_err(crypto_err)?;
     if len != bytes.len() {
@@ -83,11 +109,24 @@ pub(crate) fn body_header(version: &StoredVersion) -> Result<(Header, Vec<u8>)> 
 }
 
 /// The caller's view of a stored version (unsealing its metadata).
-pub(crate) fn public(keys: Option<&NamespaceKeys>, place: Place<'_>, version: &StoredVersion) -> Result<ObjectVersion> {
+pub(crate) fn public(
+    keys: Option<&NamespaceKeys>,
+    place: Place<'_>,
+    version: &StoredVersion,
+) -> Result<ObjectVersion> {
     let sealed = match (version.tombstone, keys) {
-        (true, _) => Sealed { checksum: String::new(), content_type: None, metadata: BTreeMap::new() },
+        (true, _) => Sealed {
+            checksum: String::new(),
+            content_type: None,
+            metadata: BTreeMap::new(),
+        },
         (false, Some(keys)) => unseal(keys, place, version)?,
-        (false, None) => return Err(Error::new(ErrorCode::Encryption, "no keys to read this version")),
+        (false, None) => {
+            return Err(Error::new(
+                ErrorCode::Encryption,
+                "no keys to read this version",
+            ));
+        }
     };
     Ok(ObjectVersion {
         version_id: version.version_id.clone(),

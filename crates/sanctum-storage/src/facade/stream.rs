@@ -71,7 +71,11 @@ impl Tap {
             _ => Bytes::from(parts.concat()),
         });
         Tapped {
-            checksum: s.hasher.as_ref().map(|h| checksum_string(&h.finalize())).unwrap_or_default(),
+            checksum: s
+                .hasher
+                .as_ref()
+                .map(|h| checksum_string(&h.finalize()))
+                .unwrap_or_default(),
             size: s.size,
             inline,
         }
