@@ -50,7 +50,9 @@ fn stream(dec: Decryptor, body: &[u8], piece: usize) -> (Result<(), CryptoError>
 }
 
 fn valid_header() -> Vec<u8> {
-    Encryptor::with_salt(&key(), key_ref(), &ctx(), [3; 24]).unwrap().1
+    Encryptor::with_salt(&key(), key_ref(), &ctx(), [3; 24])
+        .unwrap()
+        .1
 }
 
 fn encrypt_with(plain: &[u8], piece: usize) -> Vec<u8> {
@@ -63,8 +65,12 @@ fn encrypt_with(plain: &[u8], piece: usize) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let Some((&piece, rest)) = rest.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&piece, rest)) = rest.split_first() else {
+        return;
+    };
     let piece = 1 + piece as usize * 131;
     match mode % 4 {
         0 => {
@@ -108,7 +114,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(decrypt(&key(), &h, hl, &ctx(), &bad).is_err());
         }
         _ => {
-            let Some((range_bytes, plain)) = rest.split_at_checked(8) else { return };
+            let Some((range_bytes, plain)) = rest.split_at_checked(8) else {
+                return;
+            };
             let msg = encrypt_with(plain, 16384);
             let (h, hl) = Header::parse(&msg).unwrap();
             let n = plain.len() as u64;

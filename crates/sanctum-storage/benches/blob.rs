@@ -1,15 +1,23 @@
-//! Blob benchmark: the facade against raw baselines in the same run, with ratios and backend
-//! calls per operation. Run: `cargo bench -p sanctum-storage --bench blob`.
+//! Blob benchmark: the facade (encrypted, as it always runs, and in the clear for comparison)
+//! against raw baselines and raw AES-256-GCM in the same run, with ratios and backend calls per
+//! operation. Run: `cargo bench -p sanctum-storage --bench blob`.
 //!
 //! Environment: `SANCTUM_BENCH_DIR` (folder for files; default: the system temp dir),
-//! `SANCTUM_BENCH_QUICK=1` (fewer iterations, no 256 MiB rows; for smoke runs).
+//! `SANCTUM_BENCH_QUICK=1` (fewer rounds, no 256 MiB rows), `SANCTUM_BENCH_ONLY=memory:4096` or
+//! `local:1048576` (one pair and size, for profiling).
 //!
-//! - local: facade over the local adapter (fsync durability) vs a raw file with the same
-//!   durability (temp file written from the same chunks, fsynced, renamed, directory fsynced; read
-//!   back in 256 KiB chunks), plus object_store's `LocalFileSystem` (no fsync) for reference.
-//! - memory: facade over the in-memory adapter vs the raw in-memory adapter; both write fresh
-//!   objects and keep them, and both drain every byte into the same sink.
-//! - BLAKE3 alone, and the peak resident memory of a child process that puts and gets 256 MiB.
+//! - local: the facade over the local adapter (fsync durability) vs a raw file with the same
+//!   durability (temp file written from the same chunks, fsynced, renamed, directory fsynced;
+//!   read back in 256 KiB chunks), plus object_store's `LocalFileSystem` (no fsync) for reference.
+//! - memory: the facade over the in-memory adapter vs the raw in-memory adapter; all contenders
+//!   keep what they write, each reads back its own object, and all drain every byte into the
+//!   same sink.
+//! - crypto: raw AES-256-GCM (ring, one core, 16 KiB chunks) against the encrypted in-memory
+//!   facade; BLAKE3 alone; and the peak resident memory of a child process that puts and gets
+//!   256 MiB through the encrypted facade on the local adapter.
+//!
+//! "plain" is the facade with `plaintext_for_benchmarks` (feature `conformance`): the same code
+//! path without encryption, so the difference is what encryption costs.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -26,6 +34,7 @@ use sanctum_storage::adapters::object_store::ObjectStoreAdapter;
 use sanctum_storage::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode};
 use sanctum_storage::conformance::counting::CountingAdapter;
 use sanctum_storage::conformance::pattern;
+use sanctum_storage::crypto::{KeyManager, MemoryKeyProvider};
 use sanctum_storage::facade::{BlobSettings, BlobStore, GetOptions, PutOptions};
 use sanctum_storage::observability::audit::MemoryAuditSink;
 use sanctum_storage::observability::clock::SystemClock;
@@ -121,16 +130,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-struct Row {
-    pair: &'static str,
-    op: &'static str,
-    size: usize,
-    facade: Duration,
-    baseline: Duration,
-    reference: Option<Duration>,
-    calls: f64,
-}
-
 fn mbps(size: usize, d: Duration) -> f64 {
     size as f64 / MIB as f64 / d.as_secs_f64()
 }
@@ -143,47 +142,71 @@ fn human(size: usize) -> String {
     }
 }
 
-fn print_rows(title: &str, baseline: &str, reference: Option<&str>, rows: &[Row]) {
-    println!(
-        "\n## {title}  (facade vs {baseline}{})",
-        reference
-            .map(|r| format!("; reference: {r}"))
-            .unwrap_or_default()
-    );
-    println!(
-        "| op | size | facade MiB/s | facade ops/s | baseline MiB/s | ratio (facade/baseline) | {} backend calls/op |",
-        if reference.is_some() {
-            "reference MiB/s |"
-        } else {
-            ""
+/// Timings of one operation at one size, per contender.
+#[derive(Default)]
+struct Times {
+    encrypted: Vec<Duration>,
+    plain: Vec<Duration>,
+    baseline: Vec<Duration>,
+    reference: Vec<Duration>,
+    calls: u64,
+}
+
+struct Row {
+    op: &'static str,
+    size: usize,
+    encrypted: Duration,
+    plain: Duration,
+    baseline: Duration,
+    reference: Option<Duration>,
+    calls: f64,
+}
+
+impl Row {
+    fn new(op: &'static str, size: usize, t: Times, rounds: usize) -> Row {
+        let reference = (!t.reference.is_empty()).then(|| median(t.reference));
+        Row {
+            op,
+            size,
+            encrypted: median(t.encrypted),
+            plain: median(t.plain),
+            baseline: median(t.baseline),
+            reference,
+            calls: t.calls as f64 / rounds as f64,
         }
+    }
+}
+
+fn print_rows(title: &str, baseline: &str, rows: &[Row]) {
+    println!(
+        "\n## {title}\nbaseline: {baseline}; ratios are throughput relative to the baseline (100% = as fast)"
     );
     println!(
-        "|---|---|---|---|---|---|{}---|",
-        if reference.is_some() { "---|" } else { "" }
+        "| op | size | encrypted MiB/s | plain MiB/s | baseline MiB/s | encrypted / baseline | plain / baseline | encryption cost (time, vs plain) | reference MiB/s | backend calls/op |"
     );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let reference = match r.reference {
-            Some(d) => format!(" {:.1} |", mbps(r.size, d)),
-            None if reference.is_some() => " - |".to_string(),
-            None => String::new(),
-        };
+        let reference = r
+            .reference
+            .map(|d| format!("{:.1}", mbps(r.size, d)))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "| {} {} | {} | {:.1} | {:.0} | {:.1} | {:.1}% |{} {:.1} |",
-            r.pair,
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1}% | {:.1}% | +{:.0}% | {} | {:.1} |",
             r.op,
             human(r.size),
-            mbps(r.size, r.facade),
-            1.0 / r.facade.as_secs_f64(),
+            mbps(r.size, r.encrypted),
+            mbps(r.size, r.plain),
             mbps(r.size, r.baseline),
-            100.0 * r.baseline.as_secs_f64() / r.facade.as_secs_f64(),
+            100.0 * r.baseline.as_secs_f64() / r.encrypted.as_secs_f64(),
+            100.0 * r.baseline.as_secs_f64() / r.plain.as_secs_f64(),
+            100.0 * (r.encrypted.as_secs_f64() / r.plain.as_secs_f64() - 1.0),
             reference,
             r.calls
         );
     }
 }
 
-fn iterations(size: usize, quick: bool) -> usize {
+fn rounds(size: usize, quick: bool) -> usize {
     match (size, quick) {
         (s, _) if s >= 64 * MIB => 5,
         (s, true) if s >= MIB => 5,
@@ -193,21 +216,48 @@ fn iterations(size: usize, quick: bool) -> usize {
     }
 }
 
-/// A full read without the BLAKE3 re-hash (the default verifies).
-fn unverified() -> GetOptions {
-    GetOptions {
-        skip_checksum: true,
-        ..Default::default()
-    }
+/// An encrypted facade over `adapter` with in-memory keys, and the same in the clear (sharing
+/// the keys, which it still loads, so both do the same work but the encryption).
+fn facades(adapter: Arc<dyn BlobAdapter>) -> (BlobStore, BlobStore) {
+    let clock = Arc::new(SystemClock);
+    let keys = Arc::new(KeyManager::new(
+        Arc::new(MemoryKeyProvider::new()),
+        adapter.clone(),
+        clock.clone(),
+    ));
+    let make = |plain| {
+        let settings = BlobSettings {
+            plaintext_for_benchmarks: plain,
+            ..Default::default()
+        };
+        BlobStore::new(
+            adapter.clone(),
+            keys.clone(),
+            clock.clone(),
+            Arc::new(MemoryAuditSink::default()),
+            settings,
+        )
+    };
+    (make(false), make(true))
 }
 
-fn facade(adapter: Arc<dyn BlobAdapter>) -> BlobStore {
-    BlobStore::new(
-        adapter,
-        Arc::new(SystemClock),
-        Arc::new(MemoryAuditSink::default()),
-        BlobSettings::default(),
-    )
+async fn facade_put(store: &BlobStore, ctx: &StorageContext, key: &str, body: &Body) -> Duration {
+    let t = Instant::now();
+    store
+        .put(ctx, "ns", key, body.stream(), PutOptions::default())
+        .await
+        .unwrap();
+    t.elapsed()
+}
+
+async fn facade_get(store: &BlobStore, ctx: &StorageContext, key: &str, size: usize) -> Duration {
+    let t = Instant::now();
+    let read = store
+        .get(ctx, "ns", key, GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(drain(read.body).await, size as u64);
+    t.elapsed()
 }
 
 async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
@@ -217,232 +267,190 @@ async fn bench_local(dir: &Path, sizes: &[usize], quick: bool) -> Vec<Row> {
         Durability::Fsync,
     ))));
     counting.init().await.unwrap();
-    let store = facade(counting.clone());
+    let (encrypted, plain) = facades(counting.clone());
     let ctx = StorageContext::new("bench", "bench").unwrap();
     let raw_dir = dir.join("raw");
     std::fs::create_dir_all(&raw_dir).unwrap();
     let os_dir = dir.join("object-store");
     std::fs::create_dir_all(&os_dir).unwrap();
     let os_local = object_store::local::LocalFileSystem::new_with_prefix(&os_dir).unwrap();
+    // Create the namespace keys outside the timings.
+    encrypted
+        .put_bytes(&ctx, "ns", "warm-up", "x", PutOptions::default())
+        .await
+        .unwrap();
     let mut rows = Vec::new();
     for &size in sizes {
         let body = Body::new(size);
-        let n = iterations(size, quick);
-        let (mut fp, mut bp, mut rp, mut fg, mut bg, mut rg) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
-        let mut fgu = vec![];
-        let (mut put_calls, mut get_calls) = (0, 0);
+        let n = rounds(size, quick);
+        let (mut put, mut get) = (Times::default(), Times::default());
         for i in 0..n {
             // Interleave contenders so drift in the machine hits all of them alike.
             let key = format!("k{}", i % 4);
             counting.reset();
-            let t = Instant::now();
-            store
-                .put(&ctx, "ns", &key, body.stream(), PutOptions::default())
-                .await
-                .unwrap();
-            fp.push(t.elapsed());
-            put_calls += counting.counts().total();
+            put.encrypted
+                .push(facade_put(&encrypted, &ctx, &key, &body).await);
+            put.calls += counting.counts().total();
+            put.plain
+                .push(facade_put(&plain, &ctx, &format!("p{}", i % 4), &body).await);
 
-            let name = format!("k{}", i % 4);
-            let (d, b) = (raw_dir.clone(), body.clone());
+            let (d, b, name) = (raw_dir.clone(), body.clone(), key.clone());
             let t = Instant::now();
             tokio::task::spawn_blocking(move || raw_file_put(&d, &name, &b))
                 .await
                 .unwrap();
-            bp.push(t.elapsed());
+            put.baseline.push(t.elapsed());
 
-            let payload = PutPayload::from_iter(body.chunks.clone());
-            let path = object_store::path::Path::from(format!("k{}", i % 4));
+            let path = object_store::path::Path::from(key.clone());
             let t = Instant::now();
-            os_local.put(&path, payload).await.unwrap();
-            rp.push(t.elapsed());
+            os_local
+                .put(&path, PutPayload::from_iter(body.chunks.clone()))
+                .await
+                .unwrap();
+            put.reference.push(t.elapsed());
             // LocalFileSystem does not fsync; flush its file untimed, so that its dirty pages do
             // not land in the next contender's journal commit.
-            std::fs::File::open(os_dir.join(format!("k{}", i % 4)))
+            std::fs::File::open(os_dir.join(&key))
                 .unwrap()
                 .sync_all()
                 .unwrap();
 
             counting.reset();
+            get.encrypted
+                .push(facade_get(&encrypted, &ctx, &key, size).await);
+            get.calls += counting.counts().total();
+            get.plain
+                .push(facade_get(&plain, &ctx, &format!("p{}", i % 4), size).await);
+
+            let p = raw_dir.join(&key);
             let t = Instant::now();
-            let read = store
-                .get(&ctx, "ns", &key, GetOptions::default())
-                .await
-                .unwrap();
-            assert_eq!(drain(read.body).await, size as u64);
-            fg.push(t.elapsed());
-            get_calls += counting.counts().total();
+            assert_eq!(
+                tokio::task::spawn_blocking(move || raw_file_get(&p))
+                    .await
+                    .unwrap(),
+                size as u64
+            );
+            get.baseline.push(t.elapsed());
 
             let t = Instant::now();
-            let read = store.get(&ctx, "ns", &key, unverified()).await.unwrap();
-            assert_eq!(drain(read.body).await, size as u64);
-            fgu.push(t.elapsed());
-
-            let p = raw_dir.join(format!("k{}", i % 4));
-            let t = Instant::now();
-            let got = tokio::task::spawn_blocking(move || raw_file_get(&p))
-                .await
-                .unwrap();
-            assert_eq!(got, size as u64);
-            bg.push(t.elapsed());
-
-            let t = Instant::now();
-            let got = os_local.get(&path).await.unwrap().into_stream();
+            let stream = os_local.get(&path).await.unwrap().into_stream();
             let got = drain(
-                got.map(|r| {
-                    r.map_err(|e| {
-                        sanctum_storage::Error::new(
-                            sanctum_storage::ErrorCode::PermanentAdapter,
-                            e.to_string(),
-                        )
+                stream
+                    .map(|r| {
+                        r.map_err(|e| {
+                            sanctum_storage::Error::new(
+                                sanctum_storage::ErrorCode::PermanentAdapter,
+                                e.to_string(),
+                            )
+                        })
                     })
-                })
-                .boxed(),
+                    .boxed(),
             )
             .await;
             assert_eq!(got, size as u64);
-            rg.push(t.elapsed());
+            get.reference.push(t.elapsed());
         }
-        rows.push(Row {
-            pair: "local",
-            op: "put",
-            size,
-            facade: median(fp),
-            baseline: median(bp),
-            reference: Some(median(rp)),
-            calls: put_calls as f64 / n as f64,
-        });
-        let (bg, rg) = (median(bg), Some(median(rg)));
-        rows.push(Row {
-            pair: "local",
-            op: "get",
-            size,
-            facade: median(fg),
-            baseline: bg,
-            reference: rg,
-            calls: get_calls as f64 / n as f64,
-        });
-        rows.push(Row {
-            pair: "local",
-            op: "get (skip_checksum)",
-            size,
-            facade: median(fgu),
-            baseline: bg,
-            reference: rg,
-            calls: get_calls as f64 / n as f64,
-        });
+        rows.push(Row::new("put", size, put, n));
+        rows.push(Row::new("get", size, get, n));
     }
     rows
-}
-
-/// Writes a buffer larger than the CPU caches.
-fn scrub_caches(buf: &mut [u8]) {
-    for (i, b) in buf.iter_mut().enumerate().step_by(64) {
-        *b = b.wrapping_add(i as u8);
-    }
-    black_box(&buf);
 }
 
 async fn bench_memory(sizes: &[usize], quick: bool) -> Vec<Row> {
     let counting = Arc::new(CountingAdapter::new(Arc::new(
         ObjectStoreAdapter::in_memory("bench"),
     )));
-    let store = facade(counting.clone());
+    let (encrypted, plain) = facades(counting.clone());
     let raw = ObjectStoreAdapter::in_memory("raw");
     let ctx = StorageContext::new("bench", "bench").unwrap();
-    let mut scrub = vec![0u8; 64 * MIB];
+    encrypted
+        .put_bytes(&ctx, "ns", "warm-up", "x", PutOptions::default())
+        .await
+        .unwrap();
     let mut rows = Vec::new();
     for &size in sizes {
         let body = Body::new(size);
-        // Both sides keep every object they write (the facade keeps every version), so the
-        // allocator treats them alike; large sizes run fewer rounds to bound memory.
+        // Large sizes run fewer rounds: every contender keeps what it writes.
         let n = if size >= 64 * MIB {
-            iterations(size, quick)
+            rounds(size, quick)
         } else {
-            iterations(size, quick) * 3
+            rounds(size, quick) * 3
         };
-        let (mut fp, mut bp, mut fg, mut bg, mut fgu) = (vec![], vec![], vec![], vec![], vec![]);
-        let (mut put_calls, mut get_calls) = (0, 0);
+        let (mut put, mut get) = (Times::default(), Times::default());
         for i in 0..n {
-            let key = format!("k{}", i % 4);
+            let key = format!("k{i}");
             counting.reset();
-            let t = Instant::now();
-            store
-                .put(&ctx, "ns", &key, body.stream(), PutOptions::default())
-                .await
-                .unwrap();
-            fp.push(t.elapsed());
-            put_calls += counting.counts().total();
-
+            put.encrypted
+                .push(facade_put(&encrypted, &ctx, &key, &body).await);
+            put.calls += counting.counts().total();
+            put.plain
+                .push(facade_put(&plain, &ctx, &format!("p{i}"), &body).await);
             let path = BlobPath::new(format!("raw/k{i}")).unwrap();
             let t = Instant::now();
             raw.put(&path, body.adapter_stream(), PutMode::Overwrite)
                 .await
                 .unwrap();
-            bp.push(t.elapsed());
+            put.baseline.push(t.elapsed());
 
-            // Evict the CPU caches before each read, so no contender reads what the previous
-            // one left hot.
-            scrub_caches(&mut scrub);
             counting.reset();
-            let t = Instant::now();
-            let read = store
-                .get(&ctx, "ns", &key, GetOptions::default())
-                .await
-                .unwrap();
-            assert_eq!(drain(read.body).await, size as u64);
-            fg.push(t.elapsed());
-            get_calls += counting.counts().total();
-
-            scrub_caches(&mut scrub);
-            let t = Instant::now();
-            let read = store.get(&ctx, "ns", &key, unverified()).await.unwrap();
-            assert_eq!(drain(read.body).await, size as u64);
-            fgu.push(t.elapsed());
-
-            scrub_caches(&mut scrub);
+            get.encrypted
+                .push(facade_get(&encrypted, &ctx, &key, size).await);
+            get.calls += counting.counts().total();
+            get.plain
+                .push(facade_get(&plain, &ctx, &format!("p{i}"), size).await);
             let t = Instant::now();
             let got = raw.get(&path, None).await.unwrap();
             assert_eq!(drain(got.body).await, size as u64);
-            bg.push(t.elapsed());
+            get.baseline.push(t.elapsed());
         }
-        rows.push(Row {
-            pair: "memory",
-            op: "put",
-            size,
-            facade: median(fp),
-            baseline: median(bp),
-            reference: None,
-            calls: put_calls as f64 / n as f64,
-        });
-        let bg = median(bg);
-        rows.push(Row {
-            pair: "memory",
-            op: "get",
-            size,
-            facade: median(fg),
-            baseline: bg,
-            reference: None,
-            calls: get_calls as f64 / n as f64,
-        });
-        rows.push(Row {
-            pair: "memory",
-            op: "get (skip_checksum)",
-            size,
-            facade: median(fgu),
-            baseline: bg,
-            reference: None,
-            calls: get_calls as f64 / n as f64,
-        });
+        rows.push(Row::new("put", size, put, n));
+        rows.push(Row::new("get", size, get, n));
     }
     rows
 }
 
+/// Raw AES-256-GCM on one core, 16 KiB chunks in place (ring): (seal, open) MiB/s.
+fn raw_aes(total: usize) -> (f64, f64) {
+    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
+    let chunk = 16 * KIB;
+    let mut buf = pattern(chunk, 1).to_vec();
+    let mut tags = Vec::with_capacity(total / chunk);
+    let nonce = |i: usize| {
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&(i as u64).to_be_bytes());
+        Nonce::assume_unique_for_key(n)
+    };
+    let t = Instant::now();
+    for i in 0..total / chunk {
+        tags.push(
+            key.seal_in_place_separate_tag(nonce(i), Aad::empty(), &mut buf)
+                .unwrap(),
+        );
+        black_box(&buf);
+    }
+    let seal = mbps(total, t.elapsed());
+    // Open what the last seal produced, repeatedly (same work per chunk).
+    let sealed = buf.clone();
+    let tag = tags.pop().unwrap();
+    let last = total / chunk - 1;
+    let mut work = Vec::with_capacity(chunk + 16);
+    let t = Instant::now();
+    for _ in 0..total / chunk {
+        work.clear();
+        work.extend_from_slice(&sealed);
+        work.extend_from_slice(tag.as_ref());
+        black_box(
+            key.open_in_place(nonce(last), Aad::empty(), &mut work)
+                .unwrap(),
+        );
+    }
+    let open = mbps(total, t.elapsed());
+    (seal, open)
+}
+
 fn bench_blake3(sizes: &[usize]) {
-    println!(
-        "\n## BLAKE3 alone (the checksum every put computes and every full unencrypted get verifies)"
-    );
+    println!("\n## BLAKE3 alone (the checksum every put computes)");
     println!("| size | MiB/s |");
     println!("|---|---|");
     for &size in sizes {
@@ -464,6 +472,85 @@ fn bench_blake3(sizes: &[usize]) {
     }
 }
 
+/// Time of one whole-message encryption and decryption of `size` bytes (key derivation included).
+fn message_cost(size: usize) -> (Duration, Duration) {
+    use sanctum_crypto::{Context, DataKey, Header, KeyRef};
+    let key = DataKey::from_bytes([3; 32]);
+    let ctx = Context {
+        tenant: "bench",
+        namespace: "ns",
+        object_key: "key",
+        body_id: "01j0000000000000000000000",
+        kind: "blob-body",
+    };
+    let plain = pattern(size, 5);
+    let n = 20_000;
+    let t = Instant::now();
+    let mut message = Vec::new();
+    for _ in 0..n {
+        message = sanctum_crypto::encrypt(
+            &key,
+            KeyRef {
+                key_id: "k".into(),
+                epoch: 1,
+            },
+            &ctx,
+            &plain,
+        )
+        .unwrap();
+    }
+    let seal = t.elapsed() / n;
+    let (header, len) = Header::parse(&message).unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(sanctum_crypto::decrypt(&key, &header, len, &ctx, &message).unwrap());
+    }
+    (seal, t.elapsed() / n)
+}
+
+fn print_crypto(memory: &[Row], quick: bool) {
+    let total = if quick { 64 * MIB } else { 256 * MIB };
+    let (seal, open) = raw_aes(total);
+    println!(
+        "\n## Encryption against raw AES-256-GCM (ring, one core, 16 KiB chunks, {})",
+        human(total)
+    );
+    println!("raw seal: {seal:.0} MiB/s; raw open: {open:.0} MiB/s");
+    println!("| in-memory facade, encrypted | MiB/s | share of raw AES | target |");
+    println!("|---|---|---|---|");
+    for r in memory.iter().filter(|r| r.size >= MIB) {
+        let speed = mbps(r.size, r.encrypted);
+        let (raw, target) = if r.op == "get" {
+            (open, "70% at 256 MiB")
+        } else {
+            (seal, "55% at 256 MiB")
+        };
+        println!(
+            "| {} {} | {speed:.0} | {:.0}% | {target} |",
+            r.op,
+            human(r.size),
+            100.0 * speed / raw
+        );
+    }
+    for size in [300, 4 * KIB] {
+        let (seal, open) = message_cost(size);
+        println!(
+            "one {size}-byte message (key derivation included): encrypt {:.1} us, decrypt {:.1} us",
+            seal.as_secs_f64() * 1e6,
+            open.as_secs_f64() * 1e6
+        );
+    }
+    for r in memory.iter().filter(|r| r.size <= 4 * KIB) {
+        println!(
+            "4 KiB {}: encrypted {:.1} us, plain {:.1} us: +{:.0}% (target: at most +50%)",
+            r.op,
+            r.encrypted.as_secs_f64() * 1e6,
+            r.plain.as_secs_f64() * 1e6,
+            100.0 * (r.encrypted.as_secs_f64() / r.plain.as_secs_f64() - 1.0)
+        );
+    }
+}
+
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -473,11 +560,12 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Child mode: put and get 256 MiB through the facade on the local adapter, print peak RSS.
+/// Child mode: put and get 256 MiB through the encrypted facade on the local adapter, print
+/// peak RSS.
 async fn child(dir: PathBuf) {
     let adapter = Arc::new(LocalAdapter::new("rss", dir, Durability::Fsync));
     adapter.init().await.unwrap();
-    let store = facade(adapter);
+    let (store, _) = facades(adapter);
     let ctx = StorageContext::new("bench", "bench").unwrap();
     let before = peak_rss_kib();
     let chunk = pattern(CHUNK, 1);
@@ -506,7 +594,7 @@ fn measure_child_rss(dir: &Path) {
         .unwrap_or_else(|| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
     let kib: u64 = line.split(['=', ' ']).nth(1).unwrap().parse().unwrap();
     println!(
-        "\n## Peak resident memory, child process putting then getting 256 MiB (local adapter, facade)"
+        "\n## Peak resident memory: child process putting then getting 256 MiB (local adapter, encrypted facade)"
     );
     println!(
         "{line}  ->  {:.1} MiB (target: under 64 MiB)",
@@ -531,22 +619,23 @@ fn main() {
     let base = std::env::var_os("SANCTUM_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    // One pair and size, for profiling: SANCTUM_BENCH_ONLY=memory:4096 or local:1048576.
-    let only = std::env::var("SANCTUM_BENCH_ONLY").ok();
-    if let Some((pair, size)) = only.as_deref().and_then(|v| v.split_once(':')) {
-        let size: usize = size.parse().expect("size in bytes");
-        let dir = tempfile::tempdir_in(&base).unwrap();
-        let rows = match pair {
-            "memory" => rt.block_on(bench_memory(&[size], quick)),
-            _ => rt.block_on(bench_local(dir.path(), &[size], quick)),
-        };
-        print_rows(&format!("{pair} only (profiling)"), "baseline", None, &rows);
-        return;
-    }
     let dir = tempfile::Builder::new()
         .prefix("sanctum-bench-")
         .tempdir_in(base)
         .unwrap();
+    let only = std::env::var("SANCTUM_BENCH_ONLY").ok();
+    if let Some((pair, size)) = only.as_deref().and_then(|v| v.split_once(':')) {
+        let size: usize = size.parse().expect("size in bytes");
+        let rows = match pair {
+            "memory" => rt.block_on(bench_memory(&[size], quick)),
+            _ => rt.block_on(bench_local(dir.path(), &[size], quick)),
+        };
+        print_rows(&format!("{pair} only (profiling)"), "raw", &rows);
+        if pair == "memory" {
+            print_crypto(&rows, true);
+        }
+        return;
+    }
     let sizes: Vec<usize> = if quick {
         vec![4 * KIB, MIB]
     } else {
@@ -560,17 +649,12 @@ fn main() {
     let local = rt.block_on(bench_local(dir.path(), &sizes, quick));
     print_rows(
         "local filesystem, fsync durability",
-        "raw file (temp, fsync, rename, dir fsync)",
-        Some("object_store LocalFileSystem, no fsync"),
+        "raw file (temp, fsync, rename, dir fsync); reference: object_store LocalFileSystem, no fsync",
         &local,
     );
     let memory = rt.block_on(bench_memory(&sizes, quick));
-    print_rows(
-        "in-memory",
-        "raw in-memory adapter, same sink",
-        None,
-        &memory,
-    );
+    print_rows("in-memory", "raw in-memory adapter, same sink", &memory);
+    print_crypto(&memory, quick);
     bench_blake3(&sizes);
     if !quick {
         measure_child_rss(dir.path());

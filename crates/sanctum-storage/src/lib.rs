@@ -37,6 +37,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod facade;
+mod hex;
 pub mod observability;
 pub mod types;
 

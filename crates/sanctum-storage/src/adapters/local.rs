@@ -137,9 +137,7 @@ fn join_err(e: tokio::task::JoinError) -> Error {
     Error::new(ErrorCode::PermanentAdapter, "local adapter worker failed").with_source(e)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 /// Reads the header of an object file: its etag and body size.
 fn read_header(file: &mut File) -> Result<BlobMeta> {

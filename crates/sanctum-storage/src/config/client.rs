@@ -106,6 +106,7 @@ pub async fn create_storage_client(
             .unwrap_or_else(|| Arc::new(TracingAuditSink)),
         BlobSettings {
             inline_threshold: config.blob.inline_threshold,
+            ..Default::default()
         },
     );
     Ok(Storage::new(blobs, registry, config.environment))

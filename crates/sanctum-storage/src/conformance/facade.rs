@@ -76,6 +76,7 @@ impl Fixture {
             audit.clone(),
             BlobSettings {
                 inline_threshold: opts.inline_threshold,
+                ..Default::default()
             },
         );
         let ctx = StorageContext::new(&unique("t"), "conformance").expect("context");

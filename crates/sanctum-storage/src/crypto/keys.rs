@@ -163,12 +163,10 @@ fn dek_context<'a>(tenant: &'a str, ns: &'a str, key_epoch: &'a str) -> Context<
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 fn unhex(s: &str) -> Result<Vec<u8>> {
-    crate::facade::unhex(s).ok_or_else(|| Error::consistency("key store record is corrupt"))
+    crate::hex::decode(s).ok_or_else(|| Error::consistency("key store record is corrupt"))
 }
 
 impl KeyManager {

@@ -38,9 +38,7 @@ fn error(kind: KeyErrorKind, message: &str) -> KeyError {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 fn context<'a>(tenant: &'a str, aad_hex: &'a str) -> Context<'a> {
     Context {
@@ -110,7 +108,7 @@ impl KeyProvider for MemoryKeyProvider {
         aad: &[u8],
     ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let invalid = || error(KeyErrorKind::Invalid, "the wrapped key does not unwrap");
-        let message = crate::facade::unhex(&wrapped.ciphertext).ok_or_else(invalid)?;
+        let message = crate::hex::decode(&wrapped.ciphertext).ok_or_else(invalid)?;
         let (header, _) = Header::parse(&message).map_err(|_| invalid())?;
         let tenants = self.tenants.lock().expect("memory keyring poisoned");
         let keks = tenants

@@ -16,77 +16,114 @@ use crate::adapters::ByteStream;
 use crate::error::{Error, Result};
 use sanctum_crypto::{Context, Decryptor, Encryptor, Header};
 
-/// Bodies whose size is unknown or larger than this are encrypted on a worker thread.
+/// Bodies that grow past this many bytes are encrypted on a worker thread.
 pub(crate) const PIPELINE_MIN: u64 = 256 * 1024;
 /// Ciphertext is handed on in pieces of about this size.
 const BATCH: usize = 256 * 1024;
+/// Input is decrypted in pieces of at most this size (a multiple of the encrypted chunk).
+const PIECE: usize = 16 * sanctum_crypto::ENCRYPTED_CHUNK_SIZE;
 /// Pieces in flight between the stages.
 const DEPTH: usize = 4;
 
 /// Encrypts `input` with the namespace's current key. Returns the header and the stream of the
 /// whole message (the header first, then the chunks).
+///
+/// Encryption starts where the stream is polled; once the body has grown past
+/// [`PIPELINE_MIN`] it moves to a worker thread, so small bodies pay no thread hand-off and
+/// large ones encrypt on one core while the checksum runs on the other.
 pub(crate) fn encrypt_stream(
     keys: &NamespaceKeys,
     ctx: &Context<'_>,
     input: ByteStream,
-    pipelined: bool,
 ) -> Result<(Vec<u8>, ByteStream)> {
     let (key_ref, key) = keys.current();
     let (encryptor, header) = Encryptor::new(key, key_ref, ctx).map_err(crypto_err)?;
     let first = Bytes::from(header.clone());
     let first = futures::stream::once(async move { Ok(first) });
-    let body: ByteStream = if pipelined {
-        pipeline(encryptor, input)
-    } else {
-        Box::pin(Inline {
-            encryptor: Some(encryptor),
+    let body = Adaptive {
+        state: State::Inline {
+            encryptor,
             input,
-        })
+            seen: 0,
+        },
     };
     Ok((header, Box::pin(first.chain(body))))
 }
 
-/// Encrypts where polled (small bodies: no thread hand-off).
-struct Inline {
-    encryptor: Option<Encryptor>,
-    input: ByteStream,
+enum State {
+    Inline {
+        encryptor: Encryptor,
+        input: ByteStream,
+        seen: u64,
+    },
+    Piped(ByteStream),
+    Done,
 }
 
-impl Stream for Inline {
+/// Encrypts where polled until the body proves large, then hands over to [`pipeline`].
+struct Adaptive {
+    state: State,
+}
+
+impl Stream for Adaptive {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            if self.encryptor.is_none() {
-                return Poll::Ready(None);
-            }
-            match self.input.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => {
-                    self.encryptor = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(Some(Ok(plain))) => {
-                    let mut out = Vec::with_capacity(plain.len() + plain.len() / 1024 + 64);
-                    let encryptor = self.encryptor.as_mut().expect("checked above");
-                    if let Err(e) = encryptor.update(&plain, &mut out) {
-                        self.encryptor = None;
-                        return Poll::Ready(Some(Err(crypto_err(e))));
+            match &mut self.state {
+                State::Done => return Poll::Ready(None),
+                State::Piped(stream) => {
+                    let item = stream.as_mut().poll_next(cx);
+                    if let Poll::Ready(None) = item {
+                        self.state = State::Done;
                     }
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Bytes::from(out))));
-                    }
+                    return item;
                 }
-                Poll::Ready(None) => {
-                    let encryptor = self.encryptor.take().expect("checked above");
-                    let mut out = Vec::with_capacity(sanctum_crypto::ENCRYPTED_CHUNK_SIZE);
-                    return Poll::Ready(Some(
-                        encryptor
+                State::Inline {
+                    encryptor,
+                    input,
+                    seen,
+                } => match input.as_mut().poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Err(e))) => {
+                        self.state = State::Done;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Ready(Some(Ok(plain))) if *seen + plain.len() as u64 > PIPELINE_MIN => {
+                        let State::Inline {
+                            encryptor, input, ..
+                        } = std::mem::replace(&mut self.state, State::Done)
+                        else {
+                            unreachable!("matched above")
+                        };
+                        let rest = futures::stream::once(async move { Ok(plain) }).chain(input);
+                        self.state = State::Piped(pipeline(encryptor, Box::pin(rest)));
+                    }
+                    Poll::Ready(Some(Ok(plain))) => {
+                        *seen += plain.len() as u64;
+                        let mut out = Vec::with_capacity(plain.len() + 64);
+                        if let Err(e) = encryptor.update(&plain, &mut out) {
+                            self.state = State::Done;
+                            return Poll::Ready(Some(Err(crypto_err(e))));
+                        }
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Bytes::from(out))));
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        let State::Inline { encryptor, .. } =
+                            std::mem::replace(&mut self.state, State::Done)
+                        else {
+                            unreachable!("matched above")
+                        };
+                        let mut out = Vec::with_capacity(sanctum_crypto::ENCRYPTED_CHUNK_SIZE);
+                        let last = encryptor
                             .finish(&mut out)
                             .map(|()| Bytes::from(out))
-                            .map_err(crypto_err),
-                    ));
-                }
+                            .map_err(crypto_err);
+                        return Poll::Ready(Some(last));
+                    }
+                },
             }
         }
     }
@@ -177,6 +214,7 @@ pub(crate) fn decrypt_stream(
     Ok(Box::pin(Decrypting {
         decryptor: Some(decryptor),
         input,
+        pending: Bytes::new(),
         header_left,
         header_seen: 0,
         skip: spec.skip,
@@ -189,6 +227,8 @@ pub(crate) fn decrypt_stream(
 struct Decrypting {
     decryptor: Option<Decryptor>,
     input: ByteStream,
+    /// Input not yet decrypted.
+    pending: Bytes,
     /// The expected header, while it is still being matched against the input.
     header_left: Vec<u8>,
     header_seen: usize,
@@ -218,6 +258,27 @@ impl Decrypting {
     }
 }
 
+impl Decrypting {
+    /// Decrypts one piece of input (after matching any header bytes it starts with).
+    fn piece(&mut self, mut piece: Bytes) -> Result<Option<Bytes>> {
+        if self.header_seen < self.header_left.len() {
+            let n = (self.header_left.len() - self.header_seen).min(piece.len());
+            if piece[..n] != self.header_left[self.header_seen..self.header_seen + n] {
+                return Err(Error::new(
+                    crate::ErrorCode::Encryption,
+                    "encrypted body header differs from the manifest's",
+                ));
+            }
+            self.header_seen += n;
+            piece = piece.slice(n..);
+        }
+        let mut out = Vec::with_capacity(piece.len());
+        let decryptor = self.decryptor.as_mut().expect("present until done");
+        decryptor.update(&piece, &mut out).map_err(crypto_err)?;
+        Ok(self.trim(out))
+    }
+}
+
 impl Stream for Decrypting {
     type Item = Result<Bytes>;
 
@@ -226,31 +287,21 @@ impl Stream for Decrypting {
             if self.done {
                 return Poll::Ready(None);
             }
+            // Large inputs (an in-memory object arrives whole) are decrypted a piece at a time,
+            // so memory stays bounded and plaintext flows while the rest is decrypted.
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(PIECE);
+                let piece = self.pending.split_to(n);
+                match self.piece(piece) {
+                    Ok(Some(bytes)) => return Poll::Ready(Some(Ok(bytes))),
+                    Ok(None) => continue,
+                    Err(e) => return self.fail(e),
+                }
+            }
             match self.input.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => return self.fail(e),
-                Poll::Ready(Some(Ok(mut chunk))) => {
-                    if self.header_seen < self.header_left.len() {
-                        let n = (self.header_left.len() - self.header_seen).min(chunk.len());
-                        let expected = &self.header_left[self.header_seen..self.header_seen + n];
-                        if chunk[..n] != *expected {
-                            return self.fail(Error::new(
-                                crate::ErrorCode::Encryption,
-                                "encrypted body header differs from the manifest's",
-                            ));
-                        }
-                        self.header_seen += n;
-                        chunk = chunk.slice(n..);
-                    }
-                    let mut out = Vec::with_capacity(chunk.len());
-                    let decryptor = self.decryptor.as_mut().expect("present until done");
-                    if let Err(e) = decryptor.update(&chunk, &mut out) {
-                        return self.fail(crypto_err(e));
-                    }
-                    if let Some(bytes) = self.trim(out) {
-                        return Poll::Ready(Some(Ok(bytes)));
-                    }
-                }
+                Poll::Ready(Some(Ok(chunk))) => self.pending = chunk,
                 Poll::Ready(None) => {
                     self.done = true;
                     if self.header_seen < self.header_left.len() {

@@ -29,7 +29,7 @@ use super::options::{
 use super::sealing::{self, Place, Sealed};
 use super::stream::{Tap, Verify};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
-use crate::crypto::streams::{DecryptSpec, PIPELINE_MIN, decrypt_stream, encrypt_stream};
+use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
 use crate::crypto::{KeyManager, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
@@ -52,13 +52,30 @@ const READER_CHUNK: usize = 256 * 1024;
 pub struct BlobSettings {
     /// Bodies up to this many bytes are also inlined in the head manifest.
     pub inline_threshold: u64,
+    /// **Benchmarks only** (feature `conformance`): keep bodies and metadata in the clear, so a
+    /// benchmark can measure what encryption costs in the same run. Never use it for data.
+    #[cfg(feature = "conformance")]
+    #[doc(hidden)]
+    pub plaintext_for_benchmarks: bool,
 }
 
 impl Default for BlobSettings {
     fn default() -> Self {
         Self {
             inline_threshold: 64 * 1024,
+            #[cfg(feature = "conformance")]
+            plaintext_for_benchmarks: false,
         }
+    }
+}
+
+impl BlobSettings {
+    /// Whether this facade stores data in the clear (only ever for benchmarks).
+    pub(super) fn clear(&self) -> bool {
+        #[cfg(feature = "conformance")]
+        return self.plaintext_for_benchmarks;
+        #[cfg(not(feature = "conformance"))]
+        false
     }
 }
 
@@ -213,21 +230,6 @@ impl BlobStore {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
-        self.put_sized(ctx, ns, key, body, opts, None).await
-    }
-
-    async fn put_sized<S>(
-        &self,
-        ctx: &StorageContext,
-        ns: &str,
-        key: &str,
-        body: S,
-        opts: PutOptions,
-        size_hint: Option<u64>,
-    ) -> Result<ObjectVersion>
-    where
-        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    {
         let body = body
             .map_err(|e| Error::invalid("reading the request body failed").with_source(e))
             .boxed();
@@ -235,7 +237,7 @@ impl BlobStore {
             "blob.put",
             self.adapter.as_ref(),
             ctx,
-            self.put_inner(ctx, ns, key, body, opts, size_hint),
+            self.put_inner(ctx, ns, key, body, opts),
         )
         .await
     }
@@ -272,14 +274,12 @@ impl BlobStore {
         opts: PutOptions,
     ) -> Result<ObjectVersion> {
         let body = body.into();
-        let size = body.len() as u64;
-        self.put_sized(
+        self.put(
             ctx,
             ns,
             key,
             futures::stream::once(async move { Ok(body) }),
             opts,
-            Some(size),
         )
         .await
     }
@@ -291,7 +291,6 @@ impl BlobStore {
         key: &str,
         body: ByteStream,
         opts: PutOptions,
-        size_hint: Option<u64>,
     ) -> Result<ObjectVersion> {
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
         if let Some(ct) = &opts.content_type {
@@ -321,6 +320,7 @@ impl BlobStore {
 
         let keys = self.keys.namespace(ctx.tenant().as_str(), ns, true).await?;
         let place = Place {
+            clear: self.settings.clear(),
             tenant: ctx.tenant().as_str(),
             namespace: ns,
             key,
@@ -330,8 +330,11 @@ impl BlobStore {
         // Plaintext: hashed and counted. Ciphertext: kept whole when small, for inlining.
         let plain_tap = Tap::new(0, true);
         let (plain, _) = plain_tap.wrap(body);
-        let pipelined = size_hint.is_none_or(|size| size >= PIPELINE_MIN);
-        let (header, cipher) = encrypt_stream(&keys, &place.body(&body_id), plain, pipelined)?;
+        let (header, cipher) = if place.clear {
+            (Vec::new(), plain)
+        } else {
+            encrypt_stream(&keys, &place.body(&body_id), plain)?
+        };
         let cipher_limit =
             header.len() as u64 + sanctum_crypto::ciphertext_len(self.settings.inline_threshold);
         let cipher_tap = Tap::new(cipher_limit, false);
@@ -373,7 +376,7 @@ impl BlobStore {
                 body_created_at_ms: now,
                 tombstone: false,
                 restored_from: None,
-                body_header: Some(sealing::hex(&header)),
+                body_header: (!header.is_empty()).then(|| sealing::hex(&header)),
                 sealed: Some(sealing::seal(&keys, place, &version_id, &sealed)?),
             };
             let body_durable: BoxFuture<'static, Result<()>> = Box::pin(async move {
@@ -462,6 +465,7 @@ impl BlobStore {
         };
         let keys = self.read_keys(ctx, ns).await?;
         let place = Place {
+            clear: self.settings.clear(),
             tenant: ctx.tenant().as_str(),
             namespace: ns,
             key,
@@ -476,6 +480,26 @@ impl BlobStore {
             .body_id
             .as_deref()
             .ok_or_else(|| Error::consistency("version without a body"))?;
+        if place.clear {
+            // Benchmarks only: the body is stored as is.
+            let body = match head
+                .inline
+                .filter(|_| stored.version_id == current.version_id)
+            {
+                Some(bytes) => once_stream(bytes.slice(range.start as usize..range.end as usize)),
+                None => {
+                    self.adapter
+                        .get(&paths.body(body_id)?, Some(range.clone()))
+                        .await?
+                        .body
+                }
+            };
+            return Ok(BlobRead {
+                version: public,
+                range,
+                body,
+            });
+        }
         let (header, header_bytes) = sealing::body_header(&stored)?;
         let header_len = header_bytes.len() as u64;
         let mut spec = DecryptSpec {
@@ -549,6 +573,7 @@ impl BlobStore {
             let stored = head.manifest.live().ok_or_else(no_such_key)?;
             let keys = self.read_keys(ctx, ns.name()).await?;
             let place = Place {
+                clear: self.settings.clear(),
                 tenant: ctx.tenant().as_str(),
                 namespace: ns.name(),
                 key,
@@ -602,6 +627,7 @@ impl BlobStore {
                 Some(&tombstone.version_id),
             );
             let place = Place {
+                clear: self.settings.clear(),
                 tenant: ctx.tenant().as_str(),
                 namespace: ns.name(),
                 key,
@@ -634,6 +660,7 @@ impl BlobStore {
                 false => Some(self.read_keys(ctx, ns).await?),
             };
             let place = Place {
+                clear: self.settings.clear(),
                 tenant: ctx.tenant().as_str(),
                 namespace: ns,
                 key,
@@ -692,6 +719,7 @@ impl BlobStore {
             // metadata is sealed anew for the new version id.
             let keys = self.read_keys(ctx, ns.name()).await?;
             let place = Place {
+                clear: self.settings.clear(),
                 tenant: ctx.tenant().as_str(),
                 namespace: ns.name(),
                 key,
@@ -856,6 +884,7 @@ impl BlobStore {
                         keys = Some(self.read_keys(ctx, ns.name()).await?);
                     }
                     let place = Place {
+                        clear: self.settings.clear(),
                         tenant: ctx.tenant().as_str(),
                         namespace: ns.name(),
                         key: &key,

@@ -64,7 +64,7 @@ pub struct KeyAdmin {
 fn epoch_of(hex: Option<&str>) -> Result<Option<u32>> {
     let Some(hex) = hex else { return Ok(None) };
     let bytes =
-        super::layout::unhex(hex).ok_or_else(|| Error::consistency("stored header is corrupt"))?;
+        crate::hex::decode(hex).ok_or_else(|| Error::consistency("stored header is corrupt"))?;
     let (header, _) = sanctum_crypto::Header::parse(&bytes).map_err(crate::crypto::crypto_err)?;
     Ok(Some(header.key_ref.epoch))
 }
@@ -180,6 +180,7 @@ impl KeyAdmin {
         let b = &self.blobs;
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
         let place = Place {
+            clear: false,
             tenant: ctx.tenant().as_str(),
             namespace: ns,
             key,
@@ -364,7 +365,7 @@ impl KeyAdmin {
         };
         let plain = decrypt_stream(keys, &place.body(old_id), spec, got.body)?;
         let new_body = new_id(b.clock.as_ref());
-        let (new_header, cipher) = encrypt_stream(keys, &place.body(&new_body), plain, true)?;
+        let (new_header, cipher) = encrypt_stream(keys, &place.body(&new_body), plain)?;
         b.adapter
             .put(&paths.body(&new_body)?, cipher, PutMode::Overwrite)
             .await?;

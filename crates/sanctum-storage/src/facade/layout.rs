@@ -24,7 +24,7 @@ pub(crate) struct Layout {
 }
 
 fn hex_segments(bytes: &[u8]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::encode(bytes);
     let mut out = String::with_capacity(hex.len() + hex.len() / SEGMENT + 2);
     for (i, chunk) in hex.as_bytes().chunks(SEGMENT).enumerate() {
         if i > 0 {
@@ -33,23 +33,6 @@ fn hex_segments(bytes: &[u8]) -> String {
         out.push_str(std::str::from_utf8(chunk).expect("hex is ASCII"));
     }
     out
-}
-
-/// Decodes lower-case hex.
-pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            let b = s.get(i..i + 2)?;
-            if b.bytes().any(|c| c.is_ascii_uppercase()) {
-                return None;
-            }
-            u8::from_str_radix(b, 16).ok()
-        })
-        .collect()
 }
 
 impl Layout {
@@ -108,7 +91,7 @@ impl Layout {
             .and_then(|r| r.strip_prefix("/h/"))
             .and_then(|r| r.strip_suffix(".k"))
             .ok_or_else(bad)?;
-        let bytes = unhex(&enc.replace('/', "")).ok_or_else(bad)?;
+        let bytes = crate::hex::decode(&enc.replace('/', "")).ok_or_else(bad)?;
         String::from_utf8(bytes).map_err(|_| bad())
     }
 }

@@ -9,8 +9,6 @@ pub mod options;
 mod sealing;
 mod stream;
 
-pub(crate) use layout::unhex;
-
 pub use blob::{BlobSettings, BlobStore};
 pub use keys::{KeyAdmin, ReencryptOptions, ReencryptReport};
 pub use options::{

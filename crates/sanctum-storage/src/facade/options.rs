@@ -176,7 +176,7 @@ const CURSOR_TAG: &str = "c1.";
 
 /// Encodes a listing cursor: the last key scanned.
 pub(crate) fn encode_cursor(key: &str) -> String {
-    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::encode(key.as_bytes());
     format!("{CURSOR_TAG}{hex}")
 }
 
@@ -184,7 +184,7 @@ pub(crate) fn encode_cursor(key: &str) -> String {
 pub(crate) fn decode_cursor(cursor: &str) -> Result<String> {
     let bad = || Error::invalid("malformed list cursor");
     let hex = cursor.strip_prefix(CURSOR_TAG).ok_or_else(bad)?;
-    let key = super::layout::unhex(hex)
+    let key = crate::hex::decode(hex)
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(bad)?;
     crate::types::limits::validate_key(&key).map_err(|_| bad())?;

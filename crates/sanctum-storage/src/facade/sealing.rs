@@ -13,6 +13,9 @@ use sanctum_crypto::{Context, Header};
 
 use sanctum_crypto::kind::{BLOB_BODY as BODY_KIND, BLOB_META as META_KIND};
 
+/// Marks metadata kept in the clear (benchmarks only).
+const CLEAR: &str = "clear:";
+
 /// The caller-given part of a version, stored encrypted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Sealed {
@@ -24,6 +27,8 @@ pub(crate) struct Sealed {
 /// Where a version lives: the trusted half of every context.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Place<'a> {
+    /// Benchmarks only: metadata is kept in the clear (`BlobSettings::plaintext_for_benchmarks`).
+    pub clear: bool,
     pub tenant: &'a str,
     pub namespace: &'a str,
     pub key: &'a str,
@@ -51,12 +56,10 @@ impl<'a> Place<'a> {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use crate::hex::encode as hex;
 
 fn unhex(s: &str, what: &'static str) -> Result<Vec<u8>> {
-    super::layout::unhex(s).ok_or_else(|| Error::consistency(format!("{what} is corrupt")))
+    crate::hex::decode(s).ok_or_else(|| Error::consistency(format!("{what} is corrupt")))
 }
 
 /// Encrypts the caller-given part of version `version_id` with the namespace's current key.
@@ -68,6 +71,9 @@ pub(crate) fn seal(
 ) -> Result<String> {
     let json = serde_json::to_vec(sealed)
         .map_err(|e| Error::consistency("cannot encode metadata").with_source(e))?;
+    if place.clear {
+        return Ok(format!("{CLEAR}{}", hex(&json)));
+    }
     let (key_ref, key) = keys.current();
     let message = sanctum_crypto::encrypt(key, key_ref, &place.meta(version_id), &json)
         .map_err(crypto_err)?;
@@ -84,6 +90,15 @@ pub(crate) fn unseal(
         .sealed
         .as_deref()
         .ok_or_else(|| Error::consistency("a version lacks its sealed metadata"))?;
+    if place.clear {
+        let json = unhex(
+            sealed.strip_prefix(CLEAR).unwrap_or_default(),
+            "clear metadata",
+        )?;
+        return serde_json::from_slice(&json)
+            .map_err(|e| Error::consistency("clear metadata is malformed").with_source(e));
+    }
+    // A normal facade never accepts clear metadata: `CLEAR` is not hex, so it fails here.
     let message = unhex(sealed, "sealed metadata")?;
     let (header, _) = Header::parse(&message).map_err(crypto_err)?;
     let key = keys.key_for(&header.key_ref)?;
