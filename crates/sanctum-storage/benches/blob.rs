@@ -435,7 +435,12 @@ impl BlobAdapter for DrainAdapter {
     async fn dispose(&self) -> sanctum_storage::Result<()> {
         self.0.dispose().await
     }
-    async fn put(&self, path: &BlobPath, mut body: ByteStream, mode: PutMode) -> sanctum_storage::Result<sanctum_storage::adapters::BlobMeta> {
+    async fn put(
+        &self,
+        path: &BlobPath,
+        mut body: ByteStream,
+        mode: PutMode,
+    ) -> sanctum_storage::Result<sanctum_storage::adapters::BlobMeta> {
         let mut kept = Vec::new();
         let mut sink = Sink::default();
         while let Some(chunk) = body.next().await {
@@ -447,29 +452,55 @@ impl BlobAdapter for DrainAdapter {
         }
         black_box(sink.check);
         if sink.bytes > MIB as u64 {
-            return Ok(sanctum_storage::adapters::BlobMeta { size: sink.bytes, etag: "drained".into() });
+            return Ok(sanctum_storage::adapters::BlobMeta {
+                size: sink.bytes,
+                etag: "drained".into(),
+            });
         }
-        self.0.put(path, futures::stream::iter(kept.into_iter().map(Ok)).boxed(), mode).await
+        self.0
+            .put(
+                path,
+                futures::stream::iter(kept.into_iter().map(Ok)).boxed(),
+                mode,
+            )
+            .await
     }
-    async fn get(&self, path: &BlobPath, range: Option<std::ops::Range<u64>>) -> sanctum_storage::Result<sanctum_storage::adapters::BlobGet> {
+    async fn get(
+        &self,
+        path: &BlobPath,
+        range: Option<std::ops::Range<u64>>,
+    ) -> sanctum_storage::Result<sanctum_storage::adapters::BlobGet> {
         self.0.get(path, range).await
     }
-    async fn head(&self, path: &BlobPath) -> sanctum_storage::Result<sanctum_storage::adapters::BlobMeta> {
+    async fn head(
+        &self,
+        path: &BlobPath,
+    ) -> sanctum_storage::Result<sanctum_storage::adapters::BlobMeta> {
         self.0.head(path).await
     }
     async fn delete(&self, path: &BlobPath, if_match: Option<&str>) -> sanctum_storage::Result<()> {
         self.0.delete(path, if_match).await
     }
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> sanctum_storage::Result<sanctum_storage::adapters::ListPage> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> sanctum_storage::Result<sanctum_storage::adapters::ListPage> {
         self.0.list(prefix, start_after, limit).await
     }
 }
 
 /// Encrypted and plain facade puts of `size` bytes into the [`DrainAdapter`]: (encrypted, plain).
 async fn drained_puts(size: usize, rounds: usize) -> (Duration, Duration) {
-    let (encrypted, plain) = facades(Arc::new(DrainAdapter(ObjectStoreAdapter::in_memory("drain"))));
+    let (encrypted, plain) = facades(Arc::new(DrainAdapter(ObjectStoreAdapter::in_memory(
+        "drain",
+    ))));
     let ctx = StorageContext::new("bench", "bench").unwrap();
-    encrypted.put_bytes(&ctx, "ns", "warm-up", "x", PutOptions::default()).await.unwrap();
+    encrypted
+        .put_bytes(&ctx, "ns", "warm-up", "x", PutOptions::default())
+        .await
+        .unwrap();
     let body = Body::new(size);
     let (mut e, mut p) = (Vec::new(), Vec::new());
     for i in 0..rounds {
@@ -499,12 +530,18 @@ fn raw_aes(total: usize) -> (f64, f64) {
     let tags: Vec<_> = buf
         .chunks_mut(chunk)
         .enumerate()
-        .map(|(i, c)| key.seal_in_place_separate_tag(nonce(i), Aad::empty(), c).unwrap())
+        .map(|(i, c)| {
+            key.seal_in_place_separate_tag(nonce(i), Aad::empty(), c)
+                .unwrap()
+        })
         .collect();
     let seal = mbps(total, t.elapsed());
     let t = Instant::now();
     for (i, (c, tag)) in buf.chunks_mut(chunk).zip(&tags).enumerate() {
-        black_box(key.open_in_place_separate_tag(nonce(i), Aad::empty(), *tag, c, 0..).unwrap());
+        black_box(
+            key.open_in_place_separate_tag(nonce(i), Aad::empty(), *tag, c, 0..)
+                .unwrap(),
+        );
     }
     let open = mbps(total, t.elapsed());
     (seal, open)

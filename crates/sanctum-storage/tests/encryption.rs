@@ -559,3 +559,217 @@ async fn local_adapter_keeps_keys_beside_the_data_and_reopens() {
         .unwrap();
     assert_eq!(&body[..], b"persisted");
 }
+
+/// Collects every `tracing` event and span field, to scan log output for canaries.
+#[derive(Default)]
+struct LogCapture {
+    lines: std::sync::Mutex<Vec<String>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+struct Line<'a>(&'a mut String);
+
+impl tracing::field::Visit for Line<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+}
+
+impl tracing::Subscriber for LogCapture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut line = String::new();
+        attrs.record(&mut Line(&mut line));
+        self.lines.lock().unwrap().push(line);
+        tracing::span::Id::from_u64(self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut line = String::new();
+        values.record(&mut Line(&mut line));
+        self.lines.lock().unwrap().push(line);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = String::new();
+        event.record(&mut Line(&mut line));
+        self.lines.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn logs_and_error_messages_carry_no_plaintext() {
+    let capture = Arc::new(LogCapture::default());
+    let errors = tracing::subscriber::with_default(capture.clone(), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let adapter: Arc<dyn BlobAdapter> = Arc::new(ObjectStoreAdapter::in_memory("logs"));
+            let storage = storage_over(adapter.clone(), Arc::new(MemoryKeyProvider::new())).await;
+            let c = ctx("logs");
+            exercise(&storage, &c).await;
+            let mut errors = Vec::new();
+            // Bad metadata: the message names the key, never the value.
+            let mut bad = canary_put();
+            bad.metadata
+                .insert("bad".to_string(), format!("{META_CANARY}\u{7}"));
+            errors.push(
+                storage
+                    .blobs()
+                    .put_bytes(&c, "ns", "k", "x", bad)
+                    .await
+                    .unwrap_err()
+                    .to_string(),
+            );
+            // Tampered body: the read fails without echoing bytes.
+            let heads = raw_paths(&adapter, "t/logs/n/ns/b/").await;
+            for path in heads {
+                let p = BlobPath::new(path).unwrap();
+                let mut bytes = collect_bytes(adapter.get(&p, None).await.unwrap().body)
+                    .await
+                    .unwrap()
+                    .to_vec();
+                let last = bytes.len() - 1;
+                bytes[last] ^= 1;
+                adapter
+                    .put(&p, once_stream(bytes.into()), PutMode::Overwrite)
+                    .await
+                    .unwrap();
+            }
+            for key in ["small", "large"] {
+                if let Err(e) = storage
+                    .blobs()
+                    .get_bytes(&c, "ns", key, GetOptions::default())
+                    .await
+                {
+                    errors.push(e.to_string());
+                    errors.push(format!("{e:?}"));
+                }
+            }
+            errors
+        })
+    });
+    assert!(errors.len() >= 3, "errors were produced: {errors:?}");
+    let lines = capture.lines.lock().unwrap();
+    assert!(!lines.is_empty(), "spans and events were captured");
+    for canary in [BODY_CANARY, META_CANARY, TYPE_CANARY] {
+        assert!(
+            !errors.iter().any(|e| e.contains(canary)),
+            "{canary} in an error: {errors:?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains(canary)),
+            "{canary} in a log line"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_keys_reach_adapters_only_hex_encoded() {
+    let recording = Arc::new(RecordingAdapter::new(Arc::new(
+        ObjectStoreAdapter::in_memory("names"),
+    )));
+    let storage = storage_over(recording.clone(), Arc::new(MemoryKeyProvider::new())).await;
+    let key = "keyname-canary/report.pdf";
+    storage
+        .blobs()
+        .put_bytes(&ctx("names"), "ns", key, "x", PutOptions::default())
+        .await
+        .unwrap();
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !recording.saw(key.as_bytes()),
+        "the key name is never written in the clear"
+    );
+    assert!(
+        recording.puts().iter().any(|p| p.path.contains(&hex)),
+        "it appears hex-encoded in paths (documented)"
+    );
+}
+
+/// Counts calls into a key provider.
+#[derive(Debug, Default)]
+struct CountingProvider {
+    inner: MemoryKeyProvider,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for CountingProvider {
+    fn kind(&self) -> &'static str {
+        "counting"
+    }
+    fn is_development(&self) -> bool {
+        true
+    }
+    async fn wrap(
+        &self,
+        t: &str,
+        k: &[u8; 32],
+        aad: &[u8],
+    ) -> Result<sanctum_storage::crypto::WrappedKey, sanctum_storage::crypto::KeyError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wrap(t, k, aad).await
+    }
+    async fn unwrap(
+        &self,
+        t: &str,
+        w: &sanctum_storage::crypto::WrappedKey,
+        aad: &[u8],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, sanctum_storage::crypto::KeyError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.unwrap(t, w, aad).await
+    }
+    async fn rewrap(
+        &self,
+        t: &str,
+        w: &sanctum_storage::crypto::WrappedKey,
+        aad: &[u8],
+    ) -> Result<sanctum_storage::crypto::WrappedKey, sanctum_storage::crypto::KeyError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.rewrap(t, w, aad).await
+    }
+    async fn rotate(&self, t: &str) -> Result<u32, sanctum_storage::crypto::KeyError> {
+        self.inner.rotate(t).await
+    }
+    async fn destroy(&self, t: &str) -> Result<(), sanctum_storage::crypto::KeyError> {
+        self.inner.destroy(t).await
+    }
+    async fn health_check(&self) -> Result<(), sanctum_storage::crypto::KeyError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_cost_no_kms_calls() {
+    let provider = Arc::new(CountingProvider::default());
+    let storage = storage_over(
+        Arc::new(ObjectStoreAdapter::in_memory("kms")),
+        provider.clone(),
+    )
+    .await;
+    let c = ctx("kms");
+    for i in 0..50 {
+        let key = format!("k{i}");
+        storage
+            .blobs()
+            .put_bytes(&c, "ns", &key, pattern(20_000, i), PutOptions::default())
+            .await
+            .unwrap();
+        storage
+            .blobs()
+            .get_bytes(&c, "ns", &key, GetOptions::default())
+            .await
+            .unwrap();
+    }
+    let calls = provider.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        calls <= 2,
+        "the KEK is used to create and load the tenant key, not per object: {calls} calls"
+    );
+}
