@@ -42,7 +42,7 @@ pub(crate) fn encrypt_stream(
     let first = futures::stream::once(async move { Ok(first) });
     let body = Adaptive {
         state: State::Inline {
-            encryptor,
+            encryptor: Box::new(encryptor),
             input,
             seen: 0,
         },
@@ -52,7 +52,7 @@ pub(crate) fn encrypt_stream(
 
 enum State {
     Inline {
-        encryptor: Encryptor,
+        encryptor: Box<Encryptor>,
         input: ByteStream,
         seen: u64,
     },
@@ -97,7 +97,7 @@ impl Stream for Adaptive {
                             unreachable!("matched above")
                         };
                         let rest = futures::stream::once(async move { Ok(plain) }).chain(input);
-                        self.state = State::Piped(pipeline(encryptor, Box::pin(rest)));
+                        self.state = State::Piped(pipeline(*encryptor, Box::pin(rest)));
                     }
                     Poll::Ready(Some(Ok(plain))) => {
                         *seen += plain.len() as u64;
