@@ -267,3 +267,32 @@ async fn tampered_bodies_fail_with_an_encryption_error() {
         .unwrap();
     assert_eq!(&got[..], &body[..100]);
 }
+
+#[tokio::test]
+async fn verify_checksum_rehashes_full_reads() {
+    let config = StorageConfig::from_toml_str("[blob]\nbackend = \"memory\"", NO_ENV).unwrap();
+    let storage = create_storage_client(config, StorageDependencies::default())
+        .await
+        .unwrap();
+    let ctx = StorageContext::new("t1", "svc").unwrap();
+    let body = vec![3u8; 300_000];
+    storage
+        .blobs()
+        .put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    let verify = GetOptions {
+        verify_checksum: true,
+        ..Default::default()
+    };
+    let (v, got) = storage
+        .blobs()
+        .get_bytes(&ctx, "ns", "k", verify)
+        .await
+        .unwrap();
+    assert_eq!(got, body);
+    assert_eq!(
+        v.checksum,
+        format!("blake3:{}", blake3::hash(&body).to_hex())
+    );
+}

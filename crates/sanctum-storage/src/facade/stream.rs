@@ -152,3 +152,46 @@ impl Stream for Verify {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::adapters::once_stream;
+
+    #[tokio::test]
+    async fn verify_passes_matching_bodies_and_fails_others() {
+        let body = Bytes::from_static(b"hello world");
+        let good = checksum_string(&blake3::hash(&body));
+        let mut ok = Verify::wrap(once_stream(body.clone()), good);
+        assert_eq!(ok.next().await.unwrap().unwrap(), body);
+        assert!(ok.next().await.is_none());
+        let bad = checksum_string(&blake3::hash(b"other"));
+        let mut wrong = Verify::wrap(once_stream(body.clone()), bad);
+        assert!(wrong.next().await.unwrap().is_ok());
+        let err = wrong.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::Consistency);
+    }
+
+    #[tokio::test]
+    async fn tap_hashes_counts_and_keeps_small_streams() {
+        let tap = Tap::new(8, true);
+        let parts = vec![
+            Ok(Bytes::from_static(b"abcd")),
+            Ok(Bytes::from_static(b"efg")),
+        ];
+        let (stream, ended) = tap.wrap(Box::pin(futures::stream::iter(parts)));
+        let _: Vec<_> = stream.collect().await;
+        ended.await.expect("the end was signalled");
+        let tapped = tap.finish();
+        assert_eq!(tapped.size, 7);
+        assert_eq!(tapped.inline.as_deref(), Some(&b"abcdefg"[..]));
+        assert_eq!(tapped.checksum, checksum_string(&blake3::hash(b"abcdefg")));
+        let big = Tap::new(2, false);
+        let (stream, _) = big.wrap(once_stream(Bytes::from_static(b"abc")));
+        let _: Vec<_> = stream.collect().await;
+        let tapped = big.finish();
+        assert!(tapped.inline.is_none() && tapped.checksum.is_empty());
+    }
+}
