@@ -395,7 +395,7 @@ impl BlobStore {
                 ready: Some(body_durable),
             };
             self.commit(&paths, head, append, &check).await?;
-            sealing::public(Some(&keys), place, &stored)
+            Ok(sealing::with_sealed(&stored, sealed))
         };
         let (body_written, committed) = futures::join!(write_body, write_head);
         // A failed body write stored nothing; report its error rather than the head's.
@@ -752,7 +752,7 @@ impl BlobStore {
                 Some(key),
                 Some(&version.version_id),
             );
-            sealing::public(Some(&keys), place, &version)
+            Ok(sealing::with_sealed(&version, sealed))
         })
         .await
     }

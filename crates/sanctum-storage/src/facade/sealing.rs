@@ -124,26 +124,19 @@ pub(crate) fn body_header(version: &StoredVersion) -> Result<(Header, Vec<u8>)> 
 }
 
 /// The caller's view of a stored version (unsealing its metadata).
-pub(crate) fn public(
-    keys: Option<&NamespaceKeys>,
-    place: Place<'_>,
-    version: &StoredVersion,
-) -> Result<ObjectVersion> {
+pub(crate) fn public(keys: Option<&NamespaceKeys>, place: Place<'_>, version: &StoredVersion) -> Result<ObjectVersion> {
     let sealed = match (version.tombstone, keys) {
-        (true, _) => Sealed {
-            checksum: String::new(),
-            content_type: None,
-            metadata: BTreeMap::new(),
-        },
+        (true, _) => Sealed { checksum: String::new(), content_type: None, metadata: BTreeMap::new() },
         (false, Some(keys)) => unseal(keys, place, version)?,
-        (false, None) => {
-            return Err(Error::new(
-                ErrorCode::Encryption,
-                "no keys to read this version",
-            ));
-        }
+        (false, None) => return Err(Error::new(ErrorCode::Encryption, "no keys to read this version")),
     };
-    Ok(ObjectVersion {
+    Ok(with_sealed(version, sealed))
+}
+
+/// The caller's view of `version` whose sealed part is `sealed` (already known, so nothing is
+/// decrypted).
+pub(crate) fn with_sealed(version: &StoredVersion, sealed: Sealed) -> ObjectVersion {
+    ObjectVersion {
         version_id: version.version_id.clone(),
         body_id: version.body_id.clone(),
         checksum: sealed.checksum,
@@ -154,5 +147,5 @@ pub(crate) fn public(
         metadata: sealed.metadata,
         tombstone: version.tombstone,
         restored_from: version.restored_from.clone(),
-    })
+    }
 }
