@@ -49,11 +49,18 @@ impl Context<'_> {
         let fields = self.fields(header_prefix);
         let mut v = Vec::with_capacity(fields.iter().map(|f| 4 + f.len()).sum());
         for f in fields {
-            let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
-            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&length_prefix(f.len()));
             v.extend_from_slice(f);
         }
         v
+    }
+
+    /// The six fields before the header prefix (label through kind), for
+    /// encoding the context piecewise without allocating (see
+    /// [`Context::encode`] for the layout).
+    pub(crate) fn fields_before_prefix(&self) -> [&[u8]; 6] {
+        let [label, tenant, namespace, object_key, body_id, kind, _] = self.fields(&[]);
+        [label, tenant, namespace, object_key, body_id, kind]
     }
 
     /// Checks that every field fits a u32 length prefix.
@@ -80,6 +87,12 @@ impl Context<'_> {
             header_prefix,
         ]
     }
+}
+
+/// The u32 big-endian length prefix of a context field (saturating; see
+/// [`Context::encode`]).
+pub(crate) fn length_prefix(len: usize) -> [u8; 4] {
+    u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
 }
 
 #[cfg(test)]

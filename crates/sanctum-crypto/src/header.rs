@@ -201,18 +201,25 @@ impl Header {
     /// [`crate::Encryptor`] checks it. An invalid one still encodes without
     /// panicking, into bytes that [`Header::parse`] rejects.
     pub fn prefix(&self) -> Vec<u8> {
-        let id = self.key_ref.key_id.as_bytes();
+        let (fixed, id, epoch) = self.prefix_parts();
         let mut v = Vec::with_capacity(self.len());
-        v.extend_from_slice(&MAGIC);
-        v.push(VERSION);
-        v.extend_from_slice(&SUITE_COBBLESTONE_256.to_be_bytes());
-        v.push(0); // flags
-        let header_len = u16::try_from(self.len()).unwrap_or(u16::MAX);
-        v.extend_from_slice(&header_len.to_be_bytes());
-        v.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+        v.extend_from_slice(&fixed);
         v.extend_from_slice(id);
-        v.extend_from_slice(&self.key_ref.epoch.to_be_bytes());
+        v.extend_from_slice(&epoch);
         v
+    }
+
+    /// [`Header::prefix`] in three parts, without allocating: the fixed
+    /// fields magic..key_id_len, the key id, and the epoch.
+    pub(crate) fn prefix_parts(&self) -> ([u8; FIXED_PREFIX_LEN], &[u8], [u8; 4]) {
+        let id = self.key_ref.key_id.as_bytes();
+        let [m0, m1, m2, m3] = MAGIC;
+        let [s0, s1] = SUITE_COBBLESTONE_256.to_be_bytes();
+        let [l0, l1] = u16::try_from(self.len()).unwrap_or(u16::MAX).to_be_bytes();
+        let id_len = u8::try_from(id.len()).unwrap_or(u8::MAX);
+        // flags = 0
+        let fixed = [m0, m1, m2, m3, VERSION, s0, s1, 0, l0, l1, id_len];
+        (fixed, id, self.key_ref.epoch.to_be_bytes())
     }
 
     /// The full encoded header.
@@ -221,6 +228,20 @@ impl Header {
         v.extend_from_slice(&self.salt);
         v.extend_from_slice(&self.commitment);
         v
+    }
+
+    /// Whether `bytes` is exactly [`Header::encode`], without allocating.
+    pub(crate) fn encodes_to(&self, bytes: &[u8]) -> bool {
+        let (fixed, id, epoch) = self.prefix_parts();
+        let parts: [&[u8]; 5] = [&fixed, id, &epoch, &self.salt, &self.commitment];
+        let mut rest = bytes;
+        for part in parts {
+            match rest.split_at_checked(part.len()) {
+                Some((head, tail)) if head == part => rest = tail,
+                _ => return false,
+            }
+        }
+        rest.is_empty()
     }
 }
 
@@ -249,6 +270,33 @@ mod tests {
         let mut more = bytes.clone();
         more.extend_from_slice(&[9; 100]);
         assert_eq!(Header::parse(&more).unwrap(), (h, 78));
+    }
+
+    #[test]
+    fn prefix_parts_and_encodes_to_agree_with_encode() {
+        let long = KeyRef {
+            key_id: "x".repeat(300),
+            epoch: 9,
+        };
+        for key_ref in [sample().key_ref, long] {
+            let h = Header {
+                key_ref,
+                ..sample()
+            };
+            let (fixed, id, epoch) = h.prefix_parts();
+            assert_eq!([&fixed[..], id, &epoch].concat(), h.prefix());
+            let bytes = h.encode();
+            assert!(h.encodes_to(&bytes));
+            assert!(!h.encodes_to(&bytes[..bytes.len() - 1]));
+            let mut more = bytes.clone();
+            more.push(0);
+            assert!(!h.encodes_to(&more));
+            for i in 0..bytes.len() {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 1;
+                assert!(!h.encodes_to(&flipped), "{i}");
+            }
+        }
     }
 
     #[test]

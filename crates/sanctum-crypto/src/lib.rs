@@ -130,10 +130,19 @@ impl ChunkCipher {
         Nonce::assume_unique_for_key(n)
     }
 
-    /// Appends the encryption of chunk `chunk` (plaintext, then tag) to `out`.
-    fn seal(&self, chunk: u64, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    /// Appends the encryption of chunk `chunk`, whose plaintext is `head`
+    /// followed by `tail`, to `out` (ciphertext, then tag): the plaintext is
+    /// copied into `out` once and sealed there in place.
+    fn seal(
+        &self,
+        chunk: u64,
+        head: &[u8],
+        tail: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let start = out.len();
-        out.extend_from_slice(plaintext);
+        out.extend_from_slice(head);
+        out.extend_from_slice(tail);
         match self.key.seal_in_place_separate_tag(
             self.nonce(chunk),
             Aad::empty(),
@@ -152,13 +161,38 @@ impl ChunkCipher {
         }
     }
 
-    /// Opens `in_out` (ciphertext || tag) in place and returns the plaintext
-    /// length. On failure ring zeroes the would-be plaintext.
-    fn open(&self, chunk: u64, in_out: &mut [u8]) -> Result<usize, CryptoError> {
-        self.key
-            .open_in_place(self.nonce(chunk), Aad::empty(), in_out)
-            .map(|pt| pt.len())
-            .map_err(|_| CryptoError::Authentication { chunk })
+    /// Appends the plaintext of chunk `chunk`, whose encryption (ciphertext
+    /// || tag) is `head` followed by `tail`, to `out`: the ciphertext is
+    /// copied into `out` once and opened there in place.
+    ///
+    /// On failure `out` is wiped and truncated back to its length before the
+    /// call, so it never shows bytes of a chunk whose tag did not verify.
+    fn open(
+        &self,
+        chunk: u64,
+        head: &[u8],
+        tail: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let start = out.len();
+        out.extend_from_slice(head);
+        out.extend_from_slice(tail);
+        match self
+            .key
+            .open_in_place(self.nonce(chunk), Aad::empty(), &mut out[start..])
+        {
+            Ok(plaintext) => {
+                let end = start + plaintext.len();
+                out.truncate(end);
+                Ok(())
+            }
+            Err(_) => {
+                // ring has zeroed the would-be plaintext already; be explicit.
+                out[start..].zeroize();
+                out.truncate(start);
+                Err(CryptoError::Authentication { chunk })
+            }
+        }
     }
 }
 
@@ -171,20 +205,86 @@ impl hkdf::KeyType for OkmLen {
     }
 }
 
-/// Cobblestone key derivation: returns the chunk cipher and the commitment.
+/// HKDF info up to this many bytes is assembled on the stack and fed to HKDF
+/// as one slice; longer info (very long context fields) is fed piecewise.
+const INFO_STACK_LEN: usize = 512;
+
+/// Cobblestone key derivation for a message with `header` (whose salt and
+/// prefix are used) in `ctx`: returns the chunk cipher and the commitment.
+///
+/// Builds the HKDF info (section 5 of the format: label, AEAD name, 0, salt,
+/// then the context of [`Context::encode`]) from borrowed parts, without
+/// allocating.
 fn derive(
     key: &DataKey,
-    salt: &[u8; SALT_LEN],
-    context: &[u8],
+    ctx: &Context<'_>,
+    header: &Header,
 ) -> Result<(ChunkCipher, [u8; COMMITMENT_LEN]), CryptoError> {
+    let (fixed, key_id, epoch) = header.prefix_parts();
+    let [label, tenant, namespace, object_key, body_id, kind] = ctx.fields_before_prefix();
+    let lp = context::length_prefix;
+    let lens = [
+        lp(label.len()),
+        lp(tenant.len()),
+        lp(namespace.len()),
+        lp(object_key.len()),
+        lp(body_id.len()),
+        lp(kind.len()),
+        lp(fixed.len() + key_id.len() + epoch.len()),
+    ];
+    let info: [&[u8]; 20] = [
+        INFO_PREFIX,
+        AEAD_NAME,
+        &[0u8],
+        &header.salt,
+        &lens[0],
+        label,
+        &lens[1],
+        tenant,
+        &lens[2],
+        namespace,
+        &lens[3],
+        object_key,
+        &lens[4],
+        body_id,
+        &lens[5],
+        kind,
+        &lens[6],
+        &fixed,
+        key_id,
+        &epoch,
+    ];
+    derive_info(key, &info)
+}
+
+/// HKDF-Expand-SHA-512 of `info` (the concatenation of its parts) under
+/// `key` into the chunk cipher and the commitment.
+fn derive_info(
+    key: &DataKey,
+    info: &[&[u8]],
+) -> Result<(ChunkCipher, [u8; COMMITMENT_LEN]), CryptoError> {
+    let failed = |_| CryptoError::Header("key derivation failed");
     let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, &key.0[..]);
-    let info: [&[u8]; 5] = [INFO_PREFIX, AEAD_NAME, &[0u8], salt, context];
     let mut okm = Zeroizing::new([0u8; OKM_LEN]);
-    prk.expand(&info, OkmLen(OKM_LEN))
-        .and_then(|o| o.fill(&mut okm[..]))
-        .map_err(|_| CryptoError::Header("key derivation failed"))?;
-    let unbound = UnboundKey::new(&AES_256_GCM, &okm[..KEY_LEN])
-        .map_err(|_| CryptoError::Header("key derivation failed"))?;
+    let info_len: usize = info.iter().map(|part| part.len()).sum();
+    // One contiguous slice hashes a little faster than many small ones. The
+    // info (salt and context) is not secret.
+    let mut flat = [0u8; INFO_STACK_LEN];
+    if info_len <= INFO_STACK_LEN {
+        let mut at = 0;
+        for part in info {
+            flat[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        prk.expand(&[&flat[..info_len]], OkmLen(OKM_LEN))
+            .and_then(|o| o.fill(&mut okm[..]))
+            .map_err(failed)?;
+    } else {
+        prk.expand(info, OkmLen(OKM_LEN))
+            .and_then(|o| o.fill(&mut okm[..]))
+            .map_err(failed)?;
+    }
+    let unbound = UnboundKey::new(&AES_256_GCM, &okm[..KEY_LEN]).map_err(failed)?;
     let mut base_nonce = [0u8; NONCE_LEN];
     base_nonce.copy_from_slice(&okm[KEY_LEN..KEY_LEN + NONCE_LEN]);
     let mut commitment = [0u8; COMMITMENT_LEN];
@@ -212,13 +312,16 @@ fn commitments_equal(a: &[u8; COMMITMENT_LEN], b: &[u8; COMMITMENT_LEN]) -> bool
 /// Create it with [`Encryptor::new`], write the returned header bytes, then
 /// feed plaintext with [`update`](Encryptor::update) and end with
 /// [`finish`](Encryptor::finish). Full chunks are emitted as soon as they are
-/// complete (a full chunk is never final); at most one partial chunk is
-/// buffered (zeroized on drop).
+/// complete (a full chunk is never final); each is copied once, into `out`,
+/// and sealed there in place. At most one partial chunk is buffered
+/// (zeroized on drop).
 pub struct Encryptor {
     cipher: ChunkCipher,
     /// Index of the next chunk to seal.
     counter: u64,
-    /// The pending partial chunk (capacity CHUNK_SIZE, never reallocated).
+    /// The pending partial chunk. Allocated on first use with capacity
+    /// CHUNK_SIZE and never reallocated (it never holds a full chunk), so no
+    /// copy of plaintext is left behind in freed memory; wiped on drop.
     buf: Zeroizing<Vec<u8>>,
     failed: bool,
 }
@@ -266,13 +369,12 @@ impl Encryptor {
             salt,
             commitment: [0; COMMITMENT_LEN],
         };
-        let context = ctx.encode(&header.prefix());
-        let (cipher, commitment) = derive(key, &salt, &context)?;
+        let (cipher, commitment) = derive(key, ctx, &header)?;
         header.commitment = commitment;
         let enc = Encryptor {
             cipher,
             counter: 0,
-            buf: Zeroizing::new(Vec::with_capacity(CHUNK_SIZE)),
+            buf: Zeroizing::new(Vec::new()),
             failed: false,
         };
         Ok((enc, header.encode()))
@@ -285,23 +387,6 @@ impl Encryptor {
         self
     }
 
-    /// Seals a full (hence non-final) chunk. The final chunk needs an index
-    /// too, so a full chunk may not take the last index.
-    fn seal_full(
-        cipher: &ChunkCipher,
-        counter: &mut u64,
-        chunk: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
-        debug_assert_eq!(chunk.len(), CHUNK_SIZE);
-        if *counter >= MAX_CHUNKS - 1 {
-            return Err(CryptoError::Limit);
-        }
-        cipher.seal(*counter, chunk, out)?;
-        *counter += 1;
-        Ok(())
-    }
-
     /// Feeds plaintext; appends every completed encrypted chunk to `out`.
     /// Buffers at most one partial chunk.
     ///
@@ -312,39 +397,94 @@ impl Encryptor {
         if self.failed {
             return Err(CryptoError::Limit);
         }
-        let r = self.update_inner(plaintext, out);
-        self.failed = r.is_err();
-        r
+        match self.seal_full_chunks(plaintext, out) {
+            Ok(rest) => {
+                self.buffer(rest);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
     }
 
-    fn update_inner(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let pending = self.buf.len() + input.len();
-        out.reserve(pending / CHUNK_SIZE * ENCRYPTED_CHUNK_SIZE);
+    /// Seals every full chunk of the buffered bytes followed by `input`
+    /// straight into `out` (the buffered part first, if any) and returns the
+    /// rest of `input`, which with the buffered bytes is less than a chunk.
+    fn seal_full_chunks<'a>(
+        &mut self,
+        input: &'a [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<&'a [u8], CryptoError> {
+        let full = (self.buf.len() + input.len()) / CHUNK_SIZE;
+        if full == 0 {
+            return Ok(input);
+        }
+        out.reserve(full * ENCRYPTED_CHUNK_SIZE);
+        let mut input = input;
         if !self.buf.is_empty() {
-            let take = (CHUNK_SIZE - self.buf.len()).min(input.len());
-            self.buf.extend_from_slice(&input[..take]);
-            input = &input[take..];
-            if self.buf.len() < CHUNK_SIZE {
-                return Ok(());
-            }
-            Self::seal_full(&self.cipher, &mut self.counter, &self.buf, out)?;
+            let (head, rest) = input.split_at(CHUNK_SIZE - self.buf.len());
+            Self::seal_full(&self.cipher, &mut self.counter, &self.buf, head, out)?;
+            // The stale plaintext stays in the allocation until it is
+            // overwritten or wiped on drop.
             self.buf.clear();
+            input = rest;
         }
         let mut chunks = input.chunks_exact(CHUNK_SIZE);
         for chunk in &mut chunks {
-            Self::seal_full(&self.cipher, &mut self.counter, chunk, out)?;
+            Self::seal_full(&self.cipher, &mut self.counter, chunk, &[], out)?;
         }
-        self.buf.extend_from_slice(chunks.remainder());
+        Ok(chunks.remainder())
+    }
+
+    /// Seals the full (hence non-final) chunk `head` || `tail`. The final
+    /// chunk needs an index too, so a full chunk may not take the last index.
+    fn seal_full(
+        cipher: &ChunkCipher,
+        counter: &mut u64,
+        head: &[u8],
+        tail: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        debug_assert_eq!(head.len() + tail.len(), CHUNK_SIZE);
+        if *counter >= MAX_CHUNKS - 1 {
+            return Err(CryptoError::Limit);
+        }
+        cipher.seal(*counter, head, tail, out)?;
+        *counter += 1;
         Ok(())
+    }
+
+    /// Appends less than a chunk of plaintext to the pending partial chunk.
+    fn buffer(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        debug_assert!(self.buf.len() + bytes.len() < CHUNK_SIZE);
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(CHUNK_SIZE);
+        }
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Emits the final (short, possibly empty) chunk.
     pub fn finish(self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        if self.failed || self.counter >= MAX_CHUNKS {
+        self.finish_with(&[], out)
+    }
+
+    /// [`update`](Encryptor::update) with `plaintext`, then
+    /// [`finish`](Encryptor::finish), without buffering the final chunk.
+    fn finish_with(mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if self.failed {
             return Err(CryptoError::Limit);
         }
-        out.reserve(self.buf.len() + TAG_LEN);
-        self.cipher.seal(self.counter, &self.buf, out)
+        let rest = self.seal_full_chunks(plaintext, out)?;
+        if self.counter >= MAX_CHUNKS {
+            return Err(CryptoError::Limit);
+        }
+        out.reserve(self.buf.len() + rest.len() + TAG_LEN);
+        self.cipher.seal(self.counter, &self.buf, rest, out)
     }
 }
 
@@ -356,6 +496,10 @@ impl Encryptor {
 /// chunk is held back until more bytes or [`finish`](Decryptor::finish)
 /// show whether it was the last one.
 ///
+/// Every chunk is opened in place in the caller's `out`: its ciphertext is
+/// copied there once and decrypted there; on a tag failure `out` is cut back
+/// to where that chunk started. Only ciphertext is ever buffered inside.
+///
 /// After any error the decryptor is poisoned: every later call returns the
 /// same error. Plaintext already appended to `out` by earlier calls came from
 /// verified chunks, but a stream that ends in an error is not a message:
@@ -364,9 +508,10 @@ pub struct Decryptor {
     cipher: ChunkCipher,
     /// Absolute index of the next chunk to open.
     next_chunk: u64,
-    /// Pending ciphertext (capacity ENCRYPTED_CHUNK_SIZE); briefly holds a
-    /// chunk's plaintext while it is copied out, zeroized on drop.
-    buf: Zeroizing<Vec<u8>>,
+    /// Ciphertext not yet opened: a partial chunk, or the one complete chunk
+    /// that might be the final one. Never holds plaintext. Allocated on first
+    /// use with capacity ENCRYPTED_CHUNK_SIZE.
+    held: Vec<u8>,
     failed: Option<CryptoError>,
 }
 
@@ -374,7 +519,7 @@ impl fmt::Debug for Decryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decryptor")
             .field("next_chunk", &self.next_chunk)
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.held.len())
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
@@ -399,15 +544,14 @@ impl Decryptor {
         if first_chunk >= MAX_CHUNKS {
             return Err(CryptoError::Limit);
         }
-        let context = ctx.encode(&header.prefix());
-        let (cipher, commitment) = derive(key, &header.salt, &context)?;
+        let (cipher, commitment) = derive(key, ctx, header)?;
         if !commitments_equal(&commitment, &header.commitment) {
             return Err(CryptoError::Commitment);
         }
         Ok(Decryptor {
             cipher,
             next_chunk: first_chunk,
-            buf: Zeroizing::new(Vec::with_capacity(ENCRYPTED_CHUNK_SIZE)),
+            held: Vec::new(),
             failed: None,
         })
     }
@@ -421,36 +565,74 @@ impl Decryptor {
     /// chunk until it knows (a 16400-byte chunk followed by the end of the
     /// stream is a truncation). A chunk that fails authentication adds
     /// nothing to `out`.
+    ///
+    /// Each chunk is decrypted in place in `out` (its ciphertext is copied
+    /// there once), so `out` briefly holds [`TAG_LEN`] bytes more than the
+    /// plaintext. When `ciphertext` is a whole number of encrypted chunks,
+    /// `Vec::with_capacity(ciphertext.len())` is always enough room.
     pub fn update(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let r = self.update_inner(ciphertext, out);
-        if let Err(e) = &r {
-            self.failed = Some(e.clone());
-        }
-        r
-    }
-
-    fn update_inner(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        out.reserve(input.len());
-        while !input.is_empty() {
-            if self.buf.len() == ENCRYPTED_CHUNK_SIZE {
-                // More bytes follow, so the held-back full chunk is not final.
-                self.open_buffered(out)?;
-            } else if self.buf.is_empty() && input.len() > ENCRYPTED_CHUNK_SIZE {
-                // Fast path: a whole chunk with more bytes after it, opened
-                // directly in `out`.
-                let (chunk, rest) = input.split_at(ENCRYPTED_CHUNK_SIZE);
-                self.open_into(chunk, out)?;
-                input = rest;
-            } else {
-                let take = (ENCRYPTED_CHUNK_SIZE - self.buf.len()).min(input.len());
-                self.buf.extend_from_slice(&input[..take]);
-                input = &input[take..];
+        match self.open_followed(ciphertext, out) {
+            Ok(rest) => {
+                self.hold(rest);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(e)
             }
         }
-        Ok(())
+    }
+
+    /// Opens, into `out`, every complete chunk of the held bytes followed by
+    /// `input` that has more bytes after it (so is not final), and returns
+    /// the rest of `input`. Afterwards the held bytes and the rest together
+    /// are at most one chunk.
+    fn open_followed<'a>(
+        &mut self,
+        input: &'a [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<&'a [u8], CryptoError> {
+        let total = self.held.len() + input.len();
+        if total <= ENCRYPTED_CHUNK_SIZE {
+            return Ok(input);
+        }
+        // Chunks that end before `total` are followed by more bytes. Opening
+        // the last of them needs room for its tag too.
+        let opened = (total - 1) / ENCRYPTED_CHUNK_SIZE;
+        out.reserve(opened * CHUNK_SIZE + TAG_LEN);
+        let mut input = input;
+        if !self.held.is_empty() {
+            // The held-back chunk, or a partial one completed from `input`.
+            let (head, rest) = input.split_at(ENCRYPTED_CHUNK_SIZE - self.held.len());
+            let index = self.full_chunk_index()?;
+            self.cipher.open(index, &self.held, head, out)?;
+            self.next_chunk += 1;
+            self.held.clear();
+            input = rest;
+        }
+        while input.len() > ENCRYPTED_CHUNK_SIZE {
+            let (chunk, rest) = input.split_at(ENCRYPTED_CHUNK_SIZE);
+            let index = self.full_chunk_index()?;
+            self.cipher.open(index, chunk, &[], out)?;
+            self.next_chunk += 1;
+            input = rest;
+        }
+        Ok(input)
+    }
+
+    /// Buffers ciphertext (at most a chunk together with what is held).
+    fn hold(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        debug_assert!(self.held.len() + bytes.len() <= ENCRYPTED_CHUNK_SIZE);
+        if self.held.capacity() == 0 {
+            self.held.reserve_exact(ENCRYPTED_CHUNK_SIZE);
+        }
+        self.held.extend_from_slice(bytes);
     }
 
     /// Index check for a full (non-final) chunk: the final chunk needs an
@@ -462,53 +644,30 @@ impl Decryptor {
         Ok(self.next_chunk)
     }
 
-    /// Opens one full encrypted chunk from `chunk` into `out`.
-    fn open_into(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let index = self.full_chunk_index()?;
-        let start = out.len();
-        out.extend_from_slice(chunk);
-        match self.cipher.open(index, &mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                self.next_chunk += 1;
-                Ok(())
-            }
-            Err(e) => {
-                // ring has zeroed the plaintext part already; be explicit.
-                out[start..].zeroize();
-                out.truncate(start);
-                Err(e)
-            }
-        }
-    }
-
-    /// Opens the held-back full chunk (known not to be final) into `out`.
-    fn open_buffered(&mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let index = self.full_chunk_index()?;
-        let n = self.cipher.open(index, &mut self.buf)?;
-        out.extend_from_slice(&self.buf[..n]);
-        self.buf.clear();
-        self.next_chunk += 1;
-        Ok(())
-    }
-
     /// Ends the stream: verifies the final chunk, which must hold between
     /// 16 and 16399 bytes ([`CryptoError::Truncated`] otherwise, including a
     /// stream that stops on a chunk boundary), and appends its plaintext.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.finish_with(&[], out)
+    }
+
+    /// [`update`](Decryptor::update) with `ciphertext`, then
+    /// [`finish`](Decryptor::finish), opening the final chunk straight from
+    /// `ciphertext` (nothing is buffered).
+    fn finish_with(mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        let len = self.buf.len();
+        let rest = self.open_followed(ciphertext, out)?;
+        let len = self.held.len() + rest.len();
         if !(TAG_LEN..ENCRYPTED_CHUNK_SIZE).contains(&len) {
             return Err(CryptoError::Truncated);
         }
         if self.next_chunk >= MAX_CHUNKS {
             return Err(CryptoError::Limit);
         }
-        let n = self.cipher.open(self.next_chunk, &mut self.buf)?;
-        out.extend_from_slice(&self.buf[..n]);
-        Ok(())
+        out.reserve(len);
+        self.cipher.open(self.next_chunk, &self.held, rest, out)
     }
 
     /// Ends a ranged read that stops before the final chunk: every consumed
@@ -518,13 +677,28 @@ impl Decryptor {
     ///
     /// This does not authenticate the message's length; to answer a suffix
     /// or size query, decrypt the final chunk with [`Decryptor::finish`].
-    pub fn finish_partial(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn finish_partial(self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.finish_partial_with(&[], out)
+    }
+
+    /// [`update`](Decryptor::update) with `ciphertext`, then
+    /// [`finish_partial`](Decryptor::finish_partial), without buffering.
+    fn finish_partial_with(
+        mut self,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        match self.buf.len() {
+        let rest = self.open_followed(ciphertext, out)?;
+        match self.held.len() + rest.len() {
             0 => Ok(()),
-            ENCRYPTED_CHUNK_SIZE => self.open_buffered(out),
+            ENCRYPTED_CHUNK_SIZE => {
+                let index = self.full_chunk_index()?;
+                out.reserve(ENCRYPTED_CHUNK_SIZE);
+                self.cipher.open(index, &self.held, rest, out)
+            }
             _ => Err(CryptoError::Truncated),
         }
     }
@@ -556,7 +730,7 @@ pub fn encrypt_with_salt(
 }
 
 fn seal_message(
-    mut enc: Encryptor,
+    enc: Encryptor,
     mut message: Vec<u8>,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
@@ -564,8 +738,7 @@ fn seal_message(
         .try_into()
         .map_err(|_| CryptoError::Limit)?;
     message.reserve_exact(body);
-    enc.update(plaintext, &mut message)?;
-    enc.finish(&mut message)?;
+    enc.finish_with(plaintext, &mut message)?;
     Ok(message)
 }
 
@@ -586,17 +759,21 @@ pub fn decrypt(
         return Err(CryptoError::Header("header_len disagrees with the header"));
     }
     let head = message.get(..header_len).ok_or(CryptoError::Truncated)?;
-    if head != header.encode().as_slice() {
+    if !header.encodes_to(head) {
         return Err(CryptoError::Header("header does not match the message"));
     }
-    let mut dec = Decryptor::new(key, header, ctx, 0)?;
+    let dec = Decryptor::new(key, header, ctx, 0)?;
     let body = &message[header_len..];
     let pt_len = plaintext_len(body.len() as u64)?;
-    let mut out = Zeroizing::new(Vec::with_capacity(
-        usize::try_from(pt_len).map_err(|_| CryptoError::Limit)?,
-    ));
-    dec.update(body, &mut out)?;
-    dec.finish(&mut out)?;
+    // Chunks are opened in place: the last one briefly needs room for its
+    // tag. Exact capacity, so `out` never reallocates (which would leave a
+    // copy of plaintext behind) and is wiped on error.
+    let cap = usize::try_from(pt_len)
+        .ok()
+        .and_then(|n| n.checked_add(TAG_LEN))
+        .ok_or(CryptoError::Limit)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(cap));
+    dec.finish_with(body, &mut out)?;
     Ok(std::mem::take(&mut *out))
 }
 
@@ -624,19 +801,33 @@ pub fn decrypt_range(
         std::cmp::Ordering::Greater => return Err(CryptoError::Trailing),
         std::cmp::Ordering::Equal => {}
     }
-    let mut dec = Decryptor::new(key, header, ctx, span.first_chunk)?;
+    let dec = Decryptor::new(key, header, ctx, span.first_chunk)?;
+    // In-place opening never needs more room than the ciphertext takes.
     let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
-    dec.update(ciphertext, &mut out)?;
     if span.includes_final {
-        dec.finish(&mut out)?;
+        dec.finish_with(ciphertext, &mut out)?;
     } else {
-        dec.finish_partial(&mut out)?;
+        dec.finish_partial_with(ciphertext, &mut out)?;
     }
     // Both are bounded by the decrypted length, which fits in memory.
     let skip = usize::try_from(span.skip).map_err(|_| CryptoError::Limit)?;
     let take = usize::try_from(span.take).map_err(|_| CryptoError::Limit)?;
-    let slice = out.get(skip..skip + take).ok_or(CryptoError::Truncated)?;
-    Ok(slice.to_vec())
+    let end = skip.checked_add(take).ok_or(CryptoError::Truncated)?;
+    if end > out.len() {
+        return Err(CryptoError::Truncated);
+    }
+    if take < out.capacity() / 2 {
+        // Mostly waste (a short range): copy it out; `out` is wiped on drop.
+        return Ok(out[skip..end].to_vec());
+    }
+    // Mostly the range: trim in place and wipe the rest of the allocation
+    // (the skipped and trailing plaintext, at most a chunk each).
+    if skip > 0 {
+        out.copy_within(skip..end, 0);
+    }
+    out.truncate(take);
+    out.spare_capacity_mut().zeroize();
+    Ok(std::mem::take(&mut *out))
 }
 
 #[cfg(test)]
@@ -659,7 +850,7 @@ mod tests {
 
     #[test]
     fn nonce_xor_is_big_endian_right_aligned() {
-        let (cipher, _) = derive(&DataKey::from_bytes([0; 32]), &[0; 24], b"").unwrap();
+        let (cipher, _) = derive_info(&DataKey::from_bytes([0; 32]), &[&[0; 24]]).unwrap();
         let base = cipher.base_nonce;
         let xor = |i: u64| {
             let mut n = base;
@@ -671,6 +862,38 @@ mod tests {
         };
         for i in [0u64, 1, 255, 256, MAX_CHUNKS - 1] {
             assert_eq!(cipher.nonce(i).as_ref(), &xor(i));
+        }
+    }
+
+    /// `derive` (parts, flattened on the stack or fed piecewise) matches the
+    /// specification's info built with `Context::encode`.
+    #[test]
+    fn derive_matches_the_encoded_context() {
+        let key = DataKey::from_bytes([9; 32]);
+        let long = "k".repeat(INFO_STACK_LEN);
+        let mut header = Header {
+            key_ref: kr(),
+            salt: [3; SALT_LEN],
+            commitment: [0; COMMITMENT_LEN],
+        };
+        for (object_key, key_id) in [("k", "k1"), (&long[..], "k1"), ("k", &"z".repeat(64)[..])] {
+            header.key_ref = KeyRef::new(key_id, 77).unwrap();
+            let c = Context {
+                object_key,
+                ..ctx()
+            };
+            let context = c.encode(&header.prefix());
+            let reference: [&[u8]; 5] = [INFO_PREFIX, AEAD_NAME, &[0], &header.salt, &context];
+            let (want, want_commitment) = derive_info(&key, &reference).unwrap();
+            let (got, got_commitment) = derive(&key, &c, &header).unwrap();
+            assert_eq!(got_commitment, want_commitment, "{object_key}");
+            assert_eq!(got.base_nonce, want.base_nonce, "{object_key}");
+            // Same AES key: same ciphertext.
+            let mut out = Vec::new();
+            let mut again = Vec::new();
+            got.seal(0, b"same key?", b"", &mut out).unwrap();
+            want.seal(0, b"same key?", b"", &mut again).unwrap();
+            assert_eq!(out, again);
         }
     }
 

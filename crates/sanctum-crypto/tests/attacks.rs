@@ -113,7 +113,7 @@ fn expect_with(
         Ok(_) => panic!("{what}: one-shot decrypt succeeded"),
         Err(e) => assert!(want(&e), "{what}: one-shot error {e:?}"),
     }
-    for piece in [usize::MAX, E, 1000, 16401] {
+    for piece in [usize::MAX, E, 3 * E, E - 1, 1000, 16401] {
         let (r, out) = stream(key, ctx, msg, piece);
         match r {
             Ok(()) => panic!("{what}: streaming decrypt (piece {piece}) succeeded"),

@@ -6,8 +6,8 @@ mod common;
 use common::pattern;
 use proptest::prelude::*;
 use sanctum_crypto::{
-    Context, DataKey, Decryptor, Encryptor, Header, KeyRef, chunk_span, ciphertext_len, decrypt,
-    plaintext_len,
+    CHUNK_SIZE, Context, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header, KeyRef,
+    chunk_span, ciphertext_len, decrypt, encrypt, plaintext_len,
 };
 
 fn ctx() -> Context<'static> {
@@ -28,6 +28,43 @@ fn splits(n: usize, fracs: &[u16]) -> Vec<usize> {
         .collect();
     v.sort_unstable();
     v
+}
+
+/// Pieces that are whole multiples of the encrypted chunk, each decrypted
+/// into a fresh `Vec::with_capacity(piece.len())` (as sanctum-storage does):
+/// in-place opening never outgrows that capacity (only a short last piece,
+/// which releases the held-back chunk, may), and the plaintext comes out in
+/// order.
+#[test]
+fn aligned_pieces_fit_their_capacity() {
+    let key = DataKey::from_bytes([5; 32]);
+    for n in [
+        0,
+        1,
+        CHUNK_SIZE - 1,
+        CHUNK_SIZE,
+        3 * CHUNK_SIZE + 7,
+        5 * CHUNK_SIZE,
+    ] {
+        let pt = pattern(n);
+        let msg = encrypt(&key, KeyRef::new("k", 1).unwrap(), &ctx(), &pt).unwrap();
+        let (h, hl) = Header::parse(&msg).unwrap();
+        for k in [1, 2, 16] {
+            let mut dec = Decryptor::new(&key, &h, &ctx(), 0).unwrap();
+            let mut got = Vec::new();
+            for piece in msg[hl..].chunks(k * ENCRYPTED_CHUNK_SIZE) {
+                let mut out = Vec::with_capacity(piece.len());
+                let cap = out.capacity();
+                dec.update(piece, &mut out).unwrap();
+                if piece.len() % ENCRYPTED_CHUNK_SIZE == 0 {
+                    assert_eq!(out.capacity(), cap, "n {n}, k {k}");
+                }
+                got.extend_from_slice(&out);
+            }
+            dec.finish(&mut got).unwrap();
+            assert!(got == pt, "n {n}, k {k}");
+        }
+    }
 }
 
 proptest! {

@@ -101,7 +101,7 @@ impl Stream for Adaptive {
                     }
                     Poll::Ready(Some(Ok(plain))) => {
                         *seen += plain.len() as u64;
-                        let mut out = Vec::with_capacity(plain.len() + 64);
+                        let mut out = Vec::with_capacity(plain.len() + plain.len() / 1024 + 64);
                         if let Err(e) = encryptor.update(&plain, &mut out) {
                             self.state = State::Done;
                             return Poll::Ready(Some(Err(crypto_err(e))));

@@ -124,11 +124,24 @@ pub(crate) fn body_header(version: &StoredVersion) -> Result<(Header, Vec<u8>)> 
 }
 
 /// The caller's view of a stored version (unsealing its metadata).
-pub(crate) fn public(keys: Option<&NamespaceKeys>, place: Place<'_>, version: &StoredVersion) -> Result<ObjectVersion> {
+pub(crate) fn public(
+    keys: Option<&NamespaceKeys>,
+    place: Place<'_>,
+    version: &StoredVersion,
+) -> Result<ObjectVersion> {
     let sealed = match (version.tombstone, keys) {
-        (true, _) => Sealed { checksum: String::new(), content_type: None, metadata: BTreeMap::new() },
+        (true, _) => Sealed {
+            checksum: String::new(),
+            content_type: None,
+            metadata: BTreeMap::new(),
+        },
         (false, Some(keys)) => unseal(keys, place, version)?,
-        (false, None) => return Err(Error::new(ErrorCode::Encryption, "no keys to read this version")),
+        (false, None) => {
+            return Err(Error::new(
+                ErrorCode::Encryption,
+                "no keys to read this version",
+            ));
+        }
     };
     Ok(with_sealed(version, sealed))
 }
