@@ -475,7 +475,9 @@ impl Encryptor {
 
     /// [`update`](Encryptor::update) with `plaintext`, then
     /// [`finish`](Encryptor::finish), without buffering the final chunk.
-    fn finish_with(mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    /// Feeds the last `plaintext` and ends the message, as `update` then `finish` would, but
+    /// without buffering a partial chunk: the final chunk is sealed straight from `plaintext`.
+    pub fn finish_with(mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if self.failed {
             return Err(CryptoError::Limit);
         }

@@ -730,6 +730,45 @@ fn main() {
         .tempdir_in(base)
         .unwrap();
     let only = std::env::var("SANCTUM_BENCH_ONLY").ok();
+    // Profiling loops: SANCTUM_BENCH_ONLY=loop-put or loop-get (encrypted, in memory, 4 KiB).
+    if let Some(which) = only.as_deref().and_then(|v| v.strip_prefix("loop-")) {
+        rt.block_on(async {
+            let (store, _) = facades(Arc::new(ObjectStoreAdapter::in_memory("loop")));
+            let ctx = StorageContext::new("bench", "bench").unwrap();
+            let body = pattern(4 * KIB, 1);
+            store
+                .put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default())
+                .await
+                .unwrap();
+            let t = Instant::now();
+            for i in 0..20_000 {
+                if which == "put" {
+                    store
+                        .put_bytes(
+                            &ctx,
+                            "ns",
+                            &format!("k{i}"),
+                            body.clone(),
+                            PutOptions::default(),
+                        )
+                        .await
+                        .unwrap();
+                } else {
+                    black_box(
+                        store
+                            .get_bytes(&ctx, "ns", "k", GetOptions::default())
+                            .await
+                            .unwrap(),
+                    );
+                }
+            }
+            println!(
+                "{which}: {:.1} us per op",
+                t.elapsed().as_secs_f64() * 1e6 / 20_000.0
+            );
+        });
+        return;
+    }
     if let Some((pair, size)) = only.as_deref().and_then(|v| v.split_once(':')) {
         let size: usize = size.parse().expect("size in bytes");
         let rows = match pair {

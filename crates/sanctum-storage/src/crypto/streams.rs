@@ -45,6 +45,7 @@ pub(crate) fn encrypt_stream(
             encryptor: Box::new(encryptor),
             input,
             seen: 0,
+            held: None,
         },
     };
     Ok((header, Box::pin(first.chain(body))))
@@ -55,6 +56,8 @@ enum State {
         encryptor: Box<Encryptor>,
         input: ByteStream,
         seen: u64,
+        /// The newest piece, kept back so the last one is sealed straight from its bytes.
+        held: Option<Bytes>,
     },
     Piped(ByteStream),
     Done,
@@ -83,6 +86,7 @@ impl Stream for Adaptive {
                     encryptor,
                     input,
                     seen,
+                    held,
                 } => match input.as_mut().poll_next(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Err(e))) => {
@@ -91,18 +95,26 @@ impl Stream for Adaptive {
                     }
                     Poll::Ready(Some(Ok(plain))) if *seen + plain.len() as u64 > PIPELINE_MIN => {
                         let State::Inline {
-                            encryptor, input, ..
+                            encryptor,
+                            input,
+                            held,
+                            ..
                         } = std::mem::replace(&mut self.state, State::Done)
                         else {
                             unreachable!("matched above")
                         };
-                        let rest = futures::stream::once(async move { Ok(plain) }).chain(input);
+                        let first = held.into_iter().chain([plain]).map(Ok);
+                        let rest = futures::stream::iter(first).chain(input);
                         self.state = State::Piped(pipeline(*encryptor, Box::pin(rest)));
                     }
                     Poll::Ready(Some(Ok(plain))) => {
                         *seen += plain.len() as u64;
-                        let mut out = Vec::with_capacity(plain.len() + plain.len() / 1024 + 64);
-                        if let Err(e) = encryptor.update(&plain, &mut out) {
+                        let Some(previous) = held.replace(plain) else {
+                            continue;
+                        };
+                        let mut out =
+                            Vec::with_capacity(previous.len() + previous.len() / 1024 + 64);
+                        if let Err(e) = encryptor.update(&previous, &mut out) {
                             self.state = State::Done;
                             return Poll::Ready(Some(Err(crypto_err(e))));
                         }
@@ -111,17 +123,21 @@ impl Stream for Adaptive {
                         }
                     }
                     Poll::Ready(None) => {
-                        let State::Inline { encryptor, .. } =
-                            std::mem::replace(&mut self.state, State::Done)
+                        let State::Inline {
+                            encryptor, held, ..
+                        } = std::mem::replace(&mut self.state, State::Done)
                         else {
                             unreachable!("matched above")
                         };
-                        let mut out = Vec::with_capacity(sanctum_crypto::ENCRYPTED_CHUNK_SIZE);
-                        let last = encryptor
-                            .finish(&mut out)
+                        let last = held.unwrap_or_default();
+                        let mut out = Vec::with_capacity(
+                            last.len() + last.len() / 1024 + 2 * sanctum_crypto::TAG_LEN,
+                        );
+                        let sealed = encryptor
+                            .finish_with(&last, &mut out)
                             .map(|()| Bytes::from(out))
                             .map_err(crypto_err);
-                        return Poll::Ready(Some(last));
+                        return Poll::Ready(Some(sealed));
                     }
                 },
             }
