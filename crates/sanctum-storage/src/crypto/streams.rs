@@ -19,9 +19,9 @@ use sanctum_crypto::{Context, Decryptor, Encryptor, Header};
 /// Bodies that grow past this many bytes are encrypted on a worker thread.
 pub(crate) const PIPELINE_MIN: u64 = 256 * 1024;
 /// Ciphertext is handed on in pieces of about this size.
-const BATCH: usize = 256 * 1024;
+const BATCH: usize = 64 * 1024;
 /// Input is decrypted in pieces of at most this size (a multiple of the encrypted chunk).
-const PIECE: usize = 16 * sanctum_crypto::ENCRYPTED_CHUNK_SIZE;
+const PIECE: usize = 4 * sanctum_crypto::ENCRYPTED_CHUNK_SIZE;
 /// Pieces in flight between the stages.
 const DEPTH: usize = 4;
 
