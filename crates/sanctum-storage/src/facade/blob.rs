@@ -315,8 +315,16 @@ impl BlobStore {
             }
             Ok(())
         };
-        let head = self.read_head(&paths.head).await?;
-        check(head.as_ref())?; // fail early, before streaming a body that cannot win
+        // A conditional put reads the head first, to fail before streaming a body that cannot
+        // win; an unconditional one reads it while the body streams.
+        let early_head = match conditional {
+            true => {
+                let head = self.read_head(&paths.head).await?;
+                check(head.as_ref())?;
+                Some(head)
+            }
+            false => None,
+        };
 
         let keys = self.keys.namespace(ctx.tenant().as_str(), ns, true).await?;
         let place = Place {
@@ -353,6 +361,10 @@ impl BlobStore {
             written
         };
         let write_head = async {
+            let head = match early_head {
+                Some(head) => head,
+                None => self.read_head(&paths.head).await?,
+            };
             ended
                 .await
                 .map_err(|_| Error::invalid("the body stream did not end"))?;
