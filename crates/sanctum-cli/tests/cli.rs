@@ -453,6 +453,7 @@ fn exit_codes_and_error_formats() {
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(parse(&out.stdout)["blob_ok"], true);
+    assert_eq!(parse(&out.stdout)["keys_ok"], true);
     assert!(sb.path().join("cfg").is_dir());
 
     // Usage errors exit 2; help and version exit 0.

@@ -68,7 +68,8 @@ async fn embedded_default_stores_in_the_home_folder() {
         .unwrap();
     assert!(home.path().join("blobs/objects/t/default/n/docs").is_dir());
     let health = storage.health().await;
-    assert!(health.blob_ok);
+    assert!(health.blob_ok && health.keys_ok && health.ok());
+    assert_eq!(health.key_provider_kind, "local-keyring");
     assert_eq!(health.blob_adapter_kind, "local");
     storage.close().await.unwrap();
     // A second client over the same folder sees the data (it persists).

@@ -126,7 +126,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `sanctum health`: prints the health report; an unhealthy adapter exits `transient_adapter`.
+/// `sanctum health`: prints the health report; an unhealthy adapter or key provider exits
+/// `transient_adapter`.
 async fn health(session: &Session) -> anyhow::Result<()> {
     let report = session
         .with_storage(async |storage| Ok(storage.health().await))
@@ -150,14 +151,28 @@ async fn health(session: &Session) -> anyhow::Result<()> {
                 error.as_deref().unwrap_or("unknown error")
             ))?,
         }
+        match &report.keys_error {
+            None if report.keys_ok => {
+                output::line(format_args!("keys ({}): ok", report.key_provider_kind))?
+            }
+            error => output::line(format_args!(
+                "keys ({}): failed: {}",
+                report.key_provider_kind,
+                error.as_deref().unwrap_or("unknown error")
+            ))?,
+        }
     }
-    if report.blob_ok {
+    if report.ok() {
         Ok(())
     } else {
-        let why = report.blob_error.as_deref().unwrap_or("unknown error");
+        let why = report
+            .blob_error
+            .as_deref()
+            .or(report.keys_error.as_deref())
+            .unwrap_or("unknown error");
         Err(Error::new(
             ErrorCode::TransientAdapter,
-            format!("the blob adapter is unhealthy: {why}"),
+            format!("storage is unhealthy: {why}"),
         )
         .into())
     }

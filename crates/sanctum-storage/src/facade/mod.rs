@@ -43,6 +43,19 @@ pub struct HealthReport {
     pub blob_ok: bool,
     /// The health check's error, when it failed.
     pub blob_error: Option<String>,
+    /// Kind of the key provider (e.g. `local-keyring`, `openbao-transit`).
+    pub key_provider_kind: &'static str,
+    /// Whether the key provider's health check passed.
+    pub keys_ok: bool,
+    /// The key provider's error, when its check failed.
+    pub keys_error: Option<String>,
+}
+
+impl HealthReport {
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.blob_ok && self.keys_ok
+    }
 }
 
 impl Storage {
@@ -70,16 +83,20 @@ impl Storage {
         }
     }
 
-    /// Runs every adapter's health check.
+    /// Runs the blob adapter's and the key provider's health checks.
     pub async fn health(&self) -> HealthReport {
         let adapter = self.blobs.adapter();
-        let check = adapter.health_check().await;
+        let provider = self.blobs.keys().provider();
+        let (check, keys) = futures::join!(adapter.health_check(), provider.health_check());
         HealthReport {
             environment: self.environment,
             blob_adapter_kind: adapter.kind(),
             blob_adapter_name: adapter.name().to_string(),
             blob_ok: check.is_ok(),
             blob_error: check.err().map(|e| e.to_string()),
+            key_provider_kind: provider.kind(),
+            keys_ok: keys.is_ok(),
+            keys_error: keys.err().map(|e| e.to_string()),
         }
     }
 
