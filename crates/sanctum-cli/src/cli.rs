@@ -46,7 +46,7 @@ pub enum Command {
     /// Encryption keys: rotation, re-encryption, crypto-shredding.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Check the configured backend; exits 9 when it is unhealthy.
+    /// Check the configured backend and key provider; exits 9 when one is unhealthy.
     Health,
 }
 
