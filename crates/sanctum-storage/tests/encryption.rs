@@ -421,8 +421,18 @@ async fn key_lifecycle(provider: Arc<dyn KeyProvider>, tenant: &str) {
         (0, 0),
         "a finished pass is a no-op"
     );
+    // The replaced epoch-1 body stays for readers of the old head until a sweep.
+    assert!(raw_paths(&adapter, &prefix).await.contains(&before[0]));
+    let swept = blobs
+        .sweep(&c, "docs", std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(swept.bodies_deleted, 2);
     let after = raw_paths(&adapter, &prefix).await;
-    assert!(!after.contains(&before[0]), "the epoch-1 body is gone");
+    assert!(
+        !after.contains(&before[0]),
+        "the epoch-1 body is gone after the sweep"
+    );
     assert_eq!(blobs.get_bytes(&c, "docs", "a", old).await.unwrap().1, big);
     assert_eq!(
         blobs

@@ -168,21 +168,26 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates `dir` and any missing parents, fsyncing the parent of each one created.
 fn create_dirs(dir: &Path, fsync: bool) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dirs(parent, fsync)?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => {
-            if fsync && let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
-            }
-            Ok(())
+    // A concurrent delete may remove an emptied parent between our check and our mkdir: retry.
+    let mut attempts = 0;
+    loop {
+        if dir.is_dir() {
+            return Ok(());
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        if let Some(parent) = dir.parent() {
+            create_dirs(parent, fsync)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => {
+                if fsync && let Some(parent) = dir.parent() {
+                    sync_dir(parent)?;
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            Err(e) => return Err(e),
+        }
     }
 }
 

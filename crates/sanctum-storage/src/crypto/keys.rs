@@ -8,7 +8,7 @@
 //! agree. Cached keys expire after [`CACHE_TTL`] so other processes' rotations and shreds are
 //! seen; a shred in this process drops the tenant's keys at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,9 @@ pub struct KeyManager {
     adapter: Arc<dyn BlobAdapter>,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<String, CachedTenant>>,
+    /// Tenants shredded by this process: no key of theirs is loaded or cached again, even by a
+    /// load that was already under way when the shred happened.
+    shredded: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -181,6 +184,7 @@ impl KeyManager {
             adapter,
             clock,
             cache: Mutex::new(HashMap::new()),
+            shredded: Mutex::new(HashSet::new()),
         }
     }
 
@@ -231,6 +235,7 @@ impl KeyManager {
 
     /// The tenant key, creating the tenant's keys on first use when `create` is set.
     async fn tenant_key(&self, tenant: &str, create: bool) -> Result<Arc<DataKey>> {
+        self.check_not_shredded(tenant)?;
         if let Some(cached) = self.cache.lock().expect("key cache poisoned").get(tenant)
             && cached.loaded.elapsed() < CACHE_TTL
         {
@@ -253,7 +258,9 @@ impl KeyManager {
                         .await
                         .map_err(key_err)?;
                     let key = Arc::new(DataKey::from_bytes(*key));
+                    // Checked again under the cache lock: a shred may have finished meanwhile.
                     let mut cache = self.cache.lock().expect("key cache poisoned");
+                    self.check_not_shredded(tenant)?;
                     let entry = cache
                         .entry(tenant.to_string())
                         .or_insert_with(|| CachedTenant {
@@ -482,10 +489,14 @@ impl KeyManager {
     /// marker and drops its cached keys. Every later read of its data fails with `Encryption`.
     pub async fn shred(&self, tenant: &str) -> Result<()> {
         self.provider.destroy(tenant).await.map_err(key_err)?;
-        self.cache
-            .lock()
-            .expect("key cache poisoned")
-            .remove(tenant);
+        {
+            let mut cache = self.cache.lock().expect("key cache poisoned");
+            self.shredded
+                .lock()
+                .expect("shred list poisoned")
+                .insert(tenant.to_string());
+            cache.remove(tenant);
+        }
         let marker = TenantRecord {
             format: 1,
             shredded: true,
@@ -507,6 +518,18 @@ impl KeyManager {
             if !page.more {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    fn check_not_shredded(&self, tenant: &str) -> Result<()> {
+        if self
+            .shredded
+            .lock()
+            .expect("shred list poisoned")
+            .contains(tenant)
+        {
+            return Err(enc("the tenant's keys were destroyed (crypto-shredded)"));
         }
         Ok(())
     }

@@ -151,8 +151,16 @@ fn pipeline(mut encryptor: Encryptor, mut input: ByteStream) -> ByteStream {
     // `None` marks the end of the input: a channel that closes without it was abandoned.
     let (plain_tx, mut plain_rx) = mpsc::channel::<Option<Result<Bytes>>>(DEPTH);
     let (cipher_tx, cipher_rx) = mpsc::channel::<Result<Bytes>>(DEPTH);
+    // The pump also watches the reader: if the ciphertext stream is dropped while the input
+    // stalls, the pump returns, which closes the worker's channel and ends the worker.
+    let reader_gone = cipher_tx.clone();
     tokio::spawn(async move {
-        while let Some(item) = input.next().await {
+        loop {
+            let item = tokio::select! {
+                item = input.next() => item,
+                () = reader_gone.closed() => return,
+            };
+            let Some(item) = item else { break };
             let failed = item.is_err();
             if plain_tx.send(Some(item)).await.is_err() || failed {
                 return;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncRead;
@@ -158,6 +159,16 @@ fn check_read_mode(ctx: &StorageContext) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Decodes a history page, refusing one larger than any valid page (it comes from storage).
+async fn read_page_body(got: crate::adapters::BlobGet) -> Result<Vec<StoredVersion>> {
+    if got.meta.size > MAX_HEAD_BYTES {
+        return Err(Error::consistency(
+            "history page is larger than any valid page",
+        ));
+    }
+    manifest::decode_page(&collect_bytes(got.body).await?)
 }
 
 fn no_such_key() -> Error {
@@ -775,7 +786,14 @@ impl BlobStore {
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
             // 1. Mark the head purged (CAS), so writers racing with us start a fresh key.
             let mut head = self.read_head(&paths.head).await?;
+            let mut attempts = 0;
             let (old, marker_etag) = loop {
+                attempts += 1;
+                if attempts > MAX_CAS_ATTEMPTS {
+                    return Err(Error::conflict(
+                        "gave up after repeated concurrent writes to the key",
+                    ));
+                }
                 let current = head
                     .as_ref()
                     .filter(|h| !h.manifest.purged)
@@ -818,11 +836,16 @@ impl BlobStore {
                     Err(e) => return Err(e),
                 }
             }
-            // 3. Remove the marker, unless a writer already replaced it with a new key.
-            match self.adapter.delete(&paths.head, Some(&marker_etag)).await {
-                Ok(()) => {}
-                Err(e) if matches!(e.code(), ErrorCode::Conflict | ErrorCode::NotFound) => {}
-                Err(e) => return Err(e),
+            // 3. Remove the marker, unless a writer already replaced it with a new key. Only
+            // where that check and the delete are one atomic step: elsewhere a writer could
+            // commit between them and lose its version, so the marker (which reads as absent)
+            // stays until the key is written again.
+            if self.adapter.capabilities().atomic_conditional_delete {
+                match self.adapter.delete(&paths.head, Some(&marker_etag)).await {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.code(), ErrorCode::Conflict | ErrorCode::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
             }
             self.audit_event(ctx, "blob.purge", Some(&ns), Some(key), None);
             Ok(())
@@ -988,7 +1011,7 @@ impl BlobStore {
         let mut versions = head.manifest.versions()?;
         for page_id in &head.manifest.history_pages {
             let got = self.adapter.get(&layout.page(enc, page_id)?, None).await?;
-            versions.extend(manifest::decode_page(&collect_bytes(got.body).await?)?);
+            versions.extend(read_page_body(got).await?);
         }
         ids.extend(versions.into_iter().filter_map(|v| v.body_id));
         Ok(ids)
@@ -1030,7 +1053,7 @@ impl BlobStore {
                     e
                 }
             })?;
-        manifest::decode_page(&collect_bytes(got.body).await?)
+        read_page_body(got).await
     }
 
     async fn find_version(
@@ -1068,8 +1091,11 @@ impl BlobStore {
             version,
             inline,
             retry,
-            mut ready,
+            ready,
         } = append;
+        // Every attempt, retries included, waits for `ready`: an adapter may report a lost
+        // compare-and-swap before it awaited it.
+        let ready = ready.map(|f| f.map(|r| r.map_err(|e| e.to_string())).boxed().shared());
         for _ in 0..MAX_CAS_ATTEMPTS {
             check(head.as_ref())?;
             let (next, spill) =
@@ -1091,8 +1117,11 @@ impl BlobStore {
                 Some(h) => PutMode::Update(h.etag.clone()),
                 None => PutMode::Create,
             };
-            let written = match ready.take() {
+            let written = match ready.clone() {
                 Some(ready) => {
+                    let ready = ready
+                        .map(|r| r.map_err(|m| Error::new(ErrorCode::PermanentAdapter, m)))
+                        .boxed();
                     self.adapter
                         .put_after(&paths.head, once_stream(bytes), mode, ready)
                         .await

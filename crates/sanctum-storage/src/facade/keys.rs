@@ -111,7 +111,9 @@ impl KeyAdmin {
 
     /// Re-encrypts every body and sealed metadata of `ns` that an older data-key epoch
     /// protects, key by key. Resumable: pass the report's `next_cursor` to continue; re-running
-    /// a finished pass does nothing.
+    /// a finished pass does nothing. The replaced bodies and pages are left for
+    /// [`BlobStore::sweep`](super::BlobStore::sweep), since readers may still hold the old head:
+    /// sweep after the grace period to remove the old ciphertext.
     pub async fn reencrypt_namespace(
         &self,
         ctx: &StorageContext,
@@ -205,19 +207,10 @@ impl KeyAdmin {
                 resealed: 0,
             };
             match self.reencrypt_head(&paths, &head, &pages, &mut pass).await {
-                Ok(replaced_pages) => {
-                    // The old bodies and replaced pages are referenced no more.
-                    let mut doomed: Vec<_> = pass
-                        .rewritten
-                        .keys()
-                        .map(|id| paths.body(id))
-                        .collect::<Result<_>>()?;
-                    for page_id in replaced_pages {
-                        doomed.push(paths.page(&page_id)?);
-                    }
-                    for path in doomed {
-                        let _ = b.adapter.delete(&path, None).await;
-                    }
+                Ok(()) => {
+                    // The old bodies and pages are referenced no more, but a reader or a
+                    // restore may still hold the old head: `sweep` removes them after its
+                    // grace period.
                     return Ok((
                         pass.rewritten.len() as u64,
                         pass.resealed,
@@ -240,14 +233,13 @@ impl KeyAdmin {
     }
 
     /// One attempt: writes new bodies and pages, then swaps the head (compare-and-swap).
-    /// Returns the ids of the pages it replaced.
     async fn reencrypt_head(
         &self,
         paths: &KeyPaths,
         head: &Head,
         pages: &[(String, Vec<StoredVersion>)],
         pass: &mut Pass<'_>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<()> {
         let b = &self.blobs;
         let in_head = head.manifest.versions()?;
         let mut new_head = Vec::with_capacity(in_head.len());
@@ -255,7 +247,6 @@ impl KeyAdmin {
             new_head.push(self.renew(paths, v, pass).await?);
         }
         let mut page_ids = Vec::new();
-        let mut replaced = Vec::new();
         for (page_id, versions) in pages {
             let mut renewed = Vec::with_capacity(versions.len());
             for v in versions {
@@ -276,10 +267,9 @@ impl KeyAdmin {
                 .await?;
             pass.written.push(page_path);
             page_ids.push(new_page);
-            replaced.push(page_id.clone());
         }
-        if new_head == in_head && replaced.is_empty() {
-            return Ok(replaced); // already at the newest epoch
+        if new_head == in_head && page_ids == head.manifest.history_pages {
+            return Ok(()); // already at the newest epoch
         }
         let current = &new_head[0];
         // The inline copy of a small current body follows its body to the new key.
@@ -299,7 +289,7 @@ impl KeyAdmin {
                 PutMode::Update(head.etag.clone()),
             )
             .await?;
-        Ok(replaced)
+        Ok(())
     }
 
     /// `v` under the newest epoch: its body rewritten (once per body) and its metadata resealed
@@ -354,6 +344,11 @@ impl KeyAdmin {
             .expect("only versions with bodies are rewritten");
         let (header, header_bytes) = sealing::body_header(v)?;
         let got = b.adapter.get(&paths.body(old_id)?, None).await?;
+        if got.meta.size != v.body_object_len() {
+            return Err(Error::consistency(
+                "body size differs from the version's size",
+            ));
+        }
         let spec = DecryptSpec {
             header,
             header_bytes,

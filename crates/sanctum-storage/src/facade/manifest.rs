@@ -94,7 +94,8 @@ fn records_len(records: &[u8], n: usize) -> Result<usize> {
 }
 
 fn parse_records(mut records: &[u8], count: usize) -> Result<Vec<StoredVersion>> {
-    let mut out = Vec::with_capacity(count);
+    // `count` comes from stored bytes: every record takes at least 4 bytes.
+    let mut out = Vec::with_capacity(count.min(records.len() / 4));
     for _ in 0..count {
         if records.len() < 4 {
             return Err(corrupt());
@@ -412,5 +413,7 @@ mod tests {
             assert_eq!(err.code(), crate::ErrorCode::Consistency);
         }
         assert!(decode_page(b"SNP1\x05\0\0\0").is_err());
+        // A huge record count in stored bytes is an error, not a huge allocation.
+        assert!(decode_page(b"SNP1\xff\xff\xff\xff").is_err());
     }
 }
