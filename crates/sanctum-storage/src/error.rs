@@ -154,6 +154,16 @@ impl Error {
         Self::new(ErrorCode::Config, message)
     }
 
+    /// A `NotFound` turned into `code` with `message` (the original kept as the source), for
+    /// a missing object that the caller's state says must exist; other errors pass unchanged.
+    pub(crate) fn missing_means(self, code: ErrorCode, message: &str) -> Self {
+        if self.code == ErrorCode::NotFound {
+            Self::new(code, message).with_source(self)
+        } else {
+            self
+        }
+    }
+
     /// Classifies an I/O error from a backend: "not found" maps to `NotFound`, interruptions and
     /// timeouts to `TransientAdapter`, everything else to `PermanentAdapter`.
     pub fn from_backend_io(err: std::io::Error, what: &str) -> Self {

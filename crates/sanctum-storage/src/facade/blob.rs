@@ -215,12 +215,7 @@ impl BlobStore {
             .namespace(ctx.tenant().as_str(), ns, false)
             .await
             .map_err(|e| {
-                if e.code() == ErrorCode::NotFound {
-                    Error::new(ErrorCode::Encryption, "the keys of this data are missing")
-                        .with_source(e)
-                } else {
-                    e
-                }
+                e.missing_means(ErrorCode::Encryption, "the keys of this data are missing")
             })
     }
 
@@ -559,12 +554,10 @@ impl BlobStore {
                     .get(&paths.body(body_id)?, wanted)
                     .await
                     .map_err(|e| {
-                        if e.code() == ErrorCode::NotFound {
-                            Error::consistency("the body of a committed version is missing")
-                                .with_source(e)
-                        } else {
-                            e
-                        }
+                        e.missing_means(
+                            ErrorCode::Consistency,
+                            "the body of a committed version is missing",
+                        )
                     })?;
                 if got.meta.size != stored.body_object_len() {
                     return Err(Error::consistency(
@@ -723,12 +716,10 @@ impl BlobStore {
                 .clone()
                 .ok_or_else(|| Error::consistency("version without a body"))?;
             let missing = |e: Error| {
-                if e.code() == ErrorCode::NotFound {
-                    Error::consistency("the body of the version to restore is missing")
-                        .with_source(e)
-                } else {
-                    e
-                }
+                e.missing_means(
+                    ErrorCode::Consistency,
+                    "the body of the version to restore is missing",
+                )
             };
             let body_path = paths.body(&body_id)?;
             let inline = if old.size <= self.settings.inline_threshold {
@@ -1047,11 +1038,10 @@ impl BlobStore {
             .get(&paths.page(page_id)?, None)
             .await
             .map_err(|e| {
-                if e.code() == ErrorCode::NotFound {
-                    Error::consistency("a history page of the key is missing").with_source(e)
-                } else {
-                    e
-                }
+                e.missing_means(
+                    ErrorCode::Consistency,
+                    "a history page of the key is missing",
+                )
             })?;
         read_page_body(got).await
     }
