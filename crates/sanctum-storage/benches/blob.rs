@@ -38,6 +38,7 @@ use sanctum_storage::crypto::{KeyManager, MemoryKeyProvider};
 use sanctum_storage::facade::{BlobSettings, BlobStore, GetOptions, PutOptions};
 use sanctum_storage::observability::audit::MemoryAuditSink;
 use sanctum_storage::observability::clock::SystemClock;
+use sanctum_storage::policy::AccessSettings;
 
 const CHUNK: usize = 256 * 1024;
 const KIB: usize = 1024;
@@ -245,6 +246,7 @@ fn facades(adapter: Arc<dyn BlobAdapter>) -> (BlobStore, BlobStore) {
             Arc::new(MemoryAuditSink::default()),
             settings,
         )
+        .with_access(AccessSettings::with_superusers(["bench"]))
     };
     (make(false), make(true))
 }

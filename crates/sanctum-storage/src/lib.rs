@@ -18,8 +18,9 @@
 //! ```
 //!
 //! ## Layer order
-//! Write: `facade` (validation) → policy (coming) → encryption (coming) → resilience (coming)
-//! → `adapters` → cache invalidation (coming). Read: policy → cache lookup → `adapters` →
+//! Write: `facade` (validation) → [`policy`] (access check, audited) → [`quota`] (charged
+//! before the write is visible) → encryption → resilience (coming) → `adapters` → cache
+//! invalidation (coming). Read: validation → policy → cache lookup (coming) → `adapters` →
 //! decryption. `observability` wraps every facade operation.
 //! Every body and every caller-given metadata value is encrypted before it reaches an adapter
 //! ([`crypto`]).
@@ -28,6 +29,7 @@
 //! | feature | what it adds |
 //! | --- | --- |
 //! | `conformance` | the golden contract suite, [`conformance`], for custom adapters |
+//! | `cedar` | [`policy::cedar::CedarEngine`], a policy engine on AWS Cedar |
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -39,6 +41,8 @@ pub mod error;
 pub mod facade;
 mod hex;
 pub mod observability;
+pub mod policy;
+pub mod quota;
 pub mod types;
 
 #[cfg(any(test, feature = "conformance"))]

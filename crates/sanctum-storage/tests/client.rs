@@ -100,6 +100,8 @@ async fn production_refuses_development_defaults_naming_each() {
     let home = tempfile::tempdir().unwrap();
     let mut config = StorageConfig::embedded(home.path());
     config.environment = sanctum_storage::config::Environment::Production;
+    // The log-only audit sink is a development default; a JSON-lines file is accepted.
+    config.audit.sink = sanctum_storage::config::AuditSinkKind::Log;
     let err = create_storage_client(config.clone(), StorageDependencies::default())
         .await
         .unwrap_err();
@@ -109,7 +111,13 @@ async fn production_refuses_development_defaults_naming_each() {
         .downcast_ref::<ConfigReport>()
         .unwrap();
     let paths: Vec<&str> = report.problems.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(paths, ["keys.provider", "dependencies.audit_sink"]);
+    assert_eq!(paths, ["keys.provider", "audit.sink"]);
+    let mut with_file = config.clone();
+    with_file.audit.sink = sanctum_storage::config::AuditSinkKind::Jsonl;
+    let err = create_storage_client(with_file, StorageDependencies::default())
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("audit"), "{err}");
     // A development key provider injected by the application is refused too.
     let dev_keys = StorageDependencies {
         audit_sink: Some(Arc::new(MemoryAuditSink::default())),
@@ -150,7 +158,11 @@ async fn custom_adapters_plug_in_through_dependencies() {
         key_provider: Some(Arc::new(MemoryKeyProvider::new())),
         ..Default::default()
     };
-    let config = StorageConfig::from_toml_str("[blob]\nroot = \"/unused\"", NO_ENV).unwrap();
+    let config = StorageConfig::from_toml_str(
+        "[blob]\nroot = \"/unused\"\n[policy]\nsuperusers = [\"svc\"]",
+        NO_ENV,
+    )
+    .unwrap();
     let storage = create_storage_client(config, deps).await.unwrap();
     let ctx = StorageContext::new("t1", "svc").unwrap();
     storage
@@ -164,7 +176,11 @@ async fn custom_adapters_plug_in_through_dependencies() {
 
 #[tokio::test]
 async fn cache_only_reads_are_refused_until_the_cache_exists() {
-    let config = StorageConfig::from_toml_str("[blob]\nbackend = \"memory\"", NO_ENV).unwrap();
+    let config = StorageConfig::from_toml_str(
+        "[blob]\nbackend = \"memory\"\n[policy]\nsuperusers = [\"svc\"]",
+        NO_ENV,
+    )
+    .unwrap();
     let storage = create_storage_client(config, StorageDependencies::default())
         .await
         .unwrap();
@@ -208,7 +224,7 @@ async fn tampered_bodies_fail_with_an_encryption_error() {
     )
     .await
     .unwrap();
-    let ctx = StorageContext::new("t1", "svc").unwrap();
+    let ctx = StorageContext::new("t1", "local").unwrap();
     let body = vec![7u8; 200_000];
     let v = storage
         .blobs()
@@ -271,7 +287,11 @@ async fn tampered_bodies_fail_with_an_encryption_error() {
 
 #[tokio::test]
 async fn verify_checksum_rehashes_full_reads() {
-    let config = StorageConfig::from_toml_str("[blob]\nbackend = \"memory\"", NO_ENV).unwrap();
+    let config = StorageConfig::from_toml_str(
+        "[blob]\nbackend = \"memory\"\n[policy]\nsuperusers = [\"svc\"]",
+        NO_ENV,
+    )
+    .unwrap();
     let storage = create_storage_client(config, StorageDependencies::default())
         .await
         .unwrap();

@@ -25,7 +25,7 @@ const TYPE_CANARY: &str = "text/canary-c0ffee";
 
 async fn storage_over(adapter: Arc<dyn BlobAdapter>, provider: Arc<dyn KeyProvider>) -> Storage {
     let config = StorageConfig::from_toml_str(
-        "[blob]\nbackend = \"memory\"",
+        "[blob]\nbackend = \"memory\"\n[policy]\nsuperusers = [\"local\"]",
         std::iter::empty::<(&str, &str)>(),
     )
     .unwrap();
@@ -38,7 +38,7 @@ async fn storage_over(adapter: Arc<dyn BlobAdapter>, provider: Arc<dyn KeyProvid
 }
 
 fn ctx(tenant: &str) -> StorageContext {
-    StorageContext::new(tenant, "tester").unwrap()
+    StorageContext::new(tenant, "local").unwrap()
 }
 
 fn unique(tag: &str) -> String {

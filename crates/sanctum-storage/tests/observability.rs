@@ -135,7 +135,7 @@ fn operations_emit_golden_metrics_and_spans() {
                 .unwrap();
             rt.block_on(async {
                 let config = StorageConfig::from_toml_str(
-                    "[blob]\nbackend = \"memory\"\nadapter_name = \"obs\"",
+                    "[blob]\nbackend = \"memory\"\nadapter_name = \"obs\"\n[policy]\nsuperusers = [\"tester\"]",
                     std::iter::empty::<(&str, &str)>(),
                 )
                 .unwrap();

@@ -2,9 +2,11 @@
 //! dependencies.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{
-    BlobBackend, ConfigProblem, ConfigReport, Environment, KeyProviderKind, StorageConfig,
+    AuditSinkKind, BlobBackend, ConfigProblem, ConfigReport, Environment, KeyProviderKind,
+    PolicyEngineKind, StorageConfig,
 };
 use crate::adapters::BlobAdapter;
 use crate::adapters::local::LocalAdapter;
@@ -13,8 +15,9 @@ use crate::adapters::registry::AdapterRegistry;
 use crate::crypto::{KeyManager, KeyProvider, LocalKeyring, MemoryKeyProvider, OpenBaoTransit};
 use crate::error::{Error, Result};
 use crate::facade::{BlobSettings, BlobStore, Storage};
-use crate::observability::audit::{AuditSink, TracingAuditSink};
+use crate::observability::audit::{AuditSink, JsonLinesAuditSink, TracingAuditSink};
 use crate::observability::clock::{Clock, SystemClock};
+use crate::policy::{AccessSettings, BuiltinEngine, PolicyEngine};
 
 /// What the application injects. Every field has a development default; in `production` the
 /// audit sink must be supplied. (The key provider and cache tier join this struct with the
@@ -42,10 +45,15 @@ pub async fn create_storage_client(
         // An injected provider replaces the configured one, so its settings do not matter.
         problems.retain(|p| !p.path.starts_with("keys."));
     }
-    if config.environment == Environment::Production && deps.audit_sink.is_none() {
+    if config.environment == Environment::Production
+        && deps.audit_sink.is_none()
+        && config.audit.sink == AuditSinkKind::Log
+    {
         problems.push(ConfigProblem {
-            path: "dependencies.audit_sink".into(),
-            message: "production needs an audit sink; the development default only logs".into(),
+            path: "audit.sink".into(),
+            message: "production needs an audit sink (audit.sink = \"jsonl\" or an injected \
+                      one); \"log\" only logs"
+                .into(),
         });
     }
     if config.environment == Environment::Production
@@ -96,19 +104,55 @@ pub async fn create_storage_client(
     };
     let registry = Arc::new(AdapterRegistry::new());
     registry.register_blob(adapter.clone()).await?;
+    let audit: Arc<dyn AuditSink> = match (deps.audit_sink, config.audit.sink) {
+        (Some(custom), _) => custom,
+        (None, AuditSinkKind::Log) => Arc::new(TracingAuditSink),
+        (None, AuditSinkKind::Jsonl) => {
+            let path = config
+                .audit
+                .path
+                .as_ref()
+                .expect("validated: jsonl needs a path");
+            Arc::new(JsonLinesAuditSink::open(path).map_err(|e| {
+                Error::config(format!(
+                    "audit.path: cannot open {} for appending: {e}",
+                    path.display()
+                ))
+                .with_source(e)
+            })?)
+        }
+    };
+    let engine: Arc<dyn PolicyEngine> = match config.policy.engine {
+        PolicyEngineKind::Builtin => Arc::new(BuiltinEngine),
+        #[cfg(feature = "cedar")]
+        PolicyEngineKind::Cedar => Arc::new(crate::policy::cedar::CedarEngine::from_file(
+            config
+                .policy
+                .cedar_policies
+                .as_deref()
+                .expect("validated: cedar needs a policy file"),
+        )?),
+        #[cfg(not(feature = "cedar"))]
+        PolicyEngineKind::Cedar => unreachable!("validated: cedar needs the feature"),
+    };
+    let access = AccessSettings {
+        engine,
+        superusers: config.policy.superusers.clone(),
+        cache_ttl: Duration::from_millis(config.policy.cache_ttl_ms),
+    };
     let clock: Arc<dyn Clock> = deps.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let keys = Arc::new(KeyManager::new(provider, adapter.clone(), clock.clone()));
     let blobs = BlobStore::new(
         adapter,
         keys,
         clock,
-        deps.audit_sink
-            .unwrap_or_else(|| Arc::new(TracingAuditSink)),
+        audit,
         BlobSettings {
             inline_threshold: config.blob.inline_threshold,
             ..Default::default()
         },
-    );
+    )
+    .with_access(access);
     Ok(Storage::new(blobs, registry, config.environment))
 }
 

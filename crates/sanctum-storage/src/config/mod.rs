@@ -111,6 +111,65 @@ impl Default for KeysConfig {
     }
 }
 
+/// Which engine decides access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyEngineKind {
+    /// Grants from the built-in policy store.
+    #[default]
+    Builtin,
+    /// Cedar policies from `policy.cedar_policies`, then grants (needs the `cedar` feature).
+    Cedar,
+}
+
+/// The `[policy]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyConfig {
+    /// The engine.
+    pub engine: PolicyEngineKind,
+    /// The Cedar policy file (with `engine = "cedar"`).
+    pub cedar_policies: Option<PathBuf>,
+    /// Actors that are admin of every tenant. Empty by default; the embedded default (the CLI
+    /// without `--config`) makes `local` one.
+    pub superusers: Vec<String>,
+    /// How long a process uses grants and quotas it has read, in milliseconds (changes made by
+    /// other processes show within this time; the process's own at once).
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            engine: PolicyEngineKind::Builtin,
+            cedar_policies: None,
+            superusers: Vec::new(),
+            cache_ttl_ms: 1000,
+        }
+    }
+}
+
+/// Where audit events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditSinkKind {
+    /// `tracing` events on target `sanctum::audit` (development only).
+    #[default]
+    Log,
+    /// JSON lines appended to `audit.path`.
+    Jsonl,
+}
+
+/// The `[audit]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// The sink (an injected `StorageDependencies::audit_sink` replaces it).
+    pub sink: AuditSinkKind,
+    /// The file of the `jsonl` sink.
+    pub path: Option<PathBuf>,
+}
+
 impl StorageConfig {
     /// The keyring file of the `local` provider: `keys.keyring`, else `<blob.root>/keyring.json`.
     pub fn keyring_path(&self) -> Option<PathBuf> {
@@ -139,6 +198,10 @@ pub struct StorageConfig {
     pub blob: BlobConfig,
     /// Encryption keys.
     pub keys: KeysConfig,
+    /// Access policy.
+    pub policy: PolicyConfig,
+    /// Audit events.
+    pub audit: AuditConfig,
 }
 
 /// The largest allowed `blob.inline_threshold`.
@@ -146,12 +209,16 @@ pub const MAX_INLINE_THRESHOLD: u64 = 1024 * 1024;
 
 impl StorageConfig {
     /// The embedded default: blobs in `<home>/blobs`, fsync durability, the development
-    /// keyring in `<home>/keyring.json`.
+    /// keyring in `<home>/keyring.json`, audit events in `<home>/audit.jsonl`, and actor `local`
+    /// admin of every tenant (so a single user needs no setup; any other actor needs grants).
     pub fn embedded(home: impl Into<PathBuf>) -> Self {
         let home = home.into();
         let mut config = Self::default();
         config.blob.root = Some(home.join("blobs"));
         config.keys.keyring = Some(home.join("keyring.json"));
+        config.policy.superusers = vec!["local".to_string()];
+        config.audit.sink = AuditSinkKind::Jsonl;
+        config.audit.path = Some(home.join("audit.jsonl"));
         config
     }
 
@@ -187,6 +254,31 @@ impl StorageConfig {
                 );
             }
             _ => {}
+        }
+        match self.policy.engine {
+            PolicyEngineKind::Cedar if !cfg!(feature = "cedar") => problem(
+                "policy.engine",
+                "\"cedar\" needs sanctum-storage built with the `cedar` feature",
+            ),
+            PolicyEngineKind::Cedar if self.policy.cedar_policies.is_none() => problem(
+                "policy.cedar_policies",
+                "required when policy.engine = \"cedar\"",
+            ),
+            _ => {}
+        }
+        if self
+            .policy
+            .superusers
+            .iter()
+            .any(|a| a.is_empty() || a.chars().any(char::is_control))
+        {
+            problem(
+                "policy.superusers",
+                "actors must be non-empty and without control characters",
+            );
+        }
+        if self.audit.sink == AuditSinkKind::Jsonl && self.audit.path.is_none() {
+            problem("audit.path", "required when audit.sink = \"jsonl\"");
         }
         if self.environment == Environment::Production {
             if matches!(

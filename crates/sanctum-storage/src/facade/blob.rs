@@ -36,6 +36,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
 use crate::observability::clock::{Clock, id_time_ms, is_id, new_id};
 use crate::observability::{observe, observe_stream};
+use crate::policy::{AccessSettings, Action, Authorizer};
+use crate::quota::{Charge, QuotaLedger, QuotaUsage};
 use crate::types::limits::{
     validate_content_type, validate_key, validate_metadata, validate_prefix,
 };
@@ -88,6 +90,8 @@ pub struct BlobStore {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) audit: Arc<dyn AuditSink>,
     pub(super) settings: BlobSettings,
+    pub(super) access: Arc<Authorizer>,
+    pub(super) quotas: Arc<QuotaLedger>,
 }
 
 /// A head manifest as read, with the etag to compare-and-swap against.
@@ -118,7 +122,11 @@ pub(super) struct KeyPaths {
 
 impl KeyPaths {
     pub(super) fn new(ctx: &StorageContext, ns: &str, key: &str) -> Result<(Namespace, Self)> {
-        let ns = Namespace::new(ctx.tenant(), ns)?;
+        Self::new_in(&Namespace::new(ctx.tenant(), ns)?, key)
+    }
+
+    pub(super) fn new_in(ns: &Namespace, key: &str) -> Result<(Namespace, Self)> {
+        let ns = ns.clone();
         validate_key(key)?;
         let layout = Layout::new(&ns);
         let head = layout.head(key)?;
@@ -175,6 +183,34 @@ fn no_such_key() -> Error {
     Error::not_found("no such object")
 }
 
+/// Plaintext bytes of the distinct bodies `versions` keep (restored versions share a body).
+fn body_bytes(versions: &[StoredVersion]) -> u64 {
+    let mut seen = HashSet::new();
+    versions
+        .iter()
+        .filter(|v| v.body_id.as_ref().is_some_and(|id| seen.insert(id.clone())))
+        .map(|v| v.size)
+        .sum()
+}
+
+/// Fails the stream with `QuotaExceeded` once more than `left` bytes have passed (the adapter
+/// then abandons the body, so nothing is stored).
+fn cap_stream(body: ByteStream, left: u64) -> ByteStream {
+    let mut seen = 0u64;
+    body.map(move |item| {
+        let chunk = item?;
+        seen += chunk.len() as u64;
+        if seen > left {
+            return Err(Error::new(
+                ErrorCode::QuotaExceeded,
+                format!("namespace quota exceeded: the body is larger than the {left} bytes left"),
+            ));
+        }
+        Ok(chunk)
+    })
+    .boxed()
+}
+
 impl BlobStore {
     /// A facade over `adapter`. Prefer [`create_storage_client`](crate::create_storage_client),
     /// which admits the adapter through the registry first.
@@ -185,13 +221,41 @@ impl BlobStore {
         audit: Arc<dyn AuditSink>,
         settings: BlobSettings,
     ) -> Self {
+        let access = AccessSettings::default();
         Self {
+            access: Arc::new(Authorizer::new(
+                access.clone(),
+                adapter.clone(),
+                audit.clone(),
+                clock.clone(),
+            )),
+            quotas: Arc::new(QuotaLedger::new(adapter.clone(), access.cache_ttl)),
             adapter,
             keys,
             clock,
             audit,
             settings,
         }
+    }
+
+    /// The same facade deciding access as `settings` say (engine, superusers, cache time).
+    /// The default is the built-in engine with no superusers: nothing is allowed until granted.
+    pub fn with_access(self, settings: AccessSettings) -> Self {
+        Self {
+            quotas: Arc::new(QuotaLedger::new(self.adapter.clone(), settings.cache_ttl)),
+            access: Arc::new(Authorizer::new(
+                settings,
+                self.adapter.clone(),
+                self.audit.clone(),
+                self.clock.clone(),
+            )),
+            ..self
+        }
+    }
+
+    /// The access checker every operation goes through.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.access
     }
 
     /// The adapter underneath.
@@ -306,6 +370,20 @@ impl BlobStore {
         if let Some(v) = &opts.if_match {
             check_version_id(v)?;
         }
+        self.access
+            .check(ctx, "blob.put", Action::Write, ns, Some(key))
+            .await?;
+        let tenant = ctx.tenant().as_str();
+        // With a byte quota, the body may not grow past what is left; the final charge (a CAS
+        // on the quota document) settles races between writers.
+        let quota = self.quotas.limits(tenant, ns).await?;
+        let body = match quota.and_then(|l| l.max_bytes) {
+            Some(_) => match self.quotas.bytes_left(tenant, ns).await? {
+                Some(left) => cap_stream(body, left),
+                None => body,
+            },
+            None => body,
+        };
         let conditional = opts.if_match.is_some() || opts.if_none_match;
         let check = |head: Option<&Head>| -> Result<()> {
             let live = head.and_then(|h| h.manifest.live());
@@ -374,6 +452,7 @@ impl BlobStore {
             ended
                 .await
                 .map_err(|_| Error::invalid("the body stream did not end"))?;
+            let new_key = head.as_ref().and_then(|h| h.manifest.live()).is_none();
             let plain = plain_tap.finish();
             let inline = cipher_tap
                 .finish()
@@ -412,7 +491,18 @@ impl BlobStore {
                 retry: !conditional,
                 ready: Some(body_durable),
             };
-            self.commit(&paths, head, append, &check).await?;
+            let charge = Charge {
+                bytes: plain.size as i64,
+                objects: i64::from(new_key),
+            };
+            let charged = quota.is_some() && self.quotas.charge(tenant, ns, charge).await?;
+            let committed = self.commit(&paths, head, append, &check).await;
+            if committed.is_err() && charged {
+                // Not written: give the charge back (failing leaves usage counted high, the
+                // safe side).
+                let _ = self.quotas.charge(tenant, ns, charge.negate()).await;
+            }
+            committed?;
             Ok(sealing::with_sealed(&stored, sealed))
         };
         let (body_written, committed) = futures::join!(write_body, write_head);
@@ -471,6 +561,9 @@ impl BlobStore {
         if let Some(v) = &opts.version {
             check_version_id(v)?;
         }
+        self.access
+            .check(ctx, "blob.get", Action::Read, ns, Some(key))
+            .await?;
         let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
         let current = head.manifest.live().ok_or_else(no_such_key)?;
         let stored = match &opts.version {
@@ -585,6 +678,9 @@ impl BlobStore {
         observe("blob.head", self.adapter.as_ref(), ctx, async {
             check_read_mode(ctx)?;
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
+            self.access
+                .check(ctx, "blob.head", Action::Read, ns.name(), Some(key))
+                .await?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
             let stored = head.manifest.live().ok_or_else(no_such_key)?;
             let keys = self.read_keys(ctx, ns.name()).await?;
@@ -609,6 +705,9 @@ impl BlobStore {
     pub async fn delete(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<ObjectVersion> {
         observe("blob.delete", self.adapter.as_ref(), ctx, async {
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
+            self.access
+                .check(ctx, "blob.delete", Action::Write, ns.name(), Some(key))
+                .await?;
             let check = |head: Option<&Head>| -> Result<()> {
                 head.and_then(|h| h.manifest.live())
                     .map(|_| ())
@@ -635,6 +734,21 @@ impl BlobStore {
                 ready: None,
             };
             self.commit(&paths, head, append, check).await?;
+            // The key is no longer live: free its object. A failure here leaves usage high.
+            let freed = Charge {
+                bytes: 0,
+                objects: -1,
+            };
+            if self
+                .quotas
+                .limits(ctx.tenant().as_str(), ns.name())
+                .await?
+                .is_some()
+            {
+                self.quotas
+                    .charge(ctx.tenant().as_str(), ns.name(), freed)
+                    .await?;
+            }
             self.audit_event(
                 ctx,
                 "blob.delete",
@@ -663,6 +777,9 @@ impl BlobStore {
         observe("blob.versions", self.adapter.as_ref(), ctx, async {
             check_read_mode(ctx)?;
             let (_, paths) = KeyPaths::new(ctx, ns, key)?;
+            self.access
+                .check(ctx, "blob.versions", Action::Read, ns, Some(key))
+                .await?;
             let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
             if head.manifest.purged || head.manifest.is_empty() {
                 return Err(no_such_key());
@@ -700,6 +817,9 @@ impl BlobStore {
         observe("blob.restore", self.adapter.as_ref(), ctx, async {
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
             check_version_id(version_id)?;
+            self.access
+                .check(ctx, "blob.restore", Action::Restore, ns.name(), Some(key))
+                .await?;
             let head = self.read_head(&paths.head).await?;
             let manifest = head
                 .as_ref()
@@ -758,7 +878,23 @@ impl BlobStore {
                 retry: true,
                 ready: None,
             };
-            self.commit(&paths, head, append, check).await?;
+            // Restoring a deleted key makes it live again: one more object (no new body).
+            let revived = Charge {
+                bytes: 0,
+                objects: i64::from(manifest.live().is_none()),
+            };
+            let tenant = ctx.tenant().as_str();
+            let charged = revived.objects > 0
+                && self.quotas.limits(tenant, ns.name()).await?.is_some()
+                && self.quotas.charge(tenant, ns.name(), revived).await?;
+            let committed = self.commit(&paths, head, append, check).await;
+            if committed.is_err() && charged {
+                let _ = self
+                    .quotas
+                    .charge(tenant, ns.name(), revived.negate())
+                    .await;
+            }
+            committed?;
             self.audit_event(
                 ctx,
                 "blob.restore",
@@ -775,6 +911,9 @@ impl BlobStore {
     pub async fn purge(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<()> {
         observe("blob.purge", self.adapter.as_ref(), ctx, async {
             let (ns, paths) = KeyPaths::new(ctx, ns, key)?;
+            self.access
+                .check(ctx, "blob.purge", Action::Purge, ns.name(), Some(key))
+                .await?;
             // 1. Mark the head purged (CAS), so writers racing with us start a fresh key.
             let mut head = self.read_head(&paths.head).await?;
             let mut attempts = 0;
@@ -813,6 +952,10 @@ impl BlobStore {
                 versions.extend(self.read_page(&paths, page_id).await?);
                 doomed.push(paths.page(page_id)?);
             }
+            let freed = Charge {
+                bytes: -(body_bytes(&versions) as i64),
+                objects: -i64::from(old.live().is_some()),
+            };
             let bodies: HashSet<&str> = versions
                 .iter()
                 .filter_map(|v| v.body_id.as_deref())
@@ -837,6 +980,16 @@ impl BlobStore {
                     Err(e) if matches!(e.code(), ErrorCode::Conflict | ErrorCode::NotFound) => {}
                     Err(e) => return Err(e),
                 }
+            }
+            if self
+                .quotas
+                .limits(ctx.tenant().as_str(), ns.name())
+                .await?
+                .is_some()
+            {
+                self.quotas
+                    .charge(ctx.tenant().as_str(), ns.name(), freed)
+                    .await?;
             }
             self.audit_event(ctx, "blob.purge", Some(&ns), Some(key), None);
             Ok(())
@@ -869,6 +1022,11 @@ impl BlobStore {
         check_read_mode(ctx)?;
         let ns = Namespace::new(ctx.tenant(), ns)?;
         validate_prefix(&opts.prefix)?;
+        // A listing is a read of its prefix: a grant limited to keys under `p/` may list `p/`.
+        let prefix = Some(opts.prefix.as_str()).filter(|p| !p.is_empty());
+        self.access
+            .check(ctx, "blob.list", Action::List, ns.name(), prefix)
+            .await?;
         if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
             return Err(Error::invalid(format!(
                 "list limit must be 1-{MAX_LIST_LIMIT}"
@@ -948,6 +1106,9 @@ impl BlobStore {
     ) -> Result<SweepReport> {
         observe("blob.sweep", self.adapter.as_ref(), ctx, async {
             let ns = Namespace::new(ctx.tenant(), ns)?;
+            self.access
+                .check(ctx, "blob.sweep", Action::Sweep, ns.name(), None)
+                .await?;
             let layout = Layout::new(&ns);
             let cutoff = self.clock.now_ms().saturating_sub(grace.as_millis() as u64);
             let mut report = SweepReport::default();
@@ -1160,6 +1321,67 @@ impl BlobStore {
             namespace: ns.map(|ns| ns.name().to_string()),
             key: key.map(str::to_string),
             version_id: version_id.map(str::to_string),
+            decision: None,
+            detail: None,
         });
+    }
+
+    /// Records a governance change (policy, quota): `detail` names what changed.
+    pub(super) fn audit_change(
+        &self,
+        ctx: &StorageContext,
+        operation: &'static str,
+        namespace: &str,
+        detail: String,
+    ) {
+        self.audit.record(AuditEvent {
+            at_ms: self.clock.now_ms(),
+            operation,
+            tenant: ctx.tenant().to_string(),
+            actor: ctx.actor().to_string(),
+            correlation_id: ctx.correlation_id().to_string(),
+            namespace: Some(namespace.to_string()),
+            key: None,
+            version_id: None,
+            decision: None,
+            detail: Some(detail),
+        });
+    }
+
+    /// What `ns` uses now, counted from its heads and histories (for a new quota).
+    pub(super) async fn usage_of(&self, ns: &Namespace) -> Result<QuotaUsage> {
+        let layout = Layout::new(ns);
+        let prefix = layout.head_prefix("");
+        let mut after: Option<String> = None;
+        let mut usage = QuotaUsage::default();
+        loop {
+            let page = self
+                .adapter
+                .list(&prefix, after.as_deref(), MAX_LIST_LIMIT)
+                .await?;
+            let Some(last) = page.entries.last() else {
+                return Ok(usage);
+            };
+            after = Some(last.path.as_str().to_string());
+            for entry in &page.entries {
+                let Some(head) = self.read_head(&entry.path).await? else {
+                    continue;
+                };
+                if head.manifest.purged {
+                    continue;
+                }
+                let key = layout.key_of_head(entry.path.as_str())?;
+                let (_, paths) = KeyPaths::new_in(ns, &key)?;
+                let mut versions = head.manifest.versions()?;
+                for page_id in &head.manifest.history_pages {
+                    versions.extend(self.read_page(&paths, page_id).await?);
+                }
+                usage.bytes += body_bytes(&versions);
+                usage.objects += u64::from(head.manifest.live().is_some());
+            }
+            if !page.more {
+                return Ok(usage);
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::crypto::{KekRotation, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::clock::new_id;
 use crate::observability::observe;
+use crate::policy::{Action, TENANT_WIDE};
 use crate::types::{Namespace, StorageContext};
 
 use super::options::{MAX_LIST_LIMIT, decode_cursor, encode_cursor};
@@ -75,6 +76,15 @@ impl KeyAdmin {
     pub async fn rotate_kek(&self, ctx: &StorageContext) -> Result<KekRotation> {
         let b = &self.blobs;
         observe("keys.rotate_kek", b.adapter.as_ref(), ctx, async {
+            b.access
+                .check(
+                    ctx,
+                    "keys.rotate_kek",
+                    Action::ManageKeys,
+                    TENANT_WIDE,
+                    None,
+                )
+                .await?;
             let rotation = b.keys.rotate_kek(ctx.tenant().as_str()).await?;
             b.audit_event(ctx, "keys.rotate_kek", None, None, None);
             Ok(rotation)
@@ -87,6 +97,15 @@ impl KeyAdmin {
         let b = &self.blobs;
         observe("keys.rotate_namespace", b.adapter.as_ref(), ctx, async {
             let ns = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(
+                    ctx,
+                    "keys.rotate_namespace",
+                    Action::ManageKeys,
+                    ns.name(),
+                    None,
+                )
+                .await?;
             let epoch = b
                 .keys
                 .rotate_namespace(ctx.tenant().as_str(), ns.name())
@@ -102,6 +121,15 @@ impl KeyAdmin {
     pub async fn shred_tenant(&self, ctx: &StorageContext) -> Result<()> {
         let b = &self.blobs;
         observe("keys.shred_tenant", b.adapter.as_ref(), ctx, async {
+            b.access
+                .check(
+                    ctx,
+                    "keys.shred_tenant",
+                    Action::ManageKeys,
+                    TENANT_WIDE,
+                    None,
+                )
+                .await?;
             b.keys.shred(ctx.tenant().as_str()).await?;
             b.audit_event(ctx, "keys.shred_tenant", None, None, None);
             Ok(())
@@ -123,6 +151,15 @@ impl KeyAdmin {
         let b = &self.blobs;
         observe("keys.reencrypt_namespace", b.adapter.as_ref(), ctx, async {
             let namespace = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(
+                    ctx,
+                    "keys.reencrypt_namespace",
+                    Action::ManageKeys,
+                    namespace.name(),
+                    None,
+                )
+                .await?;
             if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
                 return Err(Error::invalid(format!("limit must be 1-{MAX_LIST_LIMIT}")));
             }

@@ -1,6 +1,8 @@
-//! The facade: the public API callers use. It orchestrates validation, (later) policy,
-//! encryption and cache, the adapter, and observability, in the order ARCHITECTURE.md gives.
+//! The facade: the public API callers use. It orchestrates validation, policy and quotas,
+//! encryption, (later) the cache, the adapter, and observability, in the order ARCHITECTURE.md
+//! gives.
 
+mod admin;
 mod blob;
 mod keys;
 mod layout;
@@ -9,6 +11,7 @@ pub mod options;
 mod sealing;
 mod stream;
 
+pub use admin::{PolicyAdmin, QuotaAdmin};
 pub use blob::{BlobSettings, BlobStore};
 pub use keys::{KeyAdmin, ReencryptOptions, ReencryptReport};
 pub use options::{
@@ -74,6 +77,20 @@ impl Storage {
     /// Versioned blobs.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// Grants of the built-in policy.
+    pub fn policy(&self) -> PolicyAdmin {
+        PolicyAdmin {
+            blobs: self.blobs.clone(),
+        }
+    }
+
+    /// Namespace quotas.
+    pub fn quotas(&self) -> QuotaAdmin {
+        QuotaAdmin {
+            blobs: self.blobs.clone(),
+        }
     }
 
     /// Key operations: rotation, re-encryption, crypto-shredding.

@@ -1,6 +1,6 @@
 //! [`AccessPolicy`]: resolved read / write / admin permissions per actor and namespace.
 //!
-//! This is the data model; enforcement at the facade arrives with the policy issue.
+//! The data model of the built-in policy; [`crate::policy`] enforces it.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,7 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// Whether `actor` may act at level `needed` on `key` (or the namespace itself when `None`).
+    /// `namespace` `*` asks about the whole tenant, which only `*` grants cover.
     pub fn allows(
         &self,
         actor: &str,
@@ -46,7 +47,18 @@ impl AccessPolicy {
         key: Option<&str>,
         needed: Permission,
     ) -> bool {
-        self.grants.iter().any(|g| {
+        self.matching(actor, namespace, key, needed).is_some()
+    }
+
+    /// The first grant that allows the request, if any.
+    pub fn matching(
+        &self,
+        actor: &str,
+        namespace: &str,
+        key: Option<&str>,
+        needed: Permission,
+    ) -> Option<&Grant> {
+        self.grants.iter().find(|g| {
             g.actor == actor
                 && (g.namespace == "*" || g.namespace == namespace)
                 && g.permission >= needed
@@ -56,6 +68,30 @@ impl AccessPolicy {
                     (Some(_), None) => false,
                 }
         })
+    }
+
+    /// Adds `grant`, replacing a grant for the same actor, namespace and prefix. Returns
+    /// whether anything changed.
+    pub fn grant(&mut self, grant: Grant) -> bool {
+        if self.grants.contains(&grant) {
+            return false;
+        }
+        self.grants.retain(|g| {
+            !(g.actor == grant.actor
+                && g.namespace == grant.namespace
+                && g.key_prefix == grant.key_prefix)
+        });
+        self.grants.push(grant);
+        true
+    }
+
+    /// Removes the grants of `actor` on `namespace` with `key_prefix`. Returns how many went.
+    pub fn revoke(&mut self, actor: &str, namespace: &str, key_prefix: Option<&str>) -> usize {
+        let before = self.grants.len();
+        self.grants.retain(|g| {
+            !(g.actor == actor && g.namespace == namespace && g.key_prefix.as_deref() == key_prefix)
+        });
+        before - self.grants.len()
     }
 }
 
@@ -91,5 +127,25 @@ mod tests {
         assert!(!p.allows("acl", "ns", Some("priv/x"), Permission::Read));
         assert!(!p.allows("acl", "ns", None, Permission::Read));
         assert!(p.allows("root", "any", None, Permission::Admin));
+        assert!(p.allows("root", "*", None, Permission::Admin));
+        assert!(
+            !p.allows("w", "*", None, Permission::Read),
+            "a namespace grant is not tenant-wide"
+        );
+    }
+
+    #[test]
+    fn grant_replaces_and_revoke_removes() {
+        let mut p = AccessPolicy::default();
+        assert!(p.grant(grant("a", "ns", None, Permission::Read)));
+        assert!(!p.grant(grant("a", "ns", None, Permission::Read)));
+        assert!(p.grant(grant("a", "ns", None, Permission::Write)));
+        assert_eq!(p.grants.len(), 1);
+        assert!(p.allows("a", "ns", Some("k"), Permission::Write));
+        assert!(p.grant(grant("a", "ns", Some("x/"), Permission::Admin)));
+        assert_eq!(p.revoke("a", "ns", None), 1);
+        assert!(!p.allows("a", "ns", Some("k"), Permission::Read));
+        assert!(p.allows("a", "ns", Some("x/k"), Permission::Admin));
+        assert_eq!(p.revoke("a", "ns", None), 0);
     }
 }

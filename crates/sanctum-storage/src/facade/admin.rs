@@ -1,0 +1,222 @@
+//! Governance through the facade: grants ([`PolicyAdmin`]) and quotas ([`QuotaAdmin`]). Every
+//! change needs admin on what it changes and is audited.
+
+use super::blob::BlobStore;
+use crate::error::{Error, Result};
+use crate::observability::observe;
+use crate::policy::{AccessPolicy, Action, Grant, TENANT_WIDE, permission_name};
+use crate::quota::{QuotaLimits, QuotaStatus};
+use crate::types::limits::{MAX_ACTOR_LEN, validate_prefix};
+use crate::types::{Namespace, StorageContext};
+
+/// Manages the caller's tenant's grants. Changing grants on a namespace needs admin on it;
+/// tenant-wide grants (namespace `*`) and showing the policy need tenant-wide admin.
+#[derive(Debug, Clone)]
+pub struct PolicyAdmin {
+    pub(super) blobs: BlobStore,
+}
+
+/// The namespace a grant or request names: `*` or a valid namespace of the caller's tenant.
+fn scope(ctx: &StorageContext, namespace: &str) -> Result<String> {
+    if namespace == TENANT_WIDE {
+        return Ok(namespace.to_string());
+    }
+    Ok(Namespace::new(ctx.tenant(), namespace)?.name().to_string())
+}
+
+fn check_actor(actor: &str) -> Result<()> {
+    if actor.is_empty() || actor.len() > MAX_ACTOR_LEN || actor.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "invalid actor: must be 1-{MAX_ACTOR_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn describe(grant: &Grant) -> String {
+    format!(
+        "{} {} on {}{}",
+        grant.actor,
+        permission_name(grant.permission),
+        grant.namespace,
+        grant
+            .key_prefix
+            .as_deref()
+            .map(|p| format!(" (keys under '{p}')"))
+            .unwrap_or_default()
+    )
+}
+
+impl PolicyAdmin {
+    /// Adds `grant` (replacing one for the same actor, namespace and prefix) and returns the
+    /// tenant's policy.
+    pub async fn grant(&self, ctx: &StorageContext, grant: Grant) -> Result<AccessPolicy> {
+        let b = &self.blobs;
+        observe("policy.grant", b.adapter.as_ref(), ctx, async {
+            check_actor(&grant.actor)?;
+            let namespace = scope(ctx, &grant.namespace)?;
+            if let Some(prefix) = &grant.key_prefix {
+                validate_prefix(prefix)?;
+            }
+            b.access
+                .check(ctx, "policy.grant", Action::ManagePolicy, &namespace, None)
+                .await?;
+            let detail = format!("grant {}", describe(&grant));
+            let (_, policy) = b
+                .access
+                .store()
+                .update(ctx.tenant().as_str(), |p| Ok((p.grant(grant.clone()), ())))
+                .await?;
+            b.audit_change(ctx, "policy.grant", &namespace, detail);
+            Ok((*policy).clone())
+        })
+        .await
+    }
+
+    /// Removes `actor`'s grants on `namespace` with exactly `key_prefix`; returns how many.
+    pub async fn revoke(
+        &self,
+        ctx: &StorageContext,
+        actor: &str,
+        namespace: &str,
+        key_prefix: Option<&str>,
+    ) -> Result<usize> {
+        let b = &self.blobs;
+        observe("policy.revoke", b.adapter.as_ref(), ctx, async {
+            check_actor(actor)?;
+            let namespace = scope(ctx, namespace)?;
+            b.access
+                .check(ctx, "policy.revoke", Action::ManagePolicy, &namespace, None)
+                .await?;
+            let (removed, _) = b
+                .access
+                .store()
+                .update(ctx.tenant().as_str(), |p| {
+                    let n = p.revoke(actor, &namespace, key_prefix);
+                    Ok((n > 0, n))
+                })
+                .await?;
+            let detail = format!(
+                "revoke {actor} on {namespace}{}: {removed} grant(s)",
+                key_prefix
+                    .map(|p| format!(" (keys under '{p}')"))
+                    .unwrap_or_default()
+            );
+            b.audit_change(ctx, "policy.revoke", &namespace, detail);
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// The tenant's grants.
+    pub async fn show(&self, ctx: &StorageContext) -> Result<AccessPolicy> {
+        let b = &self.blobs;
+        observe("policy.show", b.adapter.as_ref(), ctx, async {
+            b.access
+                .check(ctx, "policy.show", Action::ManagePolicy, TENANT_WIDE, None)
+                .await?;
+            Ok((*b.access.store().load(ctx.tenant().as_str()).await?).clone())
+        })
+        .await
+    }
+}
+
+/// Manages namespace quotas of the caller's tenant. Setting one needs admin on the namespace;
+/// showing it needs read.
+#[derive(Debug, Clone)]
+pub struct QuotaAdmin {
+    pub(super) blobs: BlobStore,
+}
+
+impl QuotaAdmin {
+    /// Sets the limits of `ns`. A namespace gaining its first quota has its current usage
+    /// counted from its heads (writes racing with that count, in other processes, may be
+    /// missed). A limit below the current usage is accepted: writes fail until usage drops.
+    pub async fn set(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        limits: QuotaLimits,
+    ) -> Result<QuotaStatus> {
+        let b = &self.blobs;
+        observe("quota.set", b.adapter.as_ref(), ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(
+                    ctx,
+                    "quota.set",
+                    Action::ManageQuota,
+                    namespace.name(),
+                    None,
+                )
+                .await?;
+            let tenant = ctx.tenant().as_str();
+            let usage = match b.quotas.read(tenant, namespace.name()).await? {
+                Some((status, _)) => status.usage,
+                None => b.usage_of(&namespace).await?,
+            };
+            let status = b
+                .quotas
+                .set_limits(tenant, namespace.name(), limits, usage)
+                .await?;
+            let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+            b.audit_change(
+                ctx,
+                "quota.set",
+                namespace.name(),
+                format!(
+                    "max_bytes {}, max_objects {}",
+                    show(limits.max_bytes),
+                    show(limits.max_objects)
+                ),
+            );
+            Ok(status)
+        })
+        .await
+    }
+
+    /// Removes the quota of `ns`; returns whether it had one.
+    pub async fn remove(&self, ctx: &StorageContext, ns: &str) -> Result<bool> {
+        let b = &self.blobs;
+        observe("quota.remove", b.adapter.as_ref(), ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(
+                    ctx,
+                    "quota.remove",
+                    Action::ManageQuota,
+                    namespace.name(),
+                    None,
+                )
+                .await?;
+            let removed = b
+                .quotas
+                .remove(ctx.tenant().as_str(), namespace.name())
+                .await?;
+            b.audit_change(
+                ctx,
+                "quota.remove",
+                namespace.name(),
+                "quota removed".into(),
+            );
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// The limits and usage of `ns`, or `None` when it has no quota.
+    pub async fn show(&self, ctx: &StorageContext, ns: &str) -> Result<Option<QuotaStatus>> {
+        let b = &self.blobs;
+        observe("quota.show", b.adapter.as_ref(), ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(ctx, "quota.show", Action::ShowQuota, namespace.name(), None)
+                .await?;
+            Ok(b.quotas
+                .read(ctx.tenant().as_str(), namespace.name())
+                .await?
+                .map(|(s, _)| s))
+        })
+        .await
+    }
+}
