@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use sanctum_storage::policy::Permission;
 
 /// `sanctum`: versioned blobs in a local folder (or any configured backend), from the shell.
 #[derive(Debug, Parser)]
@@ -29,7 +30,8 @@ pub struct GlobalArgs {
     /// The tenant to act within.
     #[arg(long, value_name = "ID", default_value = "default")]
     pub tenant: String,
-    /// Who is acting (recorded in audit events).
+    /// Who is acting: checked against the tenant's grants and recorded in audit events (on the
+    /// embedded default, `local` may do everything; other actors need `policy grant`).
     #[arg(long, value_name = "ID", default_value = "local")]
     pub actor: String,
     /// Print results, and errors on stderr, as JSON.
@@ -46,6 +48,12 @@ pub enum Command {
     /// Encryption keys: rotation, re-encryption, crypto-shredding.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Access grants of the tenant: who may read, write or administer which namespaces.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Namespace quotas: limits on stored bytes and live objects.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Check the configured backend and key provider; exits 9 when one is unhealthy.
     Health,
 }
@@ -84,6 +92,97 @@ pub enum KeysCommand {
     Reencrypt(ReencryptArgs),
     /// Destroy the tenant's keys (crypto-shredding): all of its data becomes unreadable.
     Shred(ShredArgs),
+}
+
+/// `sanctum policy ...` (all act on the `--tenant`).
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Give an actor a permission on a namespace (or `*`, the whole tenant), optionally only
+    /// for keys under a prefix; replaces the actor's grant for the same namespace and prefix.
+    Grant(GrantArgs),
+    /// Remove an actor's grant on a namespace with exactly this prefix (or none).
+    Revoke(RevokeArgs),
+    /// List the tenant's grants.
+    Show,
+}
+
+/// A permission level; each includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PermissionArg {
+    /// Get, head, list, versions; show quotas.
+    Read,
+    /// Read, plus put and rm.
+    Write,
+    /// Write, plus restore, purge, sweep, keys, quota and policy changes.
+    Admin,
+}
+
+impl From<PermissionArg> for Permission {
+    fn from(p: PermissionArg) -> Self {
+        match p {
+            PermissionArg::Read => Permission::Read,
+            PermissionArg::Write => Permission::Write,
+            PermissionArg::Admin => Permission::Admin,
+        }
+    }
+}
+
+/// `policy grant`.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The actor the grant is for.
+    #[arg(value_name = "ACTOR")]
+    pub actor: String,
+    /// The level granted.
+    #[arg(value_name = "PERMISSION")]
+    pub permission: PermissionArg,
+    /// The namespace, or `*` for every namespace of the tenant.
+    #[arg(long, value_name = "NS")]
+    pub namespace: String,
+    /// Only keys starting with this prefix.
+    #[arg(long, value_name = "KEY_PREFIX")]
+    pub prefix: Option<String>,
+}
+
+/// `policy revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The actor whose grant goes.
+    #[arg(value_name = "ACTOR")]
+    pub actor: String,
+    /// The namespace of the grant, or `*`.
+    #[arg(long, value_name = "NS")]
+    pub namespace: String,
+    /// The grant's key prefix (it must match exactly; without it, the grant without a prefix).
+    #[arg(long, value_name = "KEY_PREFIX")]
+    pub prefix: Option<String>,
+}
+
+/// `sanctum quota ...` (namespaces of the `--tenant`).
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set a namespace's limits (replacing its old ones; a limit left out is unlimited).
+    Set(QuotaSetArgs),
+    /// Show a namespace's limits and usage.
+    Show(NsArgs),
+    /// Remove a namespace's quota.
+    Rm(NsArgs),
+}
+
+/// `quota set`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("limits").required(true).multiple(true)))]
+pub struct QuotaSetArgs {
+    /// The namespace.
+    #[arg(value_name = "NS")]
+    pub ns: String,
+    /// The most plaintext bytes the namespace may keep, old versions included: N, or N with
+    /// B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, group = "limits")]
+    pub max_bytes: Option<u64>,
+    /// The most live objects the namespace may hold.
+    #[arg(long, value_name = "N", group = "limits")]
+    pub max_objects: Option<u64>,
 }
 
 /// A namespace.
@@ -217,6 +316,32 @@ fn parse_meta(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Parses a byte count: digits, optionally followed by a unit (case-insensitive): `B`, `KB`,
+/// `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("expected a byte count such as 1000000, 500KiB, 10MiB or 1GB, got {s:?}");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is more than {} bytes", u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +358,34 @@ mod tests {
         assert_eq!(parse_meta("a=").unwrap(), ("a".into(), String::new()));
         assert!(parse_meta("ab").is_err());
         assert!(parse_meta("=b").is_err());
+    }
+
+    #[test]
+    fn byte_counts_take_units() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("1000B"), Ok(1000));
+        assert_eq!(parse_bytes("500KiB"), Ok(500 * 1024));
+        assert_eq!(parse_bytes("10MiB"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_bytes("10mib"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("2TiB"), Ok(2 << 40));
+        assert_eq!(parse_bytes("3kB"), Ok(3000));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes("4 MB"), Ok(4_000_000));
+        assert_eq!(parse_bytes("18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "1.5GiB",
+            "10XB",
+            "10 M",
+            "+5",
+            " 5",
+            "99999999999999999999",
+            "20000000TiB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

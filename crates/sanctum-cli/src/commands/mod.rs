@@ -3,6 +3,8 @@
 
 mod blob;
 mod keys;
+mod policy;
+mod quota;
 
 use std::path::PathBuf;
 
@@ -122,6 +124,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Blob(cmd) => blob::run(&session, cmd).await,
         Command::Keys(cmd) => keys::run(&session, cmd).await,
+        Command::Policy(cmd) => policy::run(&session, cmd).await,
+        Command::Quota(cmd) => quota::run(&session, cmd).await,
         Command::Health => health(&session).await,
     }
 }

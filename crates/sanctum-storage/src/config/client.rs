@@ -142,17 +142,13 @@ pub async fn create_storage_client(
     };
     let clock: Arc<dyn Clock> = deps.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let keys = Arc::new(KeyManager::new(provider, adapter.clone(), clock.clone()));
-    let blobs = BlobStore::new(
-        adapter,
-        keys,
-        clock,
-        audit,
-        BlobSettings {
-            inline_threshold: config.blob.inline_threshold,
-            ..Default::default()
-        },
-    )
-    .with_access(access);
+    // Other fields exist only under some features, so the update is needless without them.
+    #[allow(clippy::needless_update)]
+    let settings = BlobSettings {
+        inline_threshold: config.blob.inline_threshold,
+        ..Default::default()
+    };
+    let blobs = BlobStore::new(adapter, keys, clock, audit, settings).with_access(access);
     Ok(Storage::new(blobs, registry, config.environment))
 }
 

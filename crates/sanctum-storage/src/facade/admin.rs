@@ -48,6 +48,11 @@ fn describe(grant: &Grant) -> String {
 }
 
 impl PolicyAdmin {
+    /// Grant management over `blobs` (also reachable as [`Storage::policy`](super::Storage::policy)).
+    pub fn new(blobs: BlobStore) -> Self {
+        Self { blobs }
+    }
+
     /// Adds `grant` (replacing one for the same actor, namespace and prefix) and returns the
     /// tenant's policy.
     pub async fn grant(&self, ctx: &StorageContext, grant: Grant) -> Result<AccessPolicy> {
@@ -129,6 +134,11 @@ pub struct QuotaAdmin {
 }
 
 impl QuotaAdmin {
+    /// Quota management over `blobs` (also reachable as [`Storage::quotas`](super::Storage::quotas)).
+    pub fn new(blobs: BlobStore) -> Self {
+        Self { blobs }
+    }
+
     /// Sets the limits of `ns`. A namespace gaining its first quota has its current usage
     /// counted from its heads (writes racing with that count, in other processes, may be
     /// missed). A limit below the current usage is accepted: writes fail until usage drops.

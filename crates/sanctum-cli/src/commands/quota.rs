@@ -1,0 +1,102 @@
+//! `sanctum quota ...`: namespace quotas of the `--tenant`.
+
+use sanctum_storage::quota::{QuotaLimits, QuotaStatus};
+use serde_json::json;
+
+use super::Session;
+use crate::cli::{NsArgs, QuotaCommand, QuotaSetArgs};
+use crate::output;
+
+/// Runs a `quota` subcommand.
+pub async fn run(session: &Session, cmd: QuotaCommand) -> anyhow::Result<()> {
+    match cmd {
+        QuotaCommand::Set(args) => set(session, args).await,
+        QuotaCommand::Show(args) => show(session, args).await,
+        QuotaCommand::Rm(args) => rm(session, args).await,
+    }
+}
+
+/// `N` or `unlimited`.
+fn limit(value: Option<u64>) -> String {
+    value.map_or_else(|| "unlimited".to_string(), |v| v.to_string())
+}
+
+/// `namespace NS: bytes USED of LIMIT, objects USED of LIMIT`.
+fn status_line(ns: &str, status: &QuotaStatus) -> String {
+    format!(
+        "namespace {ns}: bytes {} of {}, objects {} of {}",
+        status.usage.bytes,
+        limit(status.limits.max_bytes),
+        status.usage.objects,
+        limit(status.limits.max_objects)
+    )
+}
+
+/// `quota set NS [--max-bytes SIZE] [--max-objects N]`: prints the new limits and the usage.
+async fn set(session: &Session, args: QuotaSetArgs) -> anyhow::Result<()> {
+    let limits = QuotaLimits {
+        max_bytes: args.max_bytes,
+        max_objects: args.max_objects,
+    };
+    let status = session
+        .with_storage(async |s| Ok(s.quotas().set(&session.ctx, &args.ns, limits).await?))
+        .await?;
+    if session.json {
+        output::json(&status)
+    } else {
+        output::line(status_line(&args.ns, &status))
+    }
+}
+
+/// `quota show NS`: the limits and usage, or `no quota` (`null` with `--json`).
+async fn show(session: &Session, args: NsArgs) -> anyhow::Result<()> {
+    let status = session
+        .with_storage(async |s| Ok(s.quotas().show(&session.ctx, &args.ns).await?))
+        .await?;
+    match (session.json, status) {
+        (true, status) => output::json(&status),
+        (false, Some(status)) => output::line(status_line(&args.ns, &status)),
+        (false, None) => output::line(format_args!("namespace {}: no quota", args.ns)),
+    }
+}
+
+/// `quota rm NS`: removes the quota; a namespace without one is not an error.
+async fn rm(session: &Session, args: NsArgs) -> anyhow::Result<()> {
+    let removed = session
+        .with_storage(async |s| Ok(s.quotas().remove(&session.ctx, &args.ns).await?))
+        .await?;
+    if session.json {
+        output::json(&json!({ "namespace": args.ns, "removed": removed }))
+    } else if removed {
+        output::line(format_args!("namespace {}: quota removed", args.ns))
+    } else {
+        output::line(format_args!(
+            "namespace {}: had no quota; nothing changed",
+            args.ns
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sanctum_storage::quota::QuotaUsage;
+
+    #[test]
+    fn status_reads_as_usage_of_limit() {
+        let status = QuotaStatus {
+            limits: QuotaLimits {
+                max_bytes: Some(10),
+                max_objects: None,
+            },
+            usage: QuotaUsage {
+                bytes: 3,
+                objects: 1,
+            },
+        };
+        assert_eq!(
+            status_line("docs", &status),
+            "namespace docs: bytes 3 of 10, objects 1 of unlimited"
+        );
+    }
+}
