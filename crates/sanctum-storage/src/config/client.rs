@@ -19,9 +19,9 @@ use crate::observability::audit::{AuditSink, JsonLinesAuditSink, TracingAuditSin
 use crate::observability::clock::{Clock, SystemClock};
 use crate::policy::{AccessSettings, BuiltinEngine, PolicyEngine};
 
-/// What the application injects. Every field has a development default; in `production` the
-/// audit sink must be supplied. (The key provider and cache tier join this struct with the
-/// encryption and cache layers.)
+/// What the application injects. Every field has a default; in `production` an audit sink must
+/// be injected or configured (`audit.sink = "jsonl"`). (The cache tier joins this struct with
+/// the cache layer.)
 #[derive(Debug, Clone, Default)]
 pub struct StorageDependencies {
     /// Where audit events go. Default: `tracing` events on target `sanctum::audit` (development only).
