@@ -111,7 +111,9 @@ async fn production_refuses_development_defaults_naming_each() {
         .downcast_ref::<ConfigReport>()
         .unwrap();
     let paths: Vec<&str> = report.problems.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(paths, ["keys.provider", "audit.sink"]);
+    assert_eq!(paths, ["keys.provider", "policy.superusers", "audit.sink"]);
+    // The embedded default's `local` superuser is for a single user's development store.
+    config.policy.superusers.clear();
     let mut with_file = config.clone();
     with_file.audit.sink = sanctum_storage::config::AuditSinkKind::Jsonl;
     let err = create_storage_client(with_file, StorageDependencies::default())

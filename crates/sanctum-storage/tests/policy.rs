@@ -117,16 +117,25 @@ async fn run(
     ns: &str,
     key: &str,
     v1: &str,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
+    // Reads return what they saw: a get's body, a list's key count.
     let b = s.blobs();
+    match op {
+        "get" => {
+            return Ok(String::from_utf8(body_of(s, c, ns, key).await?.to_vec()).unwrap());
+        }
+        "list" => {
+            let listed = b.list(c, ns, ListOptions::default()).await?;
+            return Ok(listed.objects.len().to_string());
+        }
+        _ => {}
+    }
     match op {
         "put" => b
             .put_bytes(c, ns, key, "changed", PutOptions::default())
             .await
             .map(drop),
-        "get" => body_of(s, c, ns, key).await.map(drop),
         "head" => b.head(c, ns, key).await.map(drop),
-        "list" => b.list(c, ns, ListOptions::default()).await.map(drop),
         "delete" => b.delete(c, ns, key).await.map(drop),
         "restore" => b.restore(c, ns, key, v1).await.map(drop),
         "purge" => b.purge(c, ns, key).await,
@@ -151,6 +160,7 @@ async fn run(
             .map(drop),
         _ => unreachable!(),
     }
+    .map(|()| String::new())
 }
 
 #[tokio::test]
@@ -208,10 +218,31 @@ async fn every_operation_times_every_role_does_what_the_policy_says() {
             let want = expected(op, role);
             let case = format!("{op} as {role}");
             match (want, &got) {
-                (Expect::Allowed | Expect::Elsewhere, Ok(())) => {}
+                (Expect::Allowed, Ok(saw)) => match op {
+                    "get" => assert_eq!(saw, "two", "{case}"),
+                    "list" => assert_ne!(saw, "0", "{case}: our objects are listed"),
+                    _ => {}
+                },
+                (Expect::Elsewhere, Ok(saw)) => match op {
+                    "list" => {
+                        // Exactly its own objects (its earlier put), none of ours.
+                        let own = s
+                            .blobs()
+                            .list(&ctx(&other, ROOT), ns, ListOptions::default())
+                            .await
+                            .unwrap();
+                        assert_eq!(*saw, own.objects.len().to_string(), "{case}");
+                        assert_eq!(own.objects.len(), 1, "{case}");
+                    }
+                    "put" => assert_eq!(
+                        &body_of(&s, &caller, ns, &key).await.unwrap()[..],
+                        b"changed",
+                        "{case}: the write landed in the caller's own tenant"
+                    ),
+                    _ => {}
+                },
                 (Expect::Denied, Err(e)) => {
                     assert_eq!(e.code(), ErrorCode::Unauthorized, "{case}: {e}");
-                    assert!(!e.to_string().contains("two"), "{case}: {e}");
                 }
                 (Expect::NotFound, Err(e)) => {
                     assert_eq!(e.code(), ErrorCode::NotFound, "{case}: {e}");
@@ -592,6 +623,47 @@ async fn quotas_count_objects_and_free_on_delete_and_purge() {
     assert!(q.remove(&root, "q").await.unwrap());
     put("d", 50_000).await.unwrap();
     assert_eq!(q.show(&root, "q").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_on_one_key_count_one_object() {
+    let (s, _) = storage().await;
+    let root = ctx(&unique("quota"), ROOT);
+    s.quotas()
+        .set(
+            &root,
+            "q",
+            QuotaLimits {
+                max_bytes: None,
+                max_objects: Some(100),
+            },
+        )
+        .await
+        .unwrap();
+    for round in 0..4 {
+        // Eight writers create or overwrite the same key (a delete races them after round 0):
+        // whoever wins each CAS, usage counts the key once while it is live.
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (s, root) = (s.clone(), root.clone());
+            tasks.push(tokio::spawn(async move {
+                if i == 7 && round > 0 {
+                    let _ = s.blobs().delete(&root, "q", "same").await;
+                } else {
+                    s.blobs()
+                        .put_bytes(&root, "q", "same", vec![1u8; 10], PutOptions::default())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let live = s.blobs().head(&root, "q", "same").await.is_ok();
+        let usage = s.quotas().show(&root, "q").await.unwrap().unwrap().usage;
+        assert_eq!(usage.objects, u64::from(live), "round {round}");
+    }
 }
 
 fn summary(events: &[AuditEvent]) -> Vec<(String, Option<bool>)> {

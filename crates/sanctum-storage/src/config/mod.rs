@@ -296,6 +296,13 @@ impl StorageConfig {
                     "\"memory\" loses data on exit and is refused in production",
                 );
             }
+            if !self.policy.superusers.is_empty() {
+                problem(
+                    "policy.superusers",
+                    "superusers are admin of every tenant and are refused in production; grant \
+                     admin per tenant instead",
+                );
+            }
             if self.blob.durability == Durability::Os {
                 problem(
                     "blob.durability",

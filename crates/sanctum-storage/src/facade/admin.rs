@@ -5,7 +5,7 @@ use super::blob::BlobStore;
 use crate::error::{Error, Result};
 use crate::observability::observe;
 use crate::policy::{AccessPolicy, Action, Grant, TENANT_WIDE, permission_name};
-use crate::quota::{QuotaLimits, QuotaStatus};
+use crate::quota::{Charge, QuotaLimits, QuotaStatus, QuotaUsage};
 use crate::types::limits::{MAX_ACTOR_LEN, validate_prefix};
 use crate::types::{Namespace, StorageContext};
 
@@ -54,7 +54,8 @@ impl PolicyAdmin {
     }
 
     /// Adds `grant` (replacing one for the same actor, namespace and prefix) and returns the
-    /// tenant's policy.
+    /// grants of its namespace (all of the tenant's for a tenant-wide grant: a namespace admin
+    /// sees no more than it governs).
     pub async fn grant(&self, ctx: &StorageContext, grant: Grant) -> Result<AccessPolicy> {
         let b = &self.blobs;
         observe("policy.grant", b.adapter.as_ref(), ctx, async {
@@ -73,7 +74,11 @@ impl PolicyAdmin {
                 .update(ctx.tenant().as_str(), |p| Ok((p.grant(grant.clone()), ())))
                 .await?;
             b.audit_change(ctx, "policy.grant", &namespace, detail);
-            Ok((*policy).clone())
+            let mut visible = (*policy).clone();
+            if namespace != TENANT_WIDE {
+                visible.grants.retain(|g| g.namespace == namespace);
+            }
+            Ok(visible)
         })
         .await
     }
@@ -161,14 +166,24 @@ impl QuotaAdmin {
                 )
                 .await?;
             let tenant = ctx.tenant().as_str();
-            let usage = match b.quotas.read(tenant, namespace.name()).await? {
-                Some((status, _)) => status.usage,
-                None => b.usage_of(&namespace).await?,
-            };
-            let status = b
+            let first = b.quotas.read(tenant, namespace.name()).await?.is_none();
+            // The document exists before the count, so writes racing with the count are
+            // charged too: counted twice at worst (high, never low).
+            let mut status = b
                 .quotas
-                .set_limits(tenant, namespace.name(), limits, usage)
+                .set_limits(tenant, namespace.name(), limits, QuotaUsage::default())
                 .await?;
+            if first {
+                let usage = b.usage_of(&namespace).await?;
+                let held = Charge {
+                    bytes: usage.bytes as i64,
+                    objects: usage.objects as i64,
+                };
+                b.quotas.settle(tenant, namespace.name(), held).await?;
+                if let Some((now, _)) = b.quotas.read(tenant, namespace.name()).await? {
+                    status = now;
+                }
+            }
             let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
             b.audit_change(
                 ctx,

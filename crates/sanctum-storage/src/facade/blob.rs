@@ -497,10 +497,18 @@ impl BlobStore {
             };
             let charged = quota.is_some() && self.quotas.charge(tenant, ns, charge).await?;
             let committed = self.commit(&paths, head, append, &check).await;
-            if committed.is_err() && charged {
-                // Not written: give the charge back (failing leaves usage counted high, the
-                // safe side).
-                let _ = self.quotas.charge(tenant, ns, charge.negate()).await;
+            if charged {
+                match &committed {
+                    // Not written: give the charge back.
+                    Err(_) => self.settle_usage(ctx, ns, charge.negate()).await,
+                    // A retried CAS may have replaced a head other than the one first read:
+                    // count the object by the head it really replaced.
+                    Ok(was_live) => {
+                        let objects = i64::from(!was_live) - charge.objects;
+                        self.settle_usage(ctx, ns, Charge { bytes: 0, objects })
+                            .await
+                    }
+                }
             }
             committed?;
             Ok(sealing::with_sealed(&stored, sealed))
@@ -733,22 +741,7 @@ impl BlobStore {
                 retry: true,
                 ready: None,
             };
-            self.commit(&paths, head, append, check).await?;
-            // The key is no longer live: free its object. A failure here leaves usage high.
-            let freed = Charge {
-                bytes: 0,
-                objects: -1,
-            };
-            if self
-                .quotas
-                .limits(ctx.tenant().as_str(), ns.name())
-                .await?
-                .is_some()
-            {
-                self.quotas
-                    .charge(ctx.tenant().as_str(), ns.name(), freed)
-                    .await?;
-            }
+            let was_live = self.commit(&paths, head, append, check).await?;
             self.audit_event(
                 ctx,
                 "blob.delete",
@@ -756,6 +749,12 @@ impl BlobStore {
                 Some(key),
                 Some(&tombstone.version_id),
             );
+            // The key is no longer live: free its object.
+            let freed = Charge {
+                bytes: 0,
+                objects: -i64::from(was_live),
+            };
+            self.settle_usage(ctx, ns.name(), freed).await;
             let place = Place {
                 clear: self.settings.clear(),
                 tenant: ctx.tenant().as_str(),
@@ -888,11 +887,15 @@ impl BlobStore {
                 && self.quotas.limits(tenant, ns.name()).await?.is_some()
                 && self.quotas.charge(tenant, ns.name(), revived).await?;
             let committed = self.commit(&paths, head, append, check).await;
-            if committed.is_err() && charged {
-                let _ = self
-                    .quotas
-                    .charge(tenant, ns.name(), revived.negate())
-                    .await;
+            match &committed {
+                Err(_) if charged => self.settle_usage(ctx, ns.name(), revived.negate()).await,
+                // Count the object by the head the CAS really replaced.
+                Ok(was_live) => {
+                    let objects = i64::from(!was_live) - revived.objects;
+                    self.settle_usage(ctx, ns.name(), Charge { bytes: 0, objects })
+                        .await
+                }
+                Err(_) => {}
             }
             committed?;
             self.audit_event(
@@ -981,17 +984,8 @@ impl BlobStore {
                     Err(e) => return Err(e),
                 }
             }
-            if self
-                .quotas
-                .limits(ctx.tenant().as_str(), ns.name())
-                .await?
-                .is_some()
-            {
-                self.quotas
-                    .charge(ctx.tenant().as_str(), ns.name(), freed)
-                    .await?;
-            }
             self.audit_event(ctx, "blob.purge", Some(&ns), Some(key), None);
+            self.settle_usage(ctx, ns.name(), freed).await;
             Ok(())
         })
         .await
@@ -1237,7 +1231,7 @@ impl BlobStore {
         mut head: Option<Head>,
         append: Append<'_>,
         check: impl Fn(Option<&Head>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let Append {
             version,
             inline,
@@ -1284,7 +1278,7 @@ impl BlobStore {
                 }
             };
             match written {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(head.as_ref().and_then(|h| h.manifest.live()).is_some()),
                 Err(e) if e.code() == ErrorCode::Conflict => {
                     if let Some(page) = spilled {
                         let _ = self.adapter.delete(&page, None).await;
@@ -1324,6 +1318,23 @@ impl BlobStore {
             decision: None,
             detail: None,
         });
+    }
+
+    /// Corrects quota usage after a write committed (the write stands either way): a failure is
+    /// logged and leaves usage off by this charge, which a quota reset recounts.
+    async fn settle_usage(&self, ctx: &StorageContext, ns: &str, charge: Charge) {
+        if charge == Charge::default() {
+            return;
+        }
+        let tenant = ctx.tenant().as_str();
+        if let Err(e) = self.quotas.settle(tenant, ns, charge).await {
+            tracing::warn!(
+                code = e.code().as_str(),
+                tenant,
+                namespace = ns,
+                "quota usage could not be corrected after a committed write"
+            );
+        }
     }
 
     /// Records a governance change (policy, quota): `detail` names what changed.

@@ -3,8 +3,8 @@
 //!
 //! Each request becomes a Cedar request:
 //!
-//! - principal `Actor::"<actor>"`, member of `Group::"<g>"` for each comma-separated group in the
-//!   `groups` claim;
+//! - principal `Actor::"<actor>"`, member of `Tenant::"<tenant>"` and of `Group::"<g>"` for each
+//!   comma-separated group in the `groups` claim;
 //! - action `Action::"<action>"` (see [`Action::as_str`](super::Action::as_str): `read`, `list`,
 //!   `write`, `delete`, `restore`, `purge`, `sweep`, `manage_keys`, `manage_policy`,
 //!   `manage_quota`, `show_quota`);
@@ -15,7 +15,14 @@
 //!   `claims` is a record of the caller's claims as strings).
 //!
 //! A `permit` allows; a `forbid` denies whatever grants say. When no Cedar policy applies, the
-//! tenant's built-in grants decide, so `sanctum policy grant` keeps working beside Cedar.
+//! tenant's built-in grants decide, so `sanctum policy grant` keeps working beside Cedar. If any
+//! policy fails to evaluate (say it reads an attribute a request lacks), the request is denied:
+//! Cedar skips an erroring policy, which could be a `forbid`. Guard optional attributes with
+//! `has`.
+//!
+//! **One policy set serves every tenant.** Entity ids do not include the tenant, so
+//! `Actor::"alice"` is every tenant's alice: scope policies to a tenant with
+//! `principal in Tenant::"acme"`, `resource in Tenant::"acme"` or `context.tenant == "acme"`.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -80,8 +87,10 @@ impl CedarEngine {
             .unwrap_or_default();
         let tenant = uid("Tenant", request.tenant);
         let namespace = uid("Namespace", request.namespace);
+        let mut parents = groups.clone();
+        parents.insert(tenant.clone());
         let mut entities = vec![
-            Entity::new_no_attrs(principal.clone(), groups.clone()),
+            Entity::new_no_attrs(principal.clone(), parents),
             Entity::new_no_attrs(namespace.clone(), HashSet::from([tenant.clone()])),
             Entity::new_no_attrs(tenant, HashSet::new()),
         ];
@@ -149,16 +158,18 @@ impl CedarEngine {
             .map(|id| id.to_string())
             .collect();
         let errors = response.diagnostics().errors().count();
+        if errors > 0 {
+            // Cedar skips an erroring policy, which may have been a forbid.
+            return Ok(Decision::deny(format!(
+                "cedar: {errors} policy error(s), denied"
+            )));
+        }
         Ok(match (response.decision(), reasons.is_empty()) {
             (CedarDecision::Allow, _) => {
                 Decision::allow(format!("cedar permit {}", reasons.join(", ")))
             }
             (CedarDecision::Deny, false) => {
                 Decision::deny(format!("cedar forbid {}", reasons.join(", ")))
-            }
-            // Errors in a policy could hide a forbid: never fall back to grants then.
-            (CedarDecision::Deny, true) if errors > 0 => {
-                Decision::deny(format!("cedar: {errors} policy error(s), denied"))
             }
             (CedarDecision::Deny, true) => Decision {
                 allowed: false,
@@ -274,6 +285,39 @@ mod tests {
     }
 
     #[test]
+    fn an_erroring_forbid_denies_and_tenants_scope_policies() {
+        let engine = CedarEngine::from_policies(
+            r#"
+            permit(principal, action == Action::"read", resource);
+            forbid(principal, action, resource) when { context.claims.clearance == "none" };
+            permit(principal in Tenant::"acme", action == Action::"write", resource in Tenant::"acme");
+            "#,
+        )
+        .unwrap();
+        let grants = AccessPolicy::default();
+        let none = BTreeMap::new();
+        // The forbid reads a claim this request lacks: it errors, so the request is denied
+        // although a permit matches.
+        let d = engine.decide(
+            &request("ann", &none, Action::Read, "docs", Some("a")),
+            &grants,
+        );
+        assert!(!d.allowed, "{}", d.reason);
+        assert!(d.reason.contains("error"), "{}", d.reason);
+        let cleared = BTreeMap::from([("clearance".to_string(), "top".to_string())]);
+        let d = engine.decide(
+            &request("ann", &cleared, Action::Read, "docs", Some("a")),
+            &grants,
+        );
+        assert!(d.allowed, "{}", d.reason);
+        // `request` is tenant acme: the tenant-scoped permit applies there and nowhere else.
+        let mut elsewhere = request("ann", &cleared, Action::Write, "docs", Some("a"));
+        assert!(engine.decide(&elsewhere, &grants).allowed);
+        elsewhere.tenant = "other";
+        assert!(!engine.decide(&elsewhere, &grants).allowed);
+    }
+
+    #[test]
     fn bad_policy_text_is_a_config_error() {
         let e = CedarEngine::from_policies("permit(principal, action").unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::Config);
@@ -286,13 +330,25 @@ mod tests {
         let none = BTreeMap::new();
         let grants = AccessPolicy::default();
         let evil = r#"x" || true || "y"#;
-        assert!(
-            !engine
-                .decide(
-                    &request(evil, &none, Action::Read, "docs", Some(evil)),
-                    &grants
-                )
-                .allowed
+        let d = engine.decide(
+            &request(evil, &none, Action::Read, "docs", Some(evil)),
+            &grants,
         );
+        assert!(!d.allowed);
+        assert!(!d.reason.starts_with("cedar request"), "{}", d.reason);
+        // The same names with a grant: decided by the grant, names compared as plain strings.
+        let grants = AccessPolicy {
+            grants: vec![Grant {
+                actor: evil.into(),
+                namespace: "docs".into(),
+                key_prefix: Some(evil.into()),
+                permission: Permission::Read,
+            }],
+        };
+        let d = engine.decide(
+            &request(evil, &none, Action::Read, "docs", Some(evil)),
+            &grants,
+        );
+        assert!(d.allowed, "{}", d.reason);
     }
 }

@@ -166,6 +166,22 @@ impl QuotaLedger {
     /// fails with `QuotaExceeded` and changes nothing; shrinking always succeeds. Returns
     /// whether the namespace has a quota (without one, nothing is counted).
     pub(crate) async fn charge(&self, tenant: &str, ns: &str, charge: Charge) -> Result<bool> {
+        self.apply_charge(tenant, ns, charge, true).await
+    }
+
+    /// Applies `charge` without checking limits: a correction for a write that already
+    /// committed (or a count of data already stored). Returns whether the namespace has a quota.
+    pub(crate) async fn settle(&self, tenant: &str, ns: &str, charge: Charge) -> Result<bool> {
+        self.apply_charge(tenant, ns, charge, false).await
+    }
+
+    async fn apply_charge(
+        &self,
+        tenant: &str,
+        ns: &str,
+        charge: Charge,
+        enforce: bool,
+    ) -> Result<bool> {
         if charge.is_zero() {
             return Ok(self.limits(tenant, ns).await?.is_some());
         }
@@ -179,13 +195,15 @@ impl QuotaLedger {
                 bytes: apply(status.usage.bytes, charge.bytes),
                 objects: apply(status.usage.objects, charge.objects),
             };
-            if charge.bytes > 0
+            if enforce
+                && charge.bytes > 0
                 && let Some(max) = status.limits.max_bytes
                 && usage.bytes > max
             {
                 return Err(exceeded("bytes", max, usage.bytes));
             }
-            if charge.objects > 0
+            if enforce
+                && charge.objects > 0
                 && let Some(max) = status.limits.max_objects
                 && usage.objects > max
             {
