@@ -1,6 +1,6 @@
 //! `sanctum policy ...`: the `--tenant`'s access grants.
 
-use sanctum_storage::policy::{AccessPolicy, Grant, Permission};
+use sanctum_storage::policy::{AccessPolicy, Grant};
 use serde_json::json;
 
 use super::Session;
@@ -13,15 +13,6 @@ pub async fn run(session: &Session, cmd: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::Grant(args) => grant(session, args).await,
         PolicyCommand::Revoke(args) => revoke(session, args).await,
         PolicyCommand::Show => show(session).await,
-    }
-}
-
-/// The name of a permission, as the command line spells it.
-fn permission_name(p: Permission) -> &'static str {
-    match p {
-        Permission::Read => "read",
-        Permission::Write => "write",
-        Permission::Admin => "admin",
     }
 }
 
@@ -51,7 +42,7 @@ fn grant_lines(policy: &AccessPolicy) -> Vec<String> {
             let line = format!(
                 "{:<actor_w$}  {:<5}  {:<ns_w$} {}",
                 g.actor,
-                permission_name(g.permission),
+                g.permission.as_str(),
                 g.namespace,
                 prefix_note(g.key_prefix.as_deref()),
             );
@@ -129,6 +120,7 @@ async fn show(session: &Session) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sanctum_storage::policy::Permission;
 
     fn grant(actor: &str, ns: &str, prefix: Option<&str>, p: Permission) -> Grant {
         Grant {

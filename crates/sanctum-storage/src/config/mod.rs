@@ -270,11 +270,11 @@ impl StorageConfig {
             .policy
             .superusers
             .iter()
-            .any(|a| a.is_empty() || a.chars().any(char::is_control))
+            .any(|a| crate::types::limits::validate_actor(a).is_err())
         {
             problem(
                 "policy.superusers",
-                "actors must be non-empty and without control characters",
+                "actors must be 1-256 bytes without control characters",
             );
         }
         if self.audit.sink == AuditSinkKind::Jsonl && self.audit.path.is_none() {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{KeyProvider, WrappedKey, crypto_err, key_err};
-use crate::adapters::{BlobAdapter, BlobPath, PutMode, collect_bytes, once_stream};
+use crate::adapters::json::{read_json, write_json};
+use crate::adapters::{BlobAdapter, BlobPath, PutMode};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::clock::{Clock, new_id};
 use sanctum_crypto::{Context, DataKey, KeyRef};
@@ -205,18 +206,7 @@ impl KeyManager {
         &self,
         path: &BlobPath,
     ) -> Result<Option<(T, String)>> {
-        match self.adapter.get(path, None).await {
-            Ok(got) => {
-                let etag = got.meta.etag.clone();
-                let bytes = collect_bytes(got.body).await?;
-                let record = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::consistency("key store record is corrupt").with_source(e)
-                })?;
-                Ok(Some((record, etag)))
-            }
-            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_json(self.adapter.as_ref(), path, u64::MAX, "key store record").await
     }
 
     async fn write_record<T: Serialize>(
@@ -225,12 +215,14 @@ impl KeyManager {
         record: &T,
         mode: PutMode,
     ) -> Result<()> {
-        let bytes = serde_json::to_vec(record)
-            .map_err(|e| Error::consistency("cannot encode a key store record").with_source(e))?;
-        self.adapter
-            .put(path, once_stream(bytes.into()), mode)
-            .await
-            .map(|_| ())
+        write_json(
+            self.adapter.as_ref(),
+            path,
+            record,
+            mode,
+            "a key store record",
+        )
+        .await
     }
 
     /// The tenant key, creating the tenant's keys on first use when `create` is set.

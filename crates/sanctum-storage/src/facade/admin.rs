@@ -2,11 +2,11 @@
 //! change needs admin on what it changes and is audited.
 
 use super::blob::BlobStore;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::observability::observe;
-use crate::policy::{AccessPolicy, Action, Grant, TENANT_WIDE, permission_name};
+use crate::policy::{AccessPolicy, Action, Grant, TENANT_WIDE};
 use crate::quota::{Charge, QuotaLimits, QuotaStatus, QuotaUsage};
-use crate::types::limits::{MAX_ACTOR_LEN, validate_prefix};
+use crate::types::limits::{validate_actor, validate_prefix};
 use crate::types::{Namespace, StorageContext};
 
 /// Manages the caller's tenant's grants. Changing grants on a namespace needs admin on it;
@@ -24,29 +24,6 @@ fn scope(ctx: &StorageContext, namespace: &str) -> Result<String> {
     Ok(Namespace::new(ctx.tenant(), namespace)?.name().to_string())
 }
 
-fn check_actor(actor: &str) -> Result<()> {
-    if actor.is_empty() || actor.len() > MAX_ACTOR_LEN || actor.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "invalid actor: must be 1-{MAX_ACTOR_LEN} bytes without control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn describe(grant: &Grant) -> String {
-    format!(
-        "{} {} on {}{}",
-        grant.actor,
-        permission_name(grant.permission),
-        grant.namespace,
-        grant
-            .key_prefix
-            .as_deref()
-            .map(|p| format!(" (keys under '{p}')"))
-            .unwrap_or_default()
-    )
-}
-
 impl PolicyAdmin {
     /// Grant management over `blobs` (also reachable as [`Storage::policy`](super::Storage::policy)).
     pub fn new(blobs: BlobStore) -> Self {
@@ -59,7 +36,7 @@ impl PolicyAdmin {
     pub async fn grant(&self, ctx: &StorageContext, grant: Grant) -> Result<AccessPolicy> {
         let b = &self.blobs;
         observe("policy.grant", b.adapter.as_ref(), ctx, async {
-            check_actor(&grant.actor)?;
+            validate_actor(&grant.actor)?;
             let namespace = scope(ctx, &grant.namespace)?;
             if let Some(prefix) = &grant.key_prefix {
                 validate_prefix(prefix)?;
@@ -67,7 +44,7 @@ impl PolicyAdmin {
             b.access
                 .check(ctx, "policy.grant", Action::ManagePolicy, &namespace, None)
                 .await?;
-            let detail = format!("grant {}", describe(&grant));
+            let detail = format!("grant {grant}");
             let (_, policy) = b
                 .access
                 .store()
@@ -93,7 +70,7 @@ impl PolicyAdmin {
     ) -> Result<usize> {
         let b = &self.blobs;
         observe("policy.revoke", b.adapter.as_ref(), ctx, async {
-            check_actor(actor)?;
+            validate_actor(actor)?;
             let namespace = scope(ctx, namespace)?;
             b.access
                 .check(ctx, "policy.revoke", Action::ManagePolicy, &namespace, None)

@@ -495,20 +495,10 @@ impl BlobStore {
                 bytes: plain.size as i64,
                 objects: i64::from(new_key),
             };
-            let charged = quota.is_some() && self.quotas.charge(tenant, ns, charge).await?;
+            let charged = self.quotas.charge(tenant, ns, charge).await?;
             let committed = self.commit(&paths, head, append, &check).await;
             if charged {
-                match &committed {
-                    // Not written: give the charge back.
-                    Err(_) => self.settle_usage(ctx, ns, charge.negate()).await,
-                    // A retried CAS may have replaced a head other than the one first read:
-                    // count the object by the head it really replaced.
-                    Ok(was_live) => {
-                        let objects = i64::from(!was_live) - charge.objects;
-                        self.settle_usage(ctx, ns, Charge { bytes: 0, objects })
-                            .await
-                    }
-                }
+                self.settle_commit(ctx, ns, charge, &committed).await;
             }
             committed?;
             Ok(sealing::with_sealed(&stored, sealed))
@@ -883,19 +873,11 @@ impl BlobStore {
                 objects: i64::from(manifest.live().is_none()),
             };
             let tenant = ctx.tenant().as_str();
-            let charged = revived.objects > 0
-                && self.quotas.limits(tenant, ns.name()).await?.is_some()
-                && self.quotas.charge(tenant, ns.name(), revived).await?;
+            let charged = self.quotas.charge(tenant, ns.name(), revived).await?;
             let committed = self.commit(&paths, head, append, check).await;
-            match &committed {
-                Err(_) if charged => self.settle_usage(ctx, ns.name(), revived.negate()).await,
-                // Count the object by the head the CAS really replaced.
-                Ok(was_live) => {
-                    let objects = i64::from(!was_live) - revived.objects;
-                    self.settle_usage(ctx, ns.name(), Charge { bytes: 0, objects })
-                        .await
-                }
-                Err(_) => {}
+            if charged {
+                self.settle_commit(ctx, ns.name(), revived, &committed)
+                    .await;
             }
             committed?;
             self.audit_event(
@@ -1335,6 +1317,26 @@ impl BlobStore {
                 "quota usage could not be corrected after a committed write"
             );
         }
+    }
+
+    /// Settles a charged write after its commit: a failed one gets its charge back; a committed
+    /// one is counted by the head its CAS really replaced (a retry may have met a head other
+    /// than the one first read, e.g. a racing delete or create).
+    async fn settle_commit(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        charged: Charge,
+        committed: &Result<bool>,
+    ) {
+        let correction = match committed {
+            Err(_) => charged.negate(),
+            Ok(was_live) => Charge {
+                bytes: 0,
+                objects: i64::from(!was_live) - charged.objects,
+            },
+        };
+        self.settle_usage(ctx, ns, correction).await
     }
 
     /// Records a governance change (policy, quota): `detail` names what changed.

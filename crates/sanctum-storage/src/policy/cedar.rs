@@ -32,7 +32,7 @@ use cedar_policy::{
     EntityTypeName, EntityUid, PolicySet, Request, RestrictedExpression,
 };
 
-use super::{AccessRequest, BuiltinEngine, Decision, PolicyEngine, permission_name};
+use super::{AccessRequest, BuiltinEngine, Decision, PolicyEngine};
 use crate::error::{Error, Result};
 use crate::types::policy::AccessPolicy;
 
@@ -135,7 +135,7 @@ impl CedarEngine {
             ("operation".to_string(), string(request.operation)),
             (
                 "permission".to_string(),
-                string(permission_name(request.action.permission())),
+                string(request.action.permission().as_str()),
             ),
             ("claims".to_string(), claims),
         ])

@@ -163,29 +163,12 @@ impl PolicyEngine for BuiltinEngine {
     fn decide(&self, request: &AccessRequest<'_>, grants: &AccessPolicy) -> Decision {
         let needed = request.action.permission();
         match grants.matching(request.actor, request.namespace, request.key, needed) {
-            Some(grant) => Decision::allow(format!(
-                "grant {} on {}{}",
-                permission_name(grant.permission),
-                grant.namespace,
-                grant
-                    .key_prefix
-                    .as_deref()
-                    .map(|p| format!(" (keys under '{p}')"))
-                    .unwrap_or_default()
-            )),
+            Some(grant) => Decision::allow(format!("grant {grant}")),
             None => Decision::deny(format!(
                 "no grant gives {} on this namespace",
-                permission_name(needed)
+                needed.as_str()
             )),
         }
-    }
-}
-
-pub(crate) fn permission_name(p: Permission) -> &'static str {
-    match p {
-        Permission::Read => "read",
-        Permission::Write => "write",
-        Permission::Admin => "admin",
     }
 }
 
@@ -323,7 +306,7 @@ impl Authorizer {
                     "actor '{}' may not {} here ({} required)",
                     ctx.actor(),
                     action.as_str().replace('_', " "),
-                    permission_name(action.permission())
+                    action.permission().as_str()
                 ),
             ))
         }

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::adapters::{BlobAdapter, BlobPath, PutMode, collect_bytes, once_stream};
+use crate::adapters::json::{read_json, write_json};
+use crate::adapters::{BlobAdapter, BlobPath, PutMode};
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::policy::AccessPolicy;
 
@@ -62,23 +63,17 @@ impl PolicyStore {
 
     /// Reads the stored policy and its etag (`None` when the tenant has none yet).
     async fn read(&self, tenant: &str) -> Result<(AccessPolicy, Option<String>)> {
-        let got = match self.adapter.get(&path(tenant)?, None).await {
-            Ok(got) => got,
-            Err(e) if e.code() == ErrorCode::NotFound => {
-                return Ok((AccessPolicy::default(), None));
-            }
-            Err(e) => return Err(e),
-        };
-        if got.meta.size > MAX_POLICY_BYTES {
-            return Err(Error::consistency(
-                "the stored policy is larger than any valid one",
-            ));
-        }
-        let etag = got.meta.etag.clone();
-        let bytes = collect_bytes(got.body).await?;
-        let policy = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::consistency("the stored policy is corrupt").with_source(e))?;
-        Ok((policy, Some(etag)))
+        let stored = read_json(
+            self.adapter.as_ref(),
+            &path(tenant)?,
+            MAX_POLICY_BYTES,
+            "the stored policy",
+        )
+        .await?;
+        Ok(match stored {
+            Some((policy, etag)) => (policy, Some(etag)),
+            None => (AccessPolicy::default(), None),
+        })
     }
 
     /// Applies `change` to the newest stored policy and writes it back with a compare-and-swap,
@@ -104,17 +99,11 @@ impl PolicyStore {
                     format!("a tenant may hold at most {MAX_GRANTS} grants"),
                 ));
             }
-            let bytes = serde_json::to_vec(&policy)
-                .map_err(|e| Error::consistency("cannot encode the policy").with_source(e))?;
             let mode = match etag {
                 Some(etag) => PutMode::Update(etag),
                 None => PutMode::Create,
             };
-            match self
-                .adapter
-                .put(&path, once_stream(bytes.into()), mode)
-                .await
-            {
+            match write_json(self.adapter.as_ref(), &path, &policy, mode, "the policy").await {
                 Ok(_) => {
                     let policy = Arc::new(policy);
                     self.remember(tenant, policy.clone());

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{BlobAdapter, BlobPath, PutMode, collect_bytes, once_stream};
+use crate::adapters::json::{read_json, write_json};
+use crate::adapters::{BlobAdapter, BlobPath, PutMode};
 use crate::error::{Error, ErrorCode, Result};
 
 /// How many times a charge retries a lost compare-and-swap (16 racing writers need a few).
@@ -136,21 +137,13 @@ impl QuotaLedger {
         tenant: &str,
         ns: &str,
     ) -> Result<Option<(QuotaStatus, String)>> {
-        let got = match self.adapter.get(&path(tenant, ns)?, None).await {
-            Ok(got) => got,
-            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if got.meta.size > MAX_DOC_BYTES {
-            return Err(Error::consistency(
-                "the stored quota is larger than any valid one",
-            ));
-        }
-        let etag = got.meta.etag.clone();
-        let bytes = collect_bytes(got.body).await?;
-        let status: QuotaStatus = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::consistency("the stored quota is corrupt").with_source(e))?;
-        Ok(Some((status, etag)))
+        read_json(
+            self.adapter.as_ref(),
+            &path(tenant, ns)?,
+            MAX_DOC_BYTES,
+            "the stored quota",
+        )
+        .await
     }
 
     /// The bytes `ns` may still take, when it has a byte limit (read fresh).
@@ -182,8 +175,10 @@ impl QuotaLedger {
         charge: Charge,
         enforce: bool,
     ) -> Result<bool> {
-        if charge.is_zero() {
-            return Ok(self.limits(tenant, ns).await?.is_some());
+        // Namespaces without a quota (the cached answer) cost no read.
+        let has_quota = self.limits(tenant, ns).await?.is_some();
+        if charge.is_zero() || !has_quota {
+            return Ok(has_quota);
         }
         let path = path(tenant, ns)?;
         for _ in 0..MAX_ATTEMPTS {
@@ -271,12 +266,7 @@ impl QuotaLedger {
     }
 
     async fn write(&self, path: &BlobPath, status: &QuotaStatus, mode: PutMode) -> Result<()> {
-        let bytes = serde_json::to_vec(status)
-            .map_err(|e| Error::consistency("cannot encode the quota").with_source(e))?;
-        self.adapter
-            .put(path, once_stream(bytes.into()), mode)
-            .await
-            .map(|_| ())
+        write_json(self.adapter.as_ref(), path, status, mode, "the quota").await
     }
 }
 

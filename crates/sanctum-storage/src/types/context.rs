@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::error::{Error, Result};
-use crate::types::limits::{MAX_ACTOR_LEN, validate_id};
+use crate::error::Result;
+use crate::types::limits::{validate_actor, validate_id};
 
 /// A validated tenant id: 1-63 of `[a-z0-9-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,11 +76,7 @@ impl StorageContext {
     /// A context for `tenant` and `actor`, with a fresh correlation id.
     pub fn new(tenant: &str, actor: &str) -> Result<Self> {
         let tenant = TenantId::new(tenant)?;
-        if actor.is_empty() || actor.len() > MAX_ACTOR_LEN || actor.chars().any(char::is_control) {
-            return Err(Error::invalid(format!(
-                "invalid actor: must be 1-{MAX_ACTOR_LEN} bytes without control characters"
-            )));
-        }
+        validate_actor(actor)?;
         Ok(Self {
             tenant,
             actor: actor.to_string(),

@@ -37,6 +37,16 @@ pub fn validate_id(kind: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks an actor (user or service) name: 1-256 bytes without control characters.
+pub fn validate_actor(actor: &str) -> Result<()> {
+    if actor.is_empty() || actor.len() > MAX_ACTOR_LEN || actor.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "invalid actor: must be 1-{MAX_ACTOR_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks an object key: 1-1024 bytes of UTF-8, no control characters, no leading `/`, and no
 /// empty, `.` or `..` segment.
 pub fn validate_key(key: &str) -> Result<()> {

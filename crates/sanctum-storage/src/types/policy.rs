@@ -2,6 +2,8 @@
 //!
 //! The data model of the built-in policy; [`crate::policy`] enforces it.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// A permission level. Higher levels include lower ones: `Admin` implies `Write` implies `Read`.
@@ -16,6 +18,17 @@ pub enum Permission {
     Admin,
 }
 
+impl Permission {
+    /// The stable lower-case name (`read`, `write`, `admin`), as in config, CLI and audit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
 /// One grant: `actor` holds `permission` on `namespace` (or `*`), optionally only for keys under
 /// `key_prefix` (a per-object ACL entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +41,23 @@ pub struct Grant {
     pub key_prefix: Option<String>,
     /// The level granted.
     pub permission: Permission,
+}
+
+impl fmt::Display for Grant {
+    /// `alice write on docs (keys under 'pub/')`: names and levels only, for reasons and audit.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} on {}",
+            self.actor,
+            self.permission.as_str(),
+            self.namespace
+        )?;
+        match &self.key_prefix {
+            Some(p) => write!(f, " (keys under '{p}')"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The grants of one tenant. Default deny: an empty policy allows nothing.
