@@ -6,6 +6,7 @@
 //! backend plugs in by implementing [`BlobAdapter`] and passing the contract suite
 //! (`sanctum_storage::conformance`, feature `conformance`).
 
+pub mod cloud;
 pub(crate) mod json;
 pub mod local;
 pub mod object_store;

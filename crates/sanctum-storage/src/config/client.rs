@@ -100,6 +100,9 @@ pub async fn create_storage_client(
             BlobBackend::Memory => Arc::new(ObjectStoreAdapter::in_memory(
                 config.blob.adapter_name.clone(),
             )),
+            BlobBackend::S3 | BlobBackend::Gcs | BlobBackend::Azure => {
+                Arc::new(crate::adapters::cloud::adapter_from_config(&config.blob)?)
+            }
         },
     };
     let registry = Arc::new(AdapterRegistry::new());

@@ -36,6 +36,40 @@ pub enum BlobBackend {
     Local,
     /// Process memory; everything is lost on exit.
     Memory,
+    /// Amazon S3 or an S3-compatible server (feature `s3`).
+    S3,
+    /// Google Cloud Storage (feature `gcs`).
+    Gcs,
+    /// Azure Blob Storage (feature `azure`).
+    Azure,
+}
+
+impl BlobBackend {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Memory => "memory",
+            Self::S3 => "s3",
+            Self::Gcs => "gcs",
+            Self::Azure => "azure",
+        }
+    }
+
+    /// Whether this is an object store reached over HTTP (S3, GCS or Azure).
+    pub fn is_cloud(self) -> bool {
+        matches!(self, Self::S3 | Self::Gcs | Self::Azure)
+    }
+
+    /// Whether this build includes the backend (cloud backends need their cargo feature).
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Self::Local | Self::Memory => true,
+            Self::S3 => cfg!(feature = "s3"),
+            Self::Gcs => cfg!(feature = "gcs"),
+            Self::Azure => cfg!(feature = "azure"),
+        }
+    }
 }
 
 /// The `[blob]` section.
@@ -52,6 +86,52 @@ pub struct BlobConfig {
     pub inline_threshold: u64,
     /// The adapter's name in spans and the registry.
     pub adapter_name: String,
+    /// The bucket (`s3`, `gcs`) or container (`azure`). Default: the backend's environment
+    /// variable (`AWS_BUCKET`, `GOOGLE_BUCKET`, `AZURE_CONTAINER_NAME`).
+    pub bucket: Option<String>,
+    /// A folder inside the bucket that holds everything (lower-case path segments), so several
+    /// deployments or tests can share one bucket.
+    pub prefix: Option<String>,
+    /// The S3 region (default: `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// The endpoint URL of an S3-compatible server (MinIO, Ceph, R2, an emulator); default:
+    /// AWS, or `AWS_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// Allow plain `http://` endpoints (emulators and tests; refused in production).
+    pub allow_http: Option<bool>,
+    /// Path-style requests (`endpoint/bucket/key`, what most S3-compatible servers want)
+    /// rather than virtual-hosted ones (`bucket.endpoint/key`).
+    pub path_style: Option<bool>,
+    /// The S3 access key id (default: `AWS_ACCESS_KEY_ID`, then the usual AWS sources).
+    pub access_key_id: Option<String>,
+    /// The name of the environment variable holding the secret (the S3 secret access key or
+    /// the Azure account key); the secret itself never goes in a file. Default: the backend's
+    /// own variables (`AWS_SECRET_ACCESS_KEY`, `AZURE_STORAGE_ACCOUNT_KEY`).
+    pub secret_env: Option<String>,
+    /// Send unsigned requests and look up no credentials (public buckets, and servers that
+    /// need no signature).
+    pub anonymous: bool,
+    /// The Azure storage account (default: `AZURE_STORAGE_ACCOUNT_NAME`).
+    pub account: Option<String>,
+    /// Azure: talk to the Azurite emulator with its published development account (tests only;
+    /// refused in production).
+    pub use_emulator: bool,
+    /// GCS: the service-account key file (default: `GOOGLE_SERVICE_ACCOUNT`).
+    pub service_account_path: Option<PathBuf>,
+    /// How often object_store retries one request after a transient failure (5xx, 429,
+    /// connection errors, timeouts of idempotent requests), with exponential backoff. This is
+    /// the only retry layer for cloud backends; 0 turns it off.
+    pub max_retries: usize,
+    /// No retry starts later than this many milliseconds after a request's first try.
+    pub retry_timeout_ms: u64,
+    /// Timeout of one HTTP request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Timeout of establishing a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Multipart part size in bytes (rounded down to whole sealed chunks; at least 5 MiB).
+    pub part_size: u64,
+    /// Parts of one multipart upload in flight at once.
+    pub part_concurrency: usize,
 }
 
 impl Default for BlobConfig {
@@ -62,6 +142,24 @@ impl Default for BlobConfig {
             durability: Durability::Fsync,
             inline_threshold: 64 * 1024,
             adapter_name: "default".to_string(),
+            bucket: None,
+            prefix: None,
+            region: None,
+            endpoint: None,
+            allow_http: None,
+            path_style: None,
+            access_key_id: None,
+            secret_env: None,
+            anonymous: false,
+            account: None,
+            use_emulator: false,
+            service_account_path: None,
+            max_retries: 3,
+            retry_timeout_ms: 15_000,
+            request_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+            part_size: crate::adapters::object_store::PART_SIZE as u64,
+            part_concurrency: crate::adapters::object_store::PART_CONCURRENCY,
         }
     }
 }
@@ -182,8 +280,8 @@ impl StorageConfig {
     /// The key provider in effect (the configured one, or the backend's default).
     pub fn key_provider(&self) -> KeyProviderKind {
         self.keys.provider.unwrap_or(match self.blob.backend {
-            BlobBackend::Local => KeyProviderKind::Local,
             BlobBackend::Memory => KeyProviderKind::Memory,
+            _ => KeyProviderKind::Local,
         })
     }
 }
@@ -239,6 +337,51 @@ impl StorageConfig {
         }
         if self.blob.adapter_name.is_empty() {
             problem("blob.adapter_name", "must not be empty");
+        }
+        let backend = self.blob.backend;
+        if !backend.is_compiled() {
+            problem(
+                "blob.backend",
+                &format!(
+                    "\"{0}\" needs sanctum-storage built with the `{0}` feature",
+                    backend.as_str()
+                ),
+            );
+        }
+        if backend.is_cloud() {
+            if self
+                .blob
+                .prefix
+                .as_deref()
+                .is_some_and(|p| crate::adapters::BlobPath::new(p).is_err())
+            {
+                problem(
+                    "blob.prefix",
+                    "must be '/'-separated segments of [a-z0-9._~-], none empty or starting with '.'",
+                );
+            }
+            if self.blob.part_size < 5 * 1024 * 1024 || self.blob.part_size > 5 * 1024 * 1024 * 1024
+            {
+                problem("blob.part_size", "must be between 5 MiB and 5 GiB");
+            }
+            if self.blob.part_concurrency == 0 || self.blob.part_concurrency > 64 {
+                problem("blob.part_concurrency", "must be between 1 and 64");
+            }
+            if self.blob.max_retries > 20 {
+                problem("blob.max_retries", "must be at most 20");
+            }
+            if self.blob.request_timeout_ms == 0 || self.blob.connect_timeout_ms == 0 {
+                problem(
+                    "blob.request_timeout_ms",
+                    "request and connect timeouts must be positive",
+                );
+            }
+            if self.blob.use_emulator && backend != BlobBackend::Azure {
+                problem(
+                    "blob.use_emulator",
+                    "only applies to blob.backend = \"azure\"",
+                );
+            }
         }
         match self.key_provider() {
             KeyProviderKind::Local if self.keyring_path().is_none() => {
@@ -301,6 +444,12 @@ impl StorageConfig {
                     "policy.superusers",
                     "superusers are admin of every tenant and are refused in production; grant \
                      admin per tenant instead",
+                );
+            }
+            if self.blob.allow_http == Some(true) || self.blob.use_emulator {
+                problem(
+                    "blob.allow_http",
+                    "plain HTTP and the Azure emulator are for tests and are refused in production",
                 );
             }
             if self.blob.durability == Durability::Os {

@@ -10,6 +10,7 @@
 //! [`BlobStore`]: crate::BlobStore
 
 pub mod counting;
+pub mod emulators;
 pub mod facade;
 pub mod raw;
 pub mod recording;

@@ -1,10 +1,16 @@
-//! A blob adapter over any [`::object_store::ObjectStore`]; [`ObjectStoreAdapter::in_memory`] is
-//! the in-memory adapter, and the cloud backends reuse the same code.
+//! A blob adapter over any [`::object_store::ObjectStore`]: [`ObjectStoreAdapter::in_memory`]
+//! is the in-memory adapter, and the S3, GCS and Azure adapters ([`super::cloud`]) are the same
+//! code over object_store's HTTP stores.
 //!
-//! Bodies up to [`PART_SIZE`] go up in one put; larger unconditional bodies stream as a multipart
-//! upload (aborted on failure; never completed if the writer is dropped, so nothing appears).
-//! object_store has no conditional delete, so `delete` with an etag checks, then deletes:
-//! [`BlobCapabilities::atomic_conditional_delete`] is `false`.
+//! Bodies up to the part size go up in one put; larger unconditional bodies stream as a
+//! multipart upload ([`multipart`]: equal parts, a bounded number in flight, aborted on failure
+//! or drop, so nothing appears). Conditional puts are single requests, because object_store's
+//! multipart uploads are never conditional; only head manifests and key records, which are
+//! small, are written conditionally. object_store has no conditional delete, so `delete` with an
+//! etag checks, then deletes: [`BlobCapabilities::atomic_conditional_delete`] is `false`.
+
+mod errors;
+mod multipart;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,14 +24,21 @@ use ::object_store::{
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 
+pub(crate) use errors::map_err;
+
 use super::{
     BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListEntry, ListPage,
     PutMode, check_range,
 };
 use crate::error::{Error, ErrorCode, Result};
 
-/// Bodies larger than this stream as multipart uploads, in parts of this size.
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Default multipart part size: 512 sealed chunks (about 8 MiB). A multiple of
+/// [`sanctum_crypto::ENCRYPTED_CHUNK_SIZE`], so no sealed chunk straddles two parts, and above
+/// S3's 5 MiB minimum.
+pub const PART_SIZE: usize = 512 * sanctum_crypto::ENCRYPTED_CHUNK_SIZE;
+
+/// Default number of parts of one upload in flight at once.
+pub const PART_CONCURRENCY: usize = 4;
 
 /// Blob adapter over an `object_store` store.
 #[derive(Debug, Clone)]
@@ -34,6 +47,9 @@ pub struct ObjectStoreAdapter {
     name: String,
     store: Arc<dyn ObjectStore>,
     capabilities: BlobCapabilities,
+    part_size: usize,
+    part_concurrency: usize,
+    version_tokens: bool,
 }
 
 impl ObjectStoreAdapter {
@@ -49,7 +65,27 @@ impl ObjectStoreAdapter {
             name: name.into(),
             store,
             capabilities,
+            part_size: PART_SIZE,
+            part_concurrency: PART_CONCURRENCY,
+            version_tokens: false,
         }
+    }
+
+    /// Sets the multipart part size (rounded down to whole sealed chunks, at least 5 MiB) and
+    /// how many parts of one upload are in flight at once (at least 1).
+    pub fn with_multipart(mut self, part_size: usize, concurrency: usize) -> Self {
+        let chunk = sanctum_crypto::ENCRYPTED_CHUNK_SIZE;
+        let min = (5 * 1024 * 1024usize).div_ceil(chunk) * chunk;
+        self.part_size = (part_size / chunk * chunk).max(min);
+        self.part_concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Makes compare-and-swap tokens carry the object version as well as its etag: stores whose
+    /// conditional update needs the version (GCS generations) set this.
+    pub fn with_version_tokens(mut self) -> Self {
+        self.version_tokens = true;
+        self
     }
 
     /// The in-memory adapter (object_store's `InMemory`, which has full compare-and-swap).
@@ -72,84 +108,54 @@ impl ObjectStoreAdapter {
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
-}
 
-/// Maps object_store errors onto the project's codes.
-pub(crate) fn map_err(err: ::object_store::Error) -> Error {
-    use ::object_store::Error as E;
-    let (code, msg) = match &err {
-        E::NotFound { .. } => (ErrorCode::NotFound, "no such object"),
-        E::AlreadyExists { .. } => (ErrorCode::Conflict, "object already exists"),
-        E::Precondition { .. } => (ErrorCode::Conflict, "object changed since it was read"),
-        E::NotModified { .. } => (ErrorCode::Conflict, "object not modified"),
-        E::NotSupported { .. } | E::NotImplemented { .. } => (
-            ErrorCode::NotSupported,
-            "operation not supported by the backend",
-        ),
-        E::InvalidPath { .. } => (ErrorCode::InvalidInput, "invalid backend path"),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
-            ErrorCode::PermanentAdapter,
-            "backend refused the credentials",
-        ),
-        E::UnknownConfigurationKey { .. } => {
-            (ErrorCode::Config, "unknown backend configuration key")
-        }
-        _ => (ErrorCode::TransientAdapter, "backend request failed"),
-    };
-    Error::new(code, msg).with_source(err)
+    /// The multipart part size in bytes.
+    pub fn part_size(&self) -> usize {
+        self.part_size
+    }
 }
 
 fn os_path(path: &BlobPath) -> Path {
     Path::from(path.as_str())
 }
 
-fn meta_of(meta: &::object_store::ObjectMeta) -> BlobMeta {
-    BlobMeta {
-        size: meta.size,
-        etag: meta.e_tag.clone().unwrap_or_default(),
-    }
-}
+/// Separates etag and version in a version token (neither contains a space).
+const TOKEN_SEPARATOR: char = ' ';
 
 impl ObjectStoreAdapter {
-    async fn put_multipart(
-        &self,
-        path: &Path,
-        first: PutPayloadMut,
-        mut body: ByteStream,
-    ) -> Result<BlobMeta> {
-        let mut upload = self.store.put_multipart(path).await.map_err(map_err)?;
-        let result: Result<()> = async {
-            let mut part = first;
-            loop {
-                let next = body.next().await.transpose()?;
-                if let Some(chunk) = &next {
-                    part.push(chunk.clone());
-                }
-                if part.content_length() >= PART_SIZE
-                    || (next.is_none() && part.content_length() > 0)
-                {
-                    let payload = std::mem::take(&mut part).freeze();
-                    upload.put_part(payload).await.map_err(map_err)?;
-                }
-                if next.is_none() {
-                    return Ok(());
-                }
-            }
+    fn token(&self, e_tag: Option<String>, version: Option<String>) -> String {
+        let e_tag = e_tag.unwrap_or_default();
+        match version {
+            Some(version) if self.version_tokens => format!("{e_tag}{TOKEN_SEPARATOR}{version}"),
+            _ => e_tag,
         }
-        .await;
-        if let Err(e) = result {
-            let _ = upload.abort().await;
-            return Err(e);
+    }
+
+    fn update_version(&self, token: String) -> UpdateVersion {
+        match token.split_once(TOKEN_SEPARATOR) {
+            Some((e_tag, version)) if self.version_tokens => UpdateVersion {
+                e_tag: Some(e_tag.to_string()),
+                version: Some(version.to_string()),
+            },
+            _ => UpdateVersion {
+                e_tag: Some(token),
+                version: None,
+            },
         }
-        upload.complete().await.map_err(map_err)?;
-        self.head_path(path).await
+    }
+
+    fn meta_of(&self, meta: &::object_store::ObjectMeta) -> BlobMeta {
+        BlobMeta {
+            size: meta.size,
+            etag: self.token(meta.e_tag.clone(), meta.version.clone()),
+        }
     }
 
     async fn head_path(&self, path: &Path) -> Result<BlobMeta> {
         self.store
             .head(path)
             .await
-            .map(|m| meta_of(&m))
+            .map(|m| self.meta_of(&m))
             .map_err(map_err)
     }
 }
@@ -174,8 +180,21 @@ impl BlobAdapter for ObjectStoreAdapter {
 
     async fn health_check(&self) -> Result<()> {
         let mut listing = self.store.list(Some(&Path::from("health")));
-        listing.next().await.transpose().map_err(map_err)?;
-        Ok(())
+        match listing.next().await.transpose() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = map_err(e);
+                Err(match err.code() {
+                    // Listing a missing key is empty, so a 404 means the bucket itself is missing.
+                    ErrorCode::NotFound => Error::config(format!(
+                        "{} adapter '{}': the bucket or container does not exist",
+                        self.kind, self.name
+                    ))
+                    .with_source(err),
+                    _ => err,
+                })
+            }
+        }
     }
 
     async fn dispose(&self) -> Result<()> {
@@ -186,21 +205,33 @@ impl BlobAdapter for ObjectStoreAdapter {
         let location = os_path(path);
         let mut payload = PutPayloadMut::new();
         while let Some(chunk) = body.next().await {
-            payload.push(chunk?);
+            let chunk = chunk?;
             // Conditional puts stay single requests: object_store multipart is never conditional.
-            if mode == PutMode::Overwrite && payload.content_length() >= PART_SIZE {
-                return self.put_multipart(&location, payload, body).await;
+            if mode == PutMode::Overwrite && payload.content_length() + chunk.len() > self.part_size
+            {
+                let (done, size) = multipart::upload(
+                    &self.store,
+                    &location,
+                    payload,
+                    chunk,
+                    body,
+                    self.part_size,
+                    self.part_concurrency,
+                )
+                .await?;
+                return Ok(BlobMeta {
+                    size,
+                    etag: self.token(done.e_tag, done.version),
+                });
             }
+            payload.push(chunk);
         }
         let size = payload.content_length() as u64;
         let payload: PutPayload = payload.freeze();
         let mode = match mode {
             PutMode::Overwrite => OsPutMode::Overwrite,
             PutMode::Create => OsPutMode::Create,
-            PutMode::Update(etag) => OsPutMode::Update(UpdateVersion {
-                e_tag: Some(etag),
-                version: None,
-            }),
+            PutMode::Update(token) => OsPutMode::Update(self.update_version(token)),
         };
         let opts = PutOptions {
             mode,
@@ -221,7 +252,7 @@ impl BlobAdapter for ObjectStoreAdapter {
             })?;
         Ok(BlobMeta {
             size,
-            etag: result.e_tag.unwrap_or_default(),
+            etag: self.token(result.e_tag, result.version),
         })
     }
 
@@ -249,7 +280,8 @@ impl BlobAdapter for ObjectStoreAdapter {
                 let err = map_err(e);
                 // object_store reports a range past the end as a generic error: tell it apart
                 // from a backend failure by checking the range against the object's size.
-                if let (Some(r), ErrorCode::TransientAdapter) = (&range, err.code())
+                if let Some(r) = &range
+                    && err.code() != ErrorCode::NotFound
                     && let Ok(meta) = self.head_path(&location).await
                 {
                     check_range(r, meta.size)?;
@@ -257,7 +289,7 @@ impl BlobAdapter for ObjectStoreAdapter {
                 return Err(err);
             }
         };
-        let meta = meta_of(&result.meta);
+        let meta = self.meta_of(&result.meta);
         if let Some(r) = &range {
             check_range(r, meta.size)?;
         }

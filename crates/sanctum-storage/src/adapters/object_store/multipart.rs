@@ -1,0 +1,141 @@
+//! Multipart uploads of large bodies: equal parts (the last may be shorter), up to
+//! `concurrency` of them in flight, and an upload that fails or is dropped is aborted, so the
+//! store neither shows nor keeps (beyond its own cleanup of stale uploads) a partial body.
+
+use std::sync::Arc;
+
+use ::object_store::path::Path;
+use ::object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayloadMut, PutResult};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::task::JoinSet;
+
+use super::errors::map_err;
+use crate::adapters::ByteStream;
+use crate::error::{Error, ErrorCode, Result};
+
+/// One multipart upload in progress.
+struct Upload {
+    /// `None` once completed or aborted.
+    upload: Option<Box<dyn MultipartUpload>>,
+    in_flight: JoinSet<::object_store::Result<()>>,
+    concurrency: usize,
+}
+
+impl Upload {
+    async fn put_part(&mut self, part: PutPayloadMut) -> Result<()> {
+        while self.in_flight.len() >= self.concurrency {
+            self.join_one().await?;
+        }
+        let upload = self.upload.as_mut().expect("upload in progress");
+        self.in_flight.spawn(upload.put_part(part.freeze()));
+        Ok(())
+    }
+
+    async fn join_one(&mut self) -> Result<()> {
+        match self.in_flight.join_next().await {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(map_err(e)),
+            Some(Err(join)) => Err(Error::new(
+                ErrorCode::TransientAdapter,
+                "a part upload did not finish",
+            )
+            .with_source(join)),
+        }
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        while !self.in_flight.is_empty() {
+            self.join_one().await?;
+        }
+        let mut upload = self.upload.take().expect("upload in progress");
+        match upload.complete().await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                let _ = upload.abort().await;
+                Err(map_err(e))
+            }
+        }
+    }
+
+    async fn abort(&mut self) {
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        if let Some(mut upload) = self.upload.take() {
+            let _ = upload.abort().await;
+        }
+    }
+}
+
+impl Drop for Upload {
+    /// A dropped put (cancelled by its caller) aborts its upload in the background.
+    fn drop(&mut self) {
+        self.in_flight.abort_all();
+        if let Some(mut upload) = self.upload.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = upload.abort().await;
+            });
+        }
+    }
+}
+
+/// Streams `first`, then `carry`, then the rest of `body` to `path` as a multipart upload in
+/// parts of exactly `part_size` bytes (the last may be shorter). Returns the put result and the
+/// number of bytes written.
+pub(super) async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    first: PutPayloadMut,
+    carry: Bytes,
+    body: ByteStream,
+    part_size: usize,
+    concurrency: usize,
+) -> Result<(PutResult, u64)> {
+    let upload = store.put_multipart(path).await.map_err(map_err)?;
+    let mut upload = Upload {
+        upload: Some(upload),
+        in_flight: JoinSet::new(),
+        concurrency: concurrency.max(1),
+    };
+    let streamed = stream_parts(&mut upload, first, carry, body, part_size).await;
+    let finished = match streamed {
+        Ok(size) => upload.complete().await.map(|done| (done, size)),
+        Err(e) => Err(e),
+    };
+    if finished.is_err() {
+        upload.abort().await;
+    }
+    finished
+}
+
+async fn stream_parts(
+    upload: &mut Upload,
+    mut part: PutPayloadMut,
+    mut carry: Bytes,
+    mut body: ByteStream,
+    part_size: usize,
+) -> Result<u64> {
+    let mut size = part.content_length() as u64;
+    loop {
+        size += carry.len() as u64;
+        while !carry.is_empty() {
+            let room = part_size - part.content_length();
+            if carry.len() < room {
+                part.push(std::mem::take(&mut carry));
+            } else {
+                part.push(carry.split_to(room));
+                upload.put_part(std::mem::take(&mut part)).await?;
+            }
+        }
+        match body.next().await {
+            Some(chunk) => carry = chunk?,
+            None => break,
+        }
+    }
+    if part.content_length() > 0 {
+        upload.put_part(part).await?;
+    }
+    Ok(size)
+}
