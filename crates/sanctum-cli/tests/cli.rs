@@ -1042,3 +1042,109 @@ fn policy_grants_quotas_and_tenant_isolation() {
         "a body leaked into the audit log"
     );
 }
+
+/// Switching from the embedded default to S3 is a config file change only: the same binary,
+/// commands and outputs, against the S3 emulator (`.ci/emulators.sh`; required in CI).
+#[test]
+fn s3_is_a_config_change_only() {
+    if std::env::var("SANCTUM_TEST_S3").as_deref() != Ok("1") {
+        assert_ne!(
+            std::env::var("SANCTUM_REQUIRE_EMULATORS").as_deref(),
+            Ok("1"),
+            "the S3 emulator is required but SANCTUM_TEST_S3 is not 1"
+        );
+        eprintln!("skipped: no S3 emulator (source .ci/emulators.sh)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    let prefix = format!(
+        "cli-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let config = sb.file(
+        "s3.toml",
+        format!(
+            "[blob]\nbackend = \"s3\"\nbucket = {}\nprefix = {}\nendpoint = {}\n\
+             region = \"us-east-1\"\nallow_http = true\npath_style = true\n\
+             [keys]\nprovider = \"local\"\nkeyring = {}\n\
+             [policy]\nsuperusers = [\"local\"]\n",
+            quoted(&std::env::var("AWS_BUCKET").unwrap()),
+            quoted(&prefix),
+            quoted(&std::env::var("AWS_ENDPOINT").unwrap()),
+            quoted(sb.path().join("keyring.json").to_str().unwrap()),
+        )
+        .as_bytes(),
+    );
+    let run = |args: &[&str]| {
+        let out = sb
+            .bare()
+            .arg("--config")
+            .arg(&config)
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", describe(&out));
+        out.stdout
+    };
+    let health = parse(&run(&["health"]));
+    assert_eq!(health["blob_ok"], true, "{health}");
+    // 12 MiB goes up as a multipart upload; 10 bytes are inlined in the head.
+    let big = random_bytes(12 * 1024 * 1024, 5);
+    let big_path = sb.file("big.bin", &big);
+    let small_path = sb.file("small.bin", b"0123456789");
+    run(&["blob", "put", "docs", "big.bin", big_path.to_str().unwrap()]);
+    let first = parse(&run(&[
+        "blob",
+        "put",
+        "docs",
+        "small.bin",
+        small_path.to_str().unwrap(),
+    ]));
+    run(&[
+        "blob",
+        "put",
+        "docs",
+        "small.bin",
+        big_path.to_str().unwrap(),
+    ]);
+    let out = sb.path().join("out.bin");
+    run(&[
+        "blob",
+        "get",
+        "docs",
+        "big.bin",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), big);
+    run(&[
+        "blob",
+        "get",
+        "docs",
+        "small.bin",
+        "--version",
+        &version_id(&first),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"0123456789");
+    let listed = parse(&run(&["blob", "ls", "docs"]));
+    assert_eq!(listed["objects"].as_array().unwrap().len(), 2, "{listed}");
+    // Nothing was stored locally but the development keyring.
+    assert_eq!(
+        names_in(sb.path()),
+        [
+            "big.bin",
+            "keyring.json",
+            "keyring.json.lock",
+            "out.bin",
+            "s3.toml",
+            "small.bin"
+        ]
+    );
+}

@@ -125,7 +125,10 @@ async fn server_errors_and_throttling_are_retryable_and_retried_a_bounded_number
         let (err, requests) = get_error(Answer::Status(status), 2).await;
         assert_eq!(err.code(), ErrorCode::TransientAdapter, "{status}: {err}");
         assert!(err.is_retryable(), "{status}");
-        assert_eq!(requests, 3, "{status}: one try and blob.max_retries = 2 retries");
+        assert_eq!(
+            requests, 3,
+            "{status}: one try and blob.max_retries = 2 retries"
+        );
     }
     let (err, requests) = get_error(Answer::Status(503), 0).await;
     assert_eq!(err.code(), ErrorCode::TransientAdapter);

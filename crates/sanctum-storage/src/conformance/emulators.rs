@@ -11,6 +11,7 @@ use crate::config::{BlobBackend, BlobConfig};
 pub const AZURITE_CONTAINER: &str = "sanctum-test";
 
 /// Azurite's published development account key (not a secret).
+#[cfg(feature = "azure")]
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
