@@ -11,7 +11,6 @@
 //! retry layer in the facade must not retry `TransientAdapter` errors from them again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ::object_store::ObjectStore;
 use ::object_store::prefix::PrefixStore;
@@ -33,21 +32,7 @@ pub const CLOUD_CAPABILITIES: BlobCapabilities = BlobCapabilities {
 
 /// Builds the adapter for a cloud `config.backend` (`s3`, `gcs` or `azure`).
 pub fn adapter_from_config(config: &BlobConfig) -> Result<ObjectStoreAdapter> {
-    let backend = config.backend;
-    let (kind, store): (&'static str, Arc<dyn ObjectStore>) = match backend {
-        #[cfg(feature = "s3")]
-        BlobBackend::S3 => ("s3", s3_store(config)?),
-        #[cfg(feature = "gcs")]
-        BlobBackend::Gcs => ("gcs", gcs_store(config)?),
-        #[cfg(feature = "azure")]
-        BlobBackend::Azure => ("azure", azure_store(config)?),
-        other => {
-            return Err(Error::config(format!(
-                "blob.backend = \"{}\" is not a cloud backend built into this binary",
-                other.as_str()
-            )));
-        }
-    };
+    let (kind, store) = store_from_config(config)?;
     let store: Arc<dyn ObjectStore> = match &config.prefix {
         Some(prefix) => Arc::new(PrefixStore::new(store, prefix.as_str())),
         None => store,
@@ -59,10 +44,26 @@ pub fn adapter_from_config(config: &BlobConfig) -> Result<ObjectStoreAdapter> {
                 config.part_concurrency,
             );
     // GCS updates compare generations, so its tokens carry them.
-    Ok(match backend {
+    Ok(match config.backend {
         BlobBackend::Gcs => adapter.with_version_tokens(),
         _ => adapter,
     })
+}
+
+/// The backend's object_store store (without the prefix).
+fn store_from_config(config: &BlobConfig) -> Result<(&'static str, Arc<dyn ObjectStore>)> {
+    match config.backend {
+        #[cfg(feature = "s3")]
+        BlobBackend::S3 => Ok(("s3", s3_store(config)?)),
+        #[cfg(feature = "gcs")]
+        BlobBackend::Gcs => Ok(("gcs", gcs_store(config)?)),
+        #[cfg(feature = "azure")]
+        BlobBackend::Azure => Ok(("azure", azure_store(config)?)),
+        other => Err(Error::config(format!(
+            "blob.backend = \"{}\" is not a cloud backend built into this binary",
+            other.as_str()
+        ))),
+    }
 }
 
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
@@ -70,7 +71,7 @@ fn retry(config: &BlobConfig) -> ::object_store::RetryConfig {
     ::object_store::RetryConfig {
         backoff: ::object_store::BackoffConfig::default(),
         max_retries: config.max_retries,
-        retry_timeout: Duration::from_millis(config.retry_timeout_ms),
+        retry_timeout: std::time::Duration::from_millis(config.retry_timeout_ms),
     }
 }
 

@@ -310,4 +310,62 @@ mod tests {
             StorageConfig::from_file(Path::new("/nonexistent/sanctum.toml"), NO_ENV).unwrap_err();
         assert_eq!(err.code(), ErrorCode::Config);
     }
+
+    fn problem_paths(err: &Error) -> Vec<String> {
+        report(err)
+            .problems
+            .iter()
+            .map(|p| p.path.clone())
+            .collect()
+    }
+
+    #[test]
+    fn cloud_settings_are_validated_together() {
+        let err = StorageConfig::from_toml_str(
+            "environment = \"production\"\n[keys]\nprovider = \"openbao\"\nopenbao_addr = \"https://bao\"\n\
+             [audit]\nsink = \"jsonl\"\npath = \"/a\"\n\
+             [blob]\nbackend = \"s3\"\nprefix = \"../Up\"\npart_size = 1024\npart_concurrency = 0\n\
+             max_retries = 99\nallow_http = true\nuse_emulator = true\n",
+            NO_ENV,
+        )
+        .unwrap_err();
+        let paths = problem_paths(&err);
+        for expected in [
+            "blob.prefix",
+            "blob.part_size",
+            "blob.part_concurrency",
+            "blob.max_retries",
+            "blob.use_emulator",
+            "blob.allow_http",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == expected),
+                "{expected} missing from {paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cloud_config_from_text_and_environment() {
+        let c = StorageConfig::from_toml_str(
+            "[blob]\nbackend = \"s3\"\nbucket = \"data\"\nprefix = \"prod/app\"\n\
+             endpoint = \"http://127.0.0.1:9000\"\npath_style = true\n[keys]\nkeyring = \"/k.json\"\n",
+            [
+                ("SANCTUM_BLOB__MAX_RETRIES", "5"),
+                ("SANCTUM_BLOB__ALLOW_HTTP", "true"),
+            ],
+        );
+        if cfg!(feature = "s3") {
+            let c = c.unwrap();
+            assert_eq!(c.blob.backend, BlobBackend::S3);
+            assert_eq!(c.blob.max_retries, 5);
+            assert_eq!(c.blob.allow_http, Some(true));
+            assert_eq!(c.blob.prefix.as_deref(), Some("prod/app"));
+            assert_eq!(c.key_provider(), crate::config::KeyProviderKind::Local);
+        } else {
+            let err = c.unwrap_err();
+            assert_eq!(problem_paths(&err), ["blob.backend"]);
+            assert!(err.to_string().contains("`s3` feature"), "{err}");
+        }
+    }
 }

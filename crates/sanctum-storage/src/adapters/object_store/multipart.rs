@@ -22,7 +22,12 @@ struct Upload {
     concurrency: usize,
 }
 
-impl Upload {
+/// Where [`stream_parts`] sends each finished part.
+trait PartSink {
+    async fn put_part(&mut self, part: PutPayloadMut) -> Result<()>;
+}
+
+impl PartSink for Upload {
     async fn put_part(&mut self, part: PutPayloadMut) -> Result<()> {
         while self.in_flight.len() >= self.concurrency {
             self.join_one().await?;
@@ -31,7 +36,9 @@ impl Upload {
         self.in_flight.spawn(upload.put_part(part.freeze()));
         Ok(())
     }
+}
 
+impl Upload {
     async fn join_one(&mut self) -> Result<()> {
         match self.in_flight.join_next().await {
             None | Some(Ok(Ok(()))) => Ok(()),
@@ -111,7 +118,7 @@ pub(super) async fn upload(
 }
 
 async fn stream_parts(
-    upload: &mut Upload,
+    upload: &mut impl PartSink,
     mut part: PutPayloadMut,
     mut carry: Bytes,
     mut body: ByteStream,
@@ -138,4 +145,66 @@ async fn stream_parts(
         upload.put_part(part).await?;
     }
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Sizes(Vec<usize>);
+
+    impl PartSink for Sizes {
+        async fn put_part(&mut self, part: PutPayloadMut) -> Result<()> {
+            self.0.push(part.content_length());
+            Ok(())
+        }
+    }
+
+    async fn split(first: usize, chunks: &[usize], part: usize) -> (Vec<usize>, u64) {
+        let mut head = PutPayloadMut::new();
+        head.push(Bytes::from(vec![1u8; first]));
+        let rest: Vec<Result<Bytes>> = chunks
+            .iter()
+            .map(|&n| Ok(Bytes::from(vec![2u8; n])))
+            .collect();
+        let body: ByteStream = futures::stream::iter(rest).boxed();
+        let mut sizes = Sizes::default();
+        let total = stream_parts(&mut sizes, head, Bytes::new(), body, part)
+            .await
+            .unwrap();
+        (sizes.0, total)
+    }
+
+    #[tokio::test]
+    async fn parts_are_equal_and_only_the_last_is_short() {
+        // Chunks that straddle part boundaries are split; nothing is lost or reordered.
+        let (sizes, total) = split(7, &[10, 3, 25, 1, 0, 4], 10).await;
+        assert_eq!(sizes, [10, 10, 10, 10, 10]);
+        assert_eq!(total, 50);
+        let (sizes, total) = split(0, &[33], 10).await;
+        assert_eq!(sizes, [10, 10, 10, 3]);
+        assert_eq!(total, 33);
+        let (sizes, _) = split(10, &[], 10).await;
+        assert_eq!(sizes, [10]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_body_stops_the_parts() {
+        let body: ByteStream = futures::stream::iter([
+            Ok(Bytes::from(vec![0u8; 25])),
+            Err(Error::new(ErrorCode::TransientAdapter, "source failed")),
+        ])
+        .boxed();
+        let mut sizes = Sizes::default();
+        let err = stream_parts(&mut sizes, PutPayloadMut::new(), Bytes::new(), body, 10)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::TransientAdapter);
+        assert_eq!(
+            sizes.0,
+            [10, 10],
+            "the short tail of a failed body is never sent"
+        );
+    }
 }
