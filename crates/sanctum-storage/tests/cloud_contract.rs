@@ -60,7 +60,8 @@ macro_rules! all_checks {
             );
             checks!($backend, facade:
                 write_read_checksum, delete_then_not_found, update_then_read, conditional_writes,
-                racing_writers, unconditional_writers_lose_nothing, ranged_reads, list_pagination,
+                racing_writers, unconditional_writers_lose_nothing, ranged_reads,
+                ranged_reads_fetch_only_covering_chunks, list_pagination,
                 versions_restore_purge, history_spills_into_pages, names_at_limits,
                 bad_input_changes_nothing, dropped_writer_leaves_previous_version,
                 sweeper_removes_only_orphans, tenants_are_isolated, large_object_streams,

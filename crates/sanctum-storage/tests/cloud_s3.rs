@@ -240,6 +240,18 @@ async fn failed_and_dropped_multipart_puts_leave_nothing() {
         _ = pending_uploads_become(&prefix, 1) => {}
     }
     pending_uploads_become(&prefix, 0).await;
+
+    // Dropped at any moment, even while the upload is being created: nothing stays behind.
+    for delay_ms in [0, 1, 5, 20, 80] {
+        let put = adapter.put(
+            &path,
+            parts_then(&adapter, 2, futures::stream::pending().boxed()),
+            PutMode::Overwrite,
+        );
+        let stalled = tokio::time::timeout(Duration::from_millis(delay_ms), put).await;
+        assert!(stalled.is_err(), "a stalled body cannot finish");
+    }
+    pending_uploads_become(&prefix, 0).await;
     assert_eq!(
         adapter.head(&path).await.unwrap_err().code(),
         ErrorCode::NotFound

@@ -139,6 +139,7 @@ pub async fn run_all(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
     racing_writers(adapter, opts).await;
     unconditional_writers_lose_nothing(adapter, opts).await;
     ranged_reads(adapter, opts).await;
+    ranged_reads_fetch_only_covering_chunks(adapter, opts).await;
     list_pagination(adapter, opts).await;
     versions_restore_purge(adapter, opts).await;
     history_spills_into_pages(adapter, opts).await;
@@ -149,6 +150,71 @@ pub async fn run_all(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
     tenants_are_isolated(adapter, opts).await;
     large_object_streams(adapter, opts).await;
     backend_calls_per_operation(adapter, opts).await;
+}
+
+/// A ranged read of a stored (not inlined) body asks the adapter for exactly the sealed chunks
+/// that cover the range, and nothing else of the body.
+pub async fn ranged_reads_fetch_only_covering_chunks(
+    adapter: &Arc<dyn BlobAdapter>,
+    opts: &SuiteOptions,
+) {
+    use super::recording::RecordingAdapter;
+    const SEALED: u64 = sanctum_crypto::ENCRYPTED_CHUNK_SIZE as u64;
+    const CHUNK: u64 = sanctum_crypto::CHUNK_SIZE as u64;
+    let recording = Arc::new(RecordingAdapter::new(adapter.clone()));
+    let wrapped: Arc<dyn BlobAdapter> = recording.clone();
+    let f = Fixture::new(&wrapped, opts);
+    let size = opts.inline_threshold + 10 * CHUNK + 123;
+    let body = pattern(size as usize, 77);
+    f.store
+        .put_bytes(&f.ctx, "r", "big", body.clone(), put_opts())
+        .await
+        .unwrap();
+    // (first, last) inclusive, and the number of chunks that cover it.
+    let cases = [
+        (0, 0, 1),
+        (5 * CHUNK + 1, 5 * CHUNK + 10, 1),
+        (CHUNK - 1, CHUNK, 2),
+        (2 * CHUNK, 5 * CHUNK - 1, 3),
+        (size - 1, size - 1, 1),
+    ];
+    for (first, last, chunks) in cases {
+        let before = recording.gets().len();
+        let read = f
+            .store
+            .get(
+                &f.ctx,
+                "r",
+                "big",
+                GetOptions {
+                    range: Some(ByteRange::Inclusive { first, last }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let got = collect_bytes(read.body).await.unwrap();
+        assert_eq!(got, body.slice(first as usize..=last as usize));
+        let body_reads: Vec<_> = recording.gets()[before..]
+            .iter()
+            .filter(|g| g.path.contains("/b/"))
+            .cloned()
+            .collect();
+        assert_eq!(body_reads.len(), 1, "one body read: {body_reads:?}");
+        let range = body_reads[0].range.clone().expect("a ranged body read");
+        let last_chunk = (size - 1) / CHUNK;
+        // The last chunk is short, so a range that ends in it asks for less than a full chunk.
+        let want = if last / CHUNK == last_chunk {
+            (chunks - 1) * SEALED + (size - last_chunk * CHUNK) + 16
+        } else {
+            chunks * SEALED
+        };
+        assert_eq!(
+            range.end - range.start,
+            want,
+            "range {first}..={last} fetched {range:?}"
+        );
+    }
 }
 
 /// Write, read back byte-identical, and the checksum is BLAKE3 of the body.

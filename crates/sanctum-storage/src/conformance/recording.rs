@@ -1,5 +1,6 @@
 //! [`RecordingAdapter`]: forwards every call to an inner adapter and keeps a copy of every path
-//! and every byte written, so tests can prove what an adapter was (and was not) given.
+//! and every byte written, and every read's path and range, so tests can prove what an adapter
+//! was (and was not) given and asked for.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,16 @@ pub struct RecordedPut {
 pub struct RecordingAdapter {
     inner: Arc<dyn BlobAdapter>,
     puts: Arc<Mutex<Vec<RecordedPut>>>,
+    gets: Mutex<Vec<RecordedGet>>,
+}
+
+/// One recorded read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedGet {
+    /// What was read.
+    pub path: String,
+    /// The byte range asked for (`None`: the whole object).
+    pub range: Option<Range<u64>>,
 }
 
 impl RecordingAdapter {
@@ -36,7 +47,13 @@ impl RecordingAdapter {
         Self {
             inner,
             puts: Arc::default(),
+            gets: Mutex::default(),
         }
+    }
+
+    /// Every read so far.
+    pub fn gets(&self) -> Vec<RecordedGet> {
+        self.gets.lock().expect("recording poisoned").clone()
     }
 
     /// Every write so far.
@@ -145,6 +162,13 @@ impl BlobAdapter for RecordingAdapter {
         self.inner.put_after(path, body, mode, ready).await
     }
     async fn get(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobGet> {
+        self.gets
+            .lock()
+            .expect("recording poisoned")
+            .push(RecordedGet {
+                path: path.as_str().to_string(),
+                range: range.clone(),
+            });
         self.inner.get(path, range).await
     }
     async fn head(&self, path: &BlobPath) -> Result<BlobMeta> {

@@ -1,6 +1,7 @@
 //! Multipart uploads of large bodies: equal parts (the last may be shorter), up to
 //! `concurrency` of them in flight, and an upload that fails or is dropped is aborted, so the
-//! store neither shows nor keeps (beyond its own cleanup of stale uploads) a partial body.
+//! store neither shows nor keeps a partial body. (If the process dies mid-upload, only the
+//! bucket's own cleanup of stale uploads, such as an S3 lifecycle rule, removes the parts.)
 
 use std::sync::Arc;
 
@@ -51,26 +52,28 @@ impl Upload {
         }
     }
 
+    // `complete` and `abort` keep the upload until their request returns, so a put dropped
+    // during either still aborts it in `drop` (an abort after a completion is a no-op).
     async fn complete(&mut self) -> Result<PutResult> {
         while !self.in_flight.is_empty() {
             self.join_one().await?;
         }
-        let mut upload = self.upload.take().expect("upload in progress");
-        match upload.complete().await {
-            Ok(done) => Ok(done),
-            Err(e) => {
-                let _ = upload.abort().await;
-                Err(map_err(e))
-            }
+        let upload = self.upload.as_mut().expect("upload in progress");
+        let done = upload.complete().await;
+        if done.is_err() {
+            let _ = upload.abort().await;
         }
+        self.upload = None;
+        done.map_err(map_err)
     }
 
     async fn abort(&mut self) {
         self.in_flight.abort_all();
         while self.in_flight.join_next().await.is_some() {}
-        if let Some(mut upload) = self.upload.take() {
+        if let Some(upload) = self.upload.as_mut() {
             let _ = upload.abort().await;
         }
+        self.upload = None;
     }
 }
 
@@ -100,12 +103,7 @@ pub(super) async fn upload(
     part_size: usize,
     concurrency: usize,
 ) -> Result<(PutResult, u64)> {
-    let upload = store.put_multipart(path).await.map_err(map_err)?;
-    let mut upload = Upload {
-        upload: Some(upload),
-        in_flight: JoinSet::new(),
-        concurrency: concurrency.max(1),
-    };
+    let mut upload = create(store, path, concurrency).await?;
     let streamed = stream_parts(&mut upload, first, carry, body, part_size).await;
     let finished = match streamed {
         Ok(size) => upload.complete().await.map(|done| (done, size)),
@@ -115,6 +113,30 @@ pub(super) async fn upload(
         upload.abort().await;
     }
     finished
+}
+
+/// Starts the upload in a task of its own, which hands it over as an [`Upload`]: if the put is
+/// dropped while the create request is in flight, or before it takes the upload, the `Upload` is
+/// dropped instead and aborts it, so not even that window leaves one behind.
+async fn create(store: &Arc<dyn ObjectStore>, path: &Path, concurrency: usize) -> Result<Upload> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (store, path) = (store.clone(), path.clone());
+    tokio::spawn(async move {
+        let created = store.put_multipart(&path).await.map(|upload| Upload {
+            upload: Some(upload),
+            in_flight: JoinSet::new(),
+            concurrency: concurrency.max(1),
+        });
+        // On failure the receiver is gone, and dropping the upload aborts it.
+        let _ = tx.send(created);
+    });
+    match rx.await {
+        Ok(created) => created.map_err(map_err),
+        Err(_) => Err(Error::new(
+            ErrorCode::TransientAdapter,
+            "the multipart upload could not be started",
+        )),
+    }
 }
 
 async fn stream_parts(
