@@ -37,40 +37,6 @@ async fn gcs() -> Option<Backend> {
     build(emulators::gcs("contract")).await
 }
 
-macro_rules! checks {
-    ($backend:ident, $module:ident: $($check:ident),* $(,)?) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $check() {
-                    let Some(b) = crate::$backend().await else { return };
-                    sanctum_storage::conformance::$module::$check(&b.adapter, &b.opts).await;
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! all_checks {
-    ($backend:ident) => {
-        mod $backend {
-            checks!($backend, raw:
-                lifecycle_and_capabilities, put_get_head_delete, conditional_writes, ranged_reads,
-                list_pages, failed_body_stores_nothing, cas_race, put_after_waits_for_ready,
-            );
-            checks!($backend, facade:
-                write_read_checksum, delete_then_not_found, update_then_read, conditional_writes,
-                racing_writers, unconditional_writers_lose_nothing, ranged_reads,
-                ranged_reads_fetch_only_covering_chunks, list_pagination,
-                versions_restore_purge, history_spills_into_pages, names_at_limits,
-                bad_input_changes_nothing, dropped_writer_leaves_previous_version,
-                sweeper_removes_only_orphans, tenants_are_isolated, large_object_streams,
-                backend_calls_per_operation,
-            );
-        }
-    };
-}
-
-all_checks!(s3);
-all_checks!(azure);
-all_checks!(gcs);
+sanctum_storage::contract_tests!(s3);
+sanctum_storage::contract_tests!(azure);
+sanctum_storage::contract_tests!(gcs);

@@ -14,17 +14,17 @@ struct Backend {
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn memory() -> Backend {
+async fn memory() -> Option<Backend> {
     let adapter: Arc<dyn BlobAdapter> = Arc::new(ObjectStoreAdapter::in_memory("memory-test"));
     adapter.init().await.unwrap();
-    Backend {
+    Some(Backend {
         opts: SuiteOptions::new(adapter.capabilities()),
         adapter,
         _dir: None,
-    }
+    })
 }
 
-async fn local() -> Backend {
+async fn local() -> Option<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let adapter: Arc<dyn BlobAdapter> = Arc::new(LocalAdapter::new(
         "local-test",
@@ -35,49 +35,15 @@ async fn local() -> Backend {
     let mut opts = SuiteOptions::new(adapter.capabilities());
     assert!(opts.capabilities.durable && opts.capabilities.atomic_conditional_delete);
     opts.capabilities = adapter.capabilities();
-    Backend {
+    Some(Backend {
         adapter,
         opts,
         _dir: Some(dir),
-    }
+    })
 }
 
-macro_rules! checks {
-    ($backend:ident, $module:ident: $($check:ident),* $(,)?) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $check() {
-                    let b = crate::$backend().await;
-                    sanctum_storage::conformance::$module::$check(&b.adapter, &b.opts).await;
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! all_checks {
-    ($backend:ident) => {
-        mod $backend {
-            checks!($backend, raw:
-                lifecycle_and_capabilities, put_get_head_delete, conditional_writes, ranged_reads,
-                list_pages, failed_body_stores_nothing, cas_race, put_after_waits_for_ready,
-            );
-            checks!($backend, facade:
-                write_read_checksum, delete_then_not_found, update_then_read, conditional_writes,
-                racing_writers, unconditional_writers_lose_nothing, ranged_reads,
-                ranged_reads_fetch_only_covering_chunks, list_pagination,
-                versions_restore_purge, history_spills_into_pages, names_at_limits,
-                bad_input_changes_nothing, dropped_writer_leaves_previous_version,
-                sweeper_removes_only_orphans, tenants_are_isolated, large_object_streams,
-                backend_calls_per_operation,
-            );
-        }
-    };
-}
-
-all_checks!(memory);
-all_checks!(local);
+sanctum_storage::contract_tests!(memory);
+sanctum_storage::contract_tests!(local);
 
 /// Keeps the imports honest: `run_all` drives the same checks in one go.
 #[allow(dead_code)]
@@ -89,7 +55,7 @@ async fn run_all_compiles(b: Backend) {
 /// Failed, refused and dropped local writes leave no temp files behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_failed_writes_leave_no_temp_files() {
-    let b = local().await;
+    let b = local().await.unwrap();
     let opts = &b.opts;
     raw::failed_body_stores_nothing(&b.adapter, opts).await;
     raw::put_after_waits_for_ready(&b.adapter, opts).await;

@@ -55,6 +55,42 @@ pub async fn run_all(adapter: Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
     facade::run_all(&adapter, opts).await;
 }
 
+/// Generates one test per contract check for a backend, so checks run in parallel and fail by
+/// name: `contract_tests!(memory);` expects an `async fn memory() -> Option<B>` at the crate
+/// root, where `B` has fields `adapter: Arc<dyn BlobAdapter>` and `opts: SuiteOptions` (`None`
+/// skips the backend). The tests use `#[tokio::test]`, so the crate needs tokio's `macros` and
+/// `rt-multi-thread` features. This is the one list of checks every backend runs.
+#[macro_export]
+macro_rules! contract_tests {
+    ($backend:ident) => {
+        mod $backend {
+            $crate::contract_tests!(@checks $backend, raw:
+                lifecycle_and_capabilities, put_get_head_delete, conditional_writes, ranged_reads,
+                list_pages, failed_body_stores_nothing, cas_race, put_after_waits_for_ready,
+            );
+            $crate::contract_tests!(@checks $backend, facade:
+                write_read_checksum, delete_then_not_found, update_then_read, conditional_writes,
+                racing_writers, unconditional_writers_lose_nothing, ranged_reads,
+                ranged_reads_fetch_only_covering_chunks, list_pagination, versions_restore_purge,
+                history_spills_into_pages, names_at_limits, bad_input_changes_nothing,
+                dropped_writer_leaves_previous_version, sweeper_removes_only_orphans,
+                tenants_are_isolated, large_object_streams, backend_calls_per_operation,
+            );
+        }
+    };
+    (@checks $backend:ident, $module:ident: $($check:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    let Some(b) = crate::$backend().await else { return };
+                    $crate::conformance::$module::$check(&b.adapter, &b.opts).await;
+                }
+            )*
+        }
+    };
+}
+
 /// A unique lower-case id for tenants and prefixes of one check.
 pub(crate) fn unique(tag: &str) -> String {
     format!(
