@@ -56,8 +56,8 @@ pub async fn run_all(adapter: Arc<dyn BlobAdapter>, opts: &SuiteOptions) {
 }
 
 /// Generates one test per contract check for a backend, so checks run in parallel and fail by
-/// name: `contract_tests!(memory);` expects an `async fn memory() -> Option<B>` at the crate
-/// root, where `B` has fields `adapter: Arc<dyn BlobAdapter>` and `opts: SuiteOptions` (`None`
+/// name: `contract_tests!(memory);` expects an `async fn memory() -> Option<B>` in the module
+/// that invokes it, where `B` has fields `adapter: Arc<dyn BlobAdapter>` and `opts: SuiteOptions` (`None`
 /// skips the backend). The tests use `#[tokio::test]`, so the crate needs tokio's `macros` and
 /// `rt-multi-thread` features. This is the one list of checks every backend runs.
 #[macro_export]
@@ -83,7 +83,7 @@ macro_rules! contract_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $check() {
-                    let Some(b) = crate::$backend().await else { return };
+                    let Some(b) = super::super::$backend().await else { return };
                     $crate::conformance::$module::$check(&b.adapter, &b.opts).await;
                 }
             )*
