@@ -335,6 +335,10 @@ impl BlobAdapter for ObjectStoreAdapter {
         let mut listing = listing.map_err(map_err);
         while let Some(meta) = listing.try_next().await? {
             let location = meta.location.as_ref();
+            if !location.starts_with(prefix) && location > prefix {
+                // Listings come in ascending order: nothing after this can match.
+                break;
+            }
             if !location.starts_with(prefix) || start_after.is_some_and(|sa| location <= sa) {
                 continue;
             }
@@ -352,5 +356,52 @@ impl BlobAdapter for ObjectStoreAdapter {
         let more = out.len() > limit;
         out.truncate(limit);
         Ok(ListPage { entries: out, more })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_tokens_carry_the_generation_only_when_asked() {
+        let plain = ObjectStoreAdapter::in_memory("t");
+        let gcs = ObjectStoreAdapter::in_memory("t").with_version_tokens();
+        let (etag, generation) = (Some("CKih16GjycICEAE=".to_string()), Some("17".to_string()));
+        assert_eq!(
+            plain.token(etag.clone(), generation.clone()),
+            "CKih16GjycICEAE="
+        );
+        let token = gcs.token(etag.clone(), generation.clone());
+        assert_eq!(token, "CKih16GjycICEAE= 17");
+        // An update sends both back, so a GCS generation precondition can be built.
+        let update = gcs.update_version(token);
+        assert_eq!((update.e_tag, update.version), (etag.clone(), generation));
+        // Stores that return no version keep plain etag tokens.
+        assert_eq!(gcs.token(etag.clone(), None), "CKih16GjycICEAE=");
+        let update = gcs.update_version("\"abc\"".to_string());
+        assert_eq!(
+            (update.e_tag.as_deref(), update.version),
+            (Some("\"abc\""), None)
+        );
+        let update = plain.update_version("a b".to_string());
+        assert_eq!(
+            (update.e_tag.as_deref(), update.version),
+            (Some("a b"), None)
+        );
+    }
+
+    #[test]
+    fn part_sizes_are_whole_chunks_and_at_least_five_mib() {
+        let chunk = sanctum_crypto::ENCRYPTED_CHUNK_SIZE;
+        let a = ObjectStoreAdapter::in_memory("t").with_multipart(8 * 1024 * 1024 + 5, 0);
+        assert_eq!(a.part_size() % chunk, 0);
+        assert!(a.part_size() <= 8 * 1024 * 1024 + 5);
+        assert_eq!(a.part_concurrency, 1);
+        let small = ObjectStoreAdapter::in_memory("t").with_multipart(1024, 4);
+        assert_eq!(small.part_size() % chunk, 0);
+        assert!(small.part_size() >= 5 * 1024 * 1024);
+        assert!(small.part_size() < 5 * 1024 * 1024 + chunk);
+        assert_eq!(PART_SIZE % chunk, 0);
     }
 }
