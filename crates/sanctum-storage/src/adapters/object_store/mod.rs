@@ -3,7 +3,7 @@
 //! code over object_store's HTTP stores.
 //!
 //! Bodies up to the part size go up in one put; larger unconditional bodies stream as a
-//! multipart upload ([`multipart`]: equal parts, a bounded number in flight, aborted on failure
+//! multipart upload (`multipart.rs`: equal parts, a bounded number in flight, aborted on failure
 //! or drop, so nothing appears). Conditional puts are single requests, because object_store's
 //! multipart uploads are never conditional; only head manifests and key records, which are
 //! small, are written conditionally. object_store has no conditional delete, so `delete` with an
