@@ -21,6 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone, Copy)]
 enum Answer {
     Status(u16),
+    /// 200 with an etag to everything, as a server that ignores preconditions would.
+    AlwaysOk,
     Never,
 }
 
@@ -72,6 +74,12 @@ async fn connection(mut socket: TcpStream, answer: Answer, count: Arc<AtomicUsiz
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 return;
             }
+            Answer::AlwaysOk => {
+                let response = "HTTP/1.1 200 OK\r\netag: \"same\"\r\ncontent-length: 0\r\n\r\n";
+                if socket.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
             Answer::Status(status) => {
                 let body = "<Error><Code>Injected</Code><Message>injected</Message></Error>";
                 let response = format!(
@@ -89,7 +97,11 @@ async fn connection(mut socket: TcpStream, answer: Answer, count: Arc<AtomicUsiz
 
 /// An S3 adapter for `addr`, unsigned (so no credential lookup ever leaves loopback).
 fn adapter(addr: SocketAddr, max_retries: usize) -> ObjectStoreAdapter {
-    let config = BlobConfig {
+    cloud::adapter_from_config(&config(addr, max_retries)).unwrap()
+}
+
+fn config(addr: SocketAddr, max_retries: usize) -> BlobConfig {
+    BlobConfig {
         backend: BlobBackend::S3,
         bucket: Some("faults".into()),
         endpoint: Some(format!("http://{addr}")),
@@ -102,8 +114,7 @@ fn adapter(addr: SocketAddr, max_retries: usize) -> ObjectStoreAdapter {
         request_timeout_ms: 500,
         connect_timeout_ms: 500,
         ..BlobConfig::default()
-    };
-    cloud::adapter_from_config(&config).unwrap()
+    }
 }
 
 fn path() -> BlobPath {
@@ -191,4 +202,30 @@ async fn a_missing_bucket_fails_the_health_check_as_a_config_error() {
     let err = adapter(addr, 0).health_check().await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::Config, "{err}");
     assert!(err.to_string().contains("bucket"), "{err}");
+}
+
+#[tokio::test]
+async fn a_store_that_ignores_conditional_writes_is_refused_at_admission() {
+    let (addr, count) = serve(Answer::AlwaysOk).await;
+    let err = adapter(addr, 0).init().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config, "{err}");
+    assert!(
+        err.to_string().contains("ignores conditional writes"),
+        "{err}"
+    );
+    // Two creates of the probe, then its delete.
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+
+    // Turning the check off is the operator's choice: nothing is sent, and init succeeds.
+    let (addr, count) = serve(Answer::AlwaysOk).await;
+    let unchecked = BlobConfig {
+        check_conditional_writes: false,
+        ..config(addr, 0)
+    };
+    cloud::adapter_from_config(&unchecked)
+        .unwrap()
+        .init()
+        .await
+        .unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 0);
 }

@@ -43,6 +43,10 @@ pub fn adapter_from_config(config: &BlobConfig) -> Result<ObjectStoreAdapter> {
                 usize::try_from(config.part_size).unwrap_or(usize::MAX),
                 config.part_concurrency,
             );
+    let adapter = match config.check_conditional_writes {
+        true => adapter.with_conditional_write_check(),
+        false => adapter,
+    };
     // GCS updates compare generations, so its tokens carry them.
     Ok(match config.backend {
         BlobBackend::Gcs => adapter.with_version_tokens(),

@@ -132,6 +132,10 @@ pub struct BlobConfig {
     pub part_size: u64,
     /// Parts of one multipart upload in flight at once.
     pub part_concurrency: usize,
+    /// At admission, prove that the store honours conditional writes (two creates of a probe
+    /// object, the second of which must fail; three requests). A store that ignores them would
+    /// let concurrent writers overwrite each other's versions, so the default is on.
+    pub check_conditional_writes: bool,
 }
 
 impl Default for BlobConfig {
@@ -160,6 +164,7 @@ impl Default for BlobConfig {
             connect_timeout_ms: 5_000,
             part_size: crate::adapters::object_store::PART_SIZE as u64,
             part_concurrency: crate::adapters::object_store::PART_CONCURRENCY,
+            check_conditional_writes: true,
         }
     }
 }

@@ -50,6 +50,7 @@ pub struct ObjectStoreAdapter {
     part_size: usize,
     part_concurrency: usize,
     version_tokens: bool,
+    check_conditional_writes: bool,
 }
 
 impl ObjectStoreAdapter {
@@ -68,6 +69,7 @@ impl ObjectStoreAdapter {
             part_size: PART_SIZE,
             part_concurrency: PART_CONCURRENCY,
             version_tokens: false,
+            check_conditional_writes: false,
         }
     }
 
@@ -85,6 +87,15 @@ impl ObjectStoreAdapter {
     /// conditional update needs the version (GCS generations) set this.
     pub fn with_version_tokens(mut self) -> Self {
         self.version_tokens = true;
+        self
+    }
+
+    /// Makes `init` prove that the store honours conditional writes: it creates a probe object
+    /// twice with `PutMode::Create` and refuses the store (`Config`) if the second create
+    /// succeeds. Some S3-compatible servers ignore `If-None-Match`, which would silently turn
+    /// every compare-and-swap into a blind overwrite and lose concurrent updates.
+    pub fn with_conditional_write_check(mut self) -> Self {
+        self.check_conditional_writes = true;
         self
     }
 
@@ -175,7 +186,34 @@ impl BlobAdapter for ObjectStoreAdapter {
     }
 
     async fn init(&self) -> Result<()> {
-        Ok(())
+        if !self.check_conditional_writes {
+            return Ok(());
+        }
+        let probe = Path::from(format!(
+            "health/cas-probe-{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        ));
+        let create = || PutOptions::from(OsPutMode::Create);
+        let payload = || PutPayload::from_static(b"probe");
+        self.store
+            .put_opts(&probe, payload(), create())
+            .await
+            .map_err(map_err)?;
+        let again = self.store.put_opts(&probe, payload(), create()).await;
+        let _ = self.store.delete(&probe).await;
+        match again {
+            Err(
+                ::object_store::Error::AlreadyExists { .. }
+                | ::object_store::Error::Precondition { .. },
+            ) => Ok(()),
+            Ok(_) => Err(Error::config(format!(
+                "{} adapter '{}': the store ignores conditional writes (a second create of the \
+                 same object succeeded), so versioning could lose updates; use a store that \
+                 honours If-None-Match and If-Match",
+                self.kind, self.name
+            ))),
+            Err(e) => Err(map_err(e)),
+        }
     }
 
     async fn health_check(&self) -> Result<()> {
