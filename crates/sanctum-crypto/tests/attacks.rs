@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::pattern;
+use common::{pattern, vector_ctx as ctx};
 use sanctum_crypto::{
     CHUNK_SIZE, Context, CryptoError, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header,
     KeyRef, MAX_CHUNKS, TAG_LEN, ciphertext_len, decrypt, decrypt_range, encrypt, plaintext_len,
@@ -29,16 +29,6 @@ const LAST: usize = 6;
 
 fn key() -> DataKey {
     DataKey::from_bytes([0x42; 32])
-}
-
-fn ctx() -> Context<'static> {
-    Context {
-        tenant: "acme",
-        namespace: "docs",
-        object_key: "a/b.txt",
-        body_id: "01j0000000000000000000000",
-        kind: "blob-body",
-    }
 }
 
 fn key_ref() -> KeyRef {

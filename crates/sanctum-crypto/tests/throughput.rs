@@ -10,10 +10,13 @@
 //! sanctum-storage feeds them, each as a ratio to raw ring, and the time of a
 //! small whole-message encrypt + decrypt (dominated by the key derivation).
 
+mod common;
+
+use common::{vector_ctx as ctx, vector_key_ref as key_ref};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use sanctum_crypto::{
-    CHUNK_SIZE, Context, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header, KeyRef,
-    TAG_LEN, decrypt, encrypt,
+    CHUNK_SIZE, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header, TAG_LEN, decrypt,
+    encrypt,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -38,20 +41,6 @@ fn nonce(i: usize) -> Nonce {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&(i as u64).to_be_bytes());
     Nonce::assume_unique_for_key(n)
-}
-
-fn ctx() -> Context<'static> {
-    Context {
-        tenant: "acme",
-        namespace: "docs",
-        object_key: "a/b.txt",
-        body_id: "01j0000000000000000000000",
-        kind: "blob-body",
-    }
-}
-
-fn key_ref() -> KeyRef {
-    KeyRef::new("ns-docs", 1).unwrap()
 }
 
 fn line(what: &str, secs: f64, raw: Option<f64>) {

@@ -40,6 +40,10 @@ use sanctum_storage::observability::audit::MemoryAuditSink;
 use sanctum_storage::observability::clock::SystemClock;
 use sanctum_storage::policy::AccessSettings;
 
+mod support;
+
+use support::{Sink, drain};
+
 const CHUNK: usize = 256 * 1024;
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -72,37 +76,6 @@ impl Body {
     }
 }
 
-/// Where read bytes go: every byte is touched, so nothing is optimised away.
-#[derive(Default)]
-struct Sink {
-    bytes: u64,
-    check: u64,
-}
-
-impl Sink {
-    fn take(&mut self, chunk: &[u8]) {
-        self.bytes += chunk.len() as u64;
-        // Word-wise, so the drain costs little beside what it measures.
-        let mut words = chunk.chunks_exact(8);
-        let mut acc = words
-            .by_ref()
-            .fold(0u64, |a, w| a ^ u64::from_le_bytes(w.try_into().unwrap()));
-        for &b in words.remainder() {
-            acc ^= u64::from(b);
-        }
-        self.check ^= acc;
-    }
-}
-
-async fn drain(mut body: ByteStream) -> u64 {
-    let mut sink = Sink::default();
-    while let Some(chunk) = body.next().await {
-        sink.take(&chunk.expect("read"));
-    }
-    black_box(sink.check);
-    sink.bytes
-}
-
 fn sync_dir(dir: &Path) {
     std::fs::File::open(dir).unwrap().sync_all().unwrap();
 }
@@ -130,8 +103,7 @@ fn raw_file_get(path: &Path) -> u64 {
         }
         sink.take(&buf[..n]);
     }
-    black_box(sink.check);
-    sink.bytes
+    sink.finish()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -460,10 +432,10 @@ impl BlobAdapter for DrainAdapter {
                 kept.push(chunk);
             }
         }
-        black_box(sink.check);
-        if sink.bytes > MIB as u64 {
+        let size = sink.finish();
+        if size > MIB as u64 {
             return Ok(sanctum_storage::adapters::BlobMeta {
-                size: sink.bytes,
+                size,
                 etag: "drained".into(),
             });
         }

@@ -16,12 +16,10 @@
 //! `SANCTUM_BENCH_QUICK=1` runs fewer rounds; `SANCTUM_BENCH_ONLY_SIZE=67108864` one size;
 //! `SANCTUM_BENCH_PART_MIB` and `SANCTUM_BENCH_PARTS_IN_FLIGHT` override the multipart settings.
 
-use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sanctum_storage::StorageContext;
@@ -34,6 +32,10 @@ use sanctum_storage::observability::audit::MemoryAuditSink;
 use sanctum_storage::observability::clock::SystemClock;
 use sanctum_storage::policy::AccessSettings;
 
+mod support;
+
+use support::drain;
+
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 /// Callers hand bodies over in chunks of this size.
@@ -44,20 +46,6 @@ fn chunks(body: &Bytes) -> Vec<Bytes> {
         .step_by(CHUNK)
         .map(|i| body.slice(i..(i + CHUNK).min(body.len())))
         .collect()
-}
-
-async fn drain(
-    mut stream: futures::stream::BoxStream<'static, Result<Bytes, impl std::fmt::Debug>>,
-) -> u64 {
-    let mut n = 0u64;
-    let mut acc = 0u8;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.expect("read");
-        n += chunk.len() as u64;
-        acc ^= chunk.iter().fold(0u8, |a, b| a ^ b);
-    }
-    black_box(acc);
-    n
 }
 
 fn add(sum: &mut CallCounts, c: CallCounts) {
@@ -241,13 +229,13 @@ async fn main() {
                         .get(&ctx, "ns", &key, GetOptions::default())
                         .await
                         .unwrap();
-                    assert_eq!(drain(got.body.boxed()).await, size as u64);
+                    assert_eq!(drain(got.body).await, size as u64);
                     f_get.0.push(t.elapsed());
                     add(&mut get_calls, counting.counts());
                 } else {
                     let t = Instant::now();
                     let got = raw.get(&path).await.unwrap();
-                    assert_eq!(drain(got.into_stream().boxed()).await, size as u64);
+                    assert_eq!(drain(got.into_stream()).await, size as u64);
                     r_get.0.push(t.elapsed());
                 }
             }

@@ -282,12 +282,7 @@ async fn data_moved_between_objects_or_tenants_is_refused() {
         &head("tenant-b", "small-y"),
     )
     .await;
-    let err = storage
-        .blobs()
-        .get_bytes(&b, "ns", "small-y", GetOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
+    expect_encryption_error(&storage, &b, "ns", "small-y").await;
     let err = storage.blobs().head(&b, "ns", "small-y").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
     // 4. Within one tenant: head of small-x over small-y (other key in the context).
@@ -297,21 +292,11 @@ async fn data_moved_between_objects_or_tenants_is_refused() {
         &head("tenant-a", "small-y"),
     )
     .await;
-    let err = storage
-        .blobs()
-        .get_bytes(&a, "ns", "small-y", GetOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
+    expect_encryption_error(&storage, &a, "ns", "small-y").await;
     // 5. Tampered key store: another tenant's namespace key record.
     copy(&adapter, "k/tenant-a/n/ns", "k/tenant-b/n/ns").await;
     storage.blobs().keys().forget_tenant("tenant-b");
-    let err = storage
-        .blobs()
-        .get_bytes(&b, "ns", "y", GetOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
+    expect_encryption_error(&storage, &b, "ns", "y").await;
     // Untouched objects still read.
     let (_, x) = storage
         .blobs()

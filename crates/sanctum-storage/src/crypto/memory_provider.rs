@@ -18,6 +18,27 @@ struct TenantKeks {
     destroyed: bool,
 }
 
+impl TenantKeks {
+    /// The KEK versions of a tenant that was not shredded, the first one created on first use.
+    fn usable(&mut self) -> Result<&mut Vec<DataKey>, KeyError> {
+        if self.destroyed {
+            return Err(destroyed());
+        }
+        if self.versions.is_empty() {
+            self.versions.push(new_kek()?);
+        }
+        Ok(&mut self.versions)
+    }
+}
+
+fn destroyed() -> KeyError {
+    error(KeyErrorKind::Destroyed, "the tenant's KEK was destroyed")
+}
+
+fn new_kek() -> Result<DataKey, KeyError> {
+    DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))
+}
+
 /// Tenant KEKs held in memory; `destroy` forgets them for good.
 #[derive(Default)]
 pub struct MemoryKeyProvider {
@@ -58,20 +79,9 @@ impl MemoryKeyProvider {
 
     fn seal(&self, tenant: &str, key: &[u8; 32], aad: &[u8]) -> Result<WrappedKey, KeyError> {
         let mut tenants = self.tenants.lock().expect("memory keyring poisoned");
-        let keks = tenants.entry(tenant.to_string()).or_default();
-        if keks.destroyed {
-            return Err(error(
-                KeyErrorKind::Destroyed,
-                "the tenant's KEK was destroyed",
-            ));
-        }
-        if keks.versions.is_empty() {
-            keks.versions.push(
-                DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?,
-            );
-        }
-        let version = keks.versions.len() as u32;
-        let kek = &keks.versions[version as usize - 1];
+        let versions = tenants.entry(tenant.to_string()).or_default().usable()?;
+        let version = versions.len() as u32;
+        let kek = &versions[version as usize - 1];
         let aad_hex = hex(aad);
         let key_ref = KeyRef {
             key_id: "kek".to_string(),
@@ -115,10 +125,7 @@ impl KeyProvider for MemoryKeyProvider {
             .get(tenant)
             .ok_or_else(|| error(KeyErrorKind::NotFound, "no KEK for the tenant"))?;
         if keks.destroyed {
-            return Err(error(
-                KeyErrorKind::Destroyed,
-                "the tenant's KEK was destroyed",
-            ));
+            return Err(destroyed());
         }
         let kek = keks
             .versions
@@ -143,22 +150,9 @@ impl KeyProvider for MemoryKeyProvider {
 
     async fn rotate(&self, tenant: &str) -> Result<u32, KeyError> {
         let mut tenants = self.tenants.lock().expect("memory keyring poisoned");
-        let keks = tenants.entry(tenant.to_string()).or_default();
-        if keks.destroyed {
-            return Err(error(
-                KeyErrorKind::Destroyed,
-                "the tenant's KEK was destroyed",
-            ));
-        }
-        if keks.versions.is_empty() {
-            keks.versions.push(
-                DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?,
-            );
-        }
-        keks.versions.push(
-            DataKey::generate().map_err(|_| error(KeyErrorKind::Permanent, "no randomness"))?,
-        );
-        Ok(keks.versions.len() as u32)
+        let versions = tenants.entry(tenant.to_string()).or_default().usable()?;
+        versions.push(new_kek()?);
+        Ok(versions.len() as u32)
     }
 
     async fn destroy(&self, tenant: &str) -> Result<(), KeyError> {

@@ -1289,16 +1289,10 @@ impl BlobStore {
         version_id: Option<&str>,
     ) {
         self.audit.record(AuditEvent {
-            at_ms: self.clock.now_ms(),
-            operation,
-            tenant: ctx.tenant().to_string(),
-            actor: ctx.actor().to_string(),
-            correlation_id: ctx.correlation_id().to_string(),
             namespace: ns.map(|ns| ns.name().to_string()),
             key: key.map(str::to_string),
             version_id: version_id.map(str::to_string),
-            decision: None,
-            detail: None,
+            ..AuditEvent::for_request(self.clock.now_ms(), operation, ctx)
         });
     }
 
@@ -1348,16 +1342,9 @@ impl BlobStore {
         detail: String,
     ) {
         self.audit.record(AuditEvent {
-            at_ms: self.clock.now_ms(),
-            operation,
-            tenant: ctx.tenant().to_string(),
-            actor: ctx.actor().to_string(),
-            correlation_id: ctx.correlation_id().to_string(),
             namespace: Some(namespace.to_string()),
-            key: None,
-            version_id: None,
-            decision: None,
             detail: Some(detail),
+            ..AuditEvent::for_request(self.clock.now_ms(), operation, ctx)
         });
     }
 

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::types::StorageContext;
+
 /// Counter of audit events a sink failed to record.
 pub const AUDIT_ERRORS: &str = "storage.audit.errors";
 
@@ -52,6 +54,25 @@ pub struct AuditEvent {
     /// 1048576`): names and numbers, never data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event of `operation` by the caller of `ctx` (tenant, actor, correlation id) at `at_ms`,
+    /// about nothing yet: set what it concerns with struct update syntax.
+    pub fn for_request(at_ms: u64, operation: &'static str, ctx: &StorageContext) -> Self {
+        Self {
+            at_ms,
+            operation,
+            tenant: ctx.tenant().to_string(),
+            actor: ctx.actor().to_string(),
+            correlation_id: ctx.correlation_id().to_string(),
+            namespace: None,
+            key: None,
+            version_id: None,
+            decision: None,
+            detail: None,
+        }
+    }
 }
 
 /// Where audit events go. `record` must not block for long: it runs on the request path.

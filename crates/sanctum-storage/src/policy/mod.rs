@@ -282,20 +282,14 @@ impl Authorizer {
     ) -> Result<()> {
         let decision = self.decide(ctx, operation, action, namespace, key).await?;
         self.audit.record(AuditEvent {
-            at_ms: self.clock.now_ms(),
-            operation,
-            tenant: ctx.tenant().to_string(),
-            actor: ctx.actor().to_string(),
-            correlation_id: ctx.correlation_id().to_string(),
             namespace: Some(namespace.to_string()),
             key: key.map(str::to_string),
-            version_id: None,
             decision: Some(AuditDecision {
                 allowed: decision.allowed,
                 action: action.as_str(),
                 reason: decision.reason.clone(),
             }),
-            detail: None,
+            ..AuditEvent::for_request(self.clock.now_ms(), operation, ctx)
         });
         if decision.allowed {
             Ok(())
