@@ -2,12 +2,14 @@
 //!
 //! A message is a small [`Header`] followed by the chunks of
 //! [C2SP chunked-encryption] with the Cobblestone-256 parameters
-//! (AES-256-GCM, HKDF-Expand-SHA-512, 16 KiB chunks, 24-byte salt, 32-byte
-//! commitment). The per-message key, base nonce and commitment are derived
-//! from a namespace [`DataKey`], a fresh random salt and a [`Context`] that
-//! names where the message belongs and includes the header prefix, so the
-//! commitment also authenticates the header. The full specification is
-//! `docs/encryption.md` in the repository.
+//! (AES-256-GCM, 16 KiB chunks, 24-byte salt, 32-byte commitment). The
+//! per-message key, base nonce and commitment are derived from a namespace
+//! [`DataKey`], a fresh random salt and a [`Context`] that names where the
+//! message belongs and includes the header prefix, so the commitment also
+//! authenticates the header. The header's [`Suite`] names the KDF: BLAKE3
+//! `derive_key` (the default) or Cobblestone-256's own HKDF-Expand-SHA-512;
+//! readers accept both. The full specification is `docs/encryption.md` in
+//! the repository.
 //!
 //! The crate is synchronous and does no I/O: feed bytes to an [`Encryptor`]
 //! or [`Decryptor`] as they arrive, or use [`encrypt`] / [`decrypt`] for
@@ -45,8 +47,8 @@ mod span;
 pub use context::{CONTEXT_LABEL, Context, kind};
 pub use error::CryptoError;
 pub use header::{
-    Header, KeyRef, MAGIC, MAX_HEADER_LEN, MAX_KEY_ID_LEN, MIN_HEADER_LEN, SUITE_COBBLESTONE_256,
-    VERSION,
+    Header, KeyRef, MAGIC, MAX_HEADER_LEN, MAX_KEY_ID_LEN, MIN_HEADER_LEN,
+    SUITE_BLAKE3_AES_256_GCM, SUITE_COBBLESTONE_256, Suite, VERSION,
 };
 pub use span::{ChunkSpan, chunk_span, ciphertext_len, plaintext_len};
 
@@ -79,8 +81,10 @@ pub const MAX_PLAINTEXT_LEN: u64 = MAX_CHUNKS * CHUNK_SIZE as u64 - 1;
 const INFO_PREFIX: &[u8] = b"c2sp.org/chunked-encryption@v1+";
 /// IANA name of the suite's AEAD.
 const AEAD_NAME: &[u8] = b"AEAD_AES_256_GCM";
-/// HKDF output: key 32 || base nonce 12 || commitment 32.
+/// KDF output: key 32 || base nonce 12 || commitment 32.
 const OKM_LEN: usize = KEY_LEN + NONCE_LEN + COMMITMENT_LEN;
+/// The BLAKE3 `derive_key` context string of suite 0x0003 (fixed forever).
+pub const BLAKE3_KDF_CONTEXT: &str = "sanctum-storage 2026-11-29 envelope suite 0x0003 message key";
 
 /// A 32-byte namespace data key (the C2SP input key). Zeroized on drop; its
 /// `Debug` output never shows the bytes.
@@ -248,6 +252,7 @@ fn derive(
         INFO_PREFIX,
         AEAD_NAME,
         &[0u8],
+        // Suite 0x0003 starts here (see `derive_info`).
         &header.salt,
         &lens[0],
         label,
@@ -266,35 +271,27 @@ fn derive(
         key_id,
         &epoch,
     ];
-    derive_info(key, &info)
+    derive_info(header.suite, key, &info)
 }
 
-/// HKDF-Expand-SHA-512 of `info` (the concatenation of its parts) under
-/// `key` into the chunk cipher and the commitment.
+/// The suite's KDF over `info` (the concatenation of its parts: the C2SP
+/// prefix, label and separator, then salt and context) under `key`, split
+/// into the chunk cipher and the commitment.
+///
+/// Suite 0x0001: HKDF-Expand-SHA-512 with the data key as PRK and all of
+/// `info`. Suite 0x0003: 76 bytes of BLAKE3 `derive_key` output, context
+/// [`BLAKE3_KDF_CONTEXT`], key material `data key || salt || context` (the
+/// C2SP prefix parts are dropped: the context string separates the domain).
 fn derive_info(
+    suite: Suite,
     key: &DataKey,
     info: &[&[u8]],
 ) -> Result<(ChunkCipher, [u8; COMMITMENT_LEN]), CryptoError> {
     let failed = |_| CryptoError::Header("key derivation failed");
-    let prk = &key.prk;
     let mut okm = Zeroizing::new([0u8; OKM_LEN]);
-    let info_len: usize = info.iter().map(|part| part.len()).sum();
-    // One contiguous slice hashes a little faster than many small ones. The
-    // info (salt and context) is not secret.
-    let mut flat = [0u8; INFO_STACK_LEN];
-    if info_len <= INFO_STACK_LEN {
-        let mut at = 0;
-        for part in info {
-            flat[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        prk.expand(&[&flat[..info_len]], OkmLen(OKM_LEN))
-            .and_then(|o| o.fill(&mut okm[..]))
-            .map_err(failed)?;
-    } else {
-        prk.expand(info, OkmLen(OKM_LEN))
-            .and_then(|o| o.fill(&mut okm[..]))
-            .map_err(failed)?;
+    match suite {
+        Suite::Cobblestone256 => hkdf_sha512(key, info, &mut okm).map_err(failed)?,
+        Suite::Blake3Aes256Gcm => blake3_kdf(key, info.get(3..).unwrap_or_default(), &mut okm),
     }
     let unbound = UnboundKey::new(&AES_256_GCM, &okm[..KEY_LEN]).map_err(failed)?;
     let mut base_nonce = [0u8; NONCE_LEN];
@@ -308,6 +305,46 @@ fn derive_info(
         },
         commitment,
     ))
+}
+
+/// Suite 0x0003's KDF: BLAKE3 in `derive_key` mode over `data key || parts`.
+fn blake3_kdf(key: &DataKey, parts: &[&[u8]], okm: &mut [u8; OKM_LEN]) {
+    // The context string's own hash is the same for every message: set it up once.
+    static CONTEXT: std::sync::OnceLock<blake3::Hasher> = std::sync::OnceLock::new();
+    let mut hasher = CONTEXT
+        .get_or_init(|| blake3::Hasher::new_derive_key(BLAKE3_KDF_CONTEXT))
+        .clone();
+    hasher.update(&key.bytes[..]);
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize_xof().fill(okm);
+    // The hasher's buffer held the key.
+    hasher.zeroize();
+}
+
+/// Suite 0x0001's KDF: HKDF-Expand-SHA-512 of `info` under `key`.
+fn hkdf_sha512(
+    key: &DataKey,
+    info: &[&[u8]],
+    okm: &mut [u8; OKM_LEN],
+) -> Result<(), ring::error::Unspecified> {
+    let prk = &key.prk;
+    let info_len: usize = info.iter().map(|part| part.len()).sum();
+    // One contiguous slice hashes a little faster than many small ones. The
+    // info (salt and context) is not secret.
+    let mut flat = [0u8; INFO_STACK_LEN];
+    if info_len <= INFO_STACK_LEN {
+        let mut at = 0;
+        for part in info {
+            flat[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        prk.expand(&[&flat[..info_len]], OkmLen(OKM_LEN))?
+            .fill(&mut okm[..])
+    } else {
+        prk.expand(info, OkmLen(OKM_LEN))?.fill(&mut okm[..])
+    }
 }
 
 /// Constant-time equality of two commitments.
@@ -348,9 +385,20 @@ impl fmt::Debug for Encryptor {
 }
 
 impl Encryptor {
-    /// Starts a message under `key` with a fresh random salt. Returns the
-    /// encryptor and the header bytes to write before the chunks.
+    /// Starts a message under `key` in the default [`Suite`] with a fresh
+    /// random salt. Returns the encryptor and the header bytes to write
+    /// before the chunks.
     pub fn new(
+        key: &DataKey,
+        key_ref: KeyRef,
+        ctx: &Context<'_>,
+    ) -> Result<(Encryptor, Vec<u8>), CryptoError> {
+        Encryptor::with_suite(Suite::default(), key, key_ref, ctx)
+    }
+
+    /// [`Encryptor::new`] in a chosen suite.
+    pub fn with_suite(
+        suite: Suite,
         key: &DataKey,
         key_ref: KeyRef,
         ctx: &Context<'_>,
@@ -359,16 +407,17 @@ impl Encryptor {
         SystemRandom::new()
             .fill(&mut salt)
             .map_err(|_| CryptoError::Random)?;
-        Encryptor::with_salt(key, key_ref, ctx, salt)
+        Encryptor::with_salt(suite, key, key_ref, ctx, salt)
     }
 
-    /// Like [`Encryptor::new`] with a caller-chosen salt.
+    /// Like [`Encryptor::with_suite`] with a caller-chosen salt.
     ///
     /// **For test vectors only.** Reusing a salt with the same key and
     /// context reuses the AES-GCM key and nonces, which breaks both
     /// confidentiality and integrity. Production code must use
     /// [`Encryptor::new`].
     pub fn with_salt(
+        suite: Suite,
         key: &DataKey,
         key_ref: KeyRef,
         ctx: &Context<'_>,
@@ -377,6 +426,7 @@ impl Encryptor {
         key_ref.validate()?;
         ctx.check()?;
         let mut header = Header {
+            suite,
             key_ref,
             salt,
             commitment: [0; COMMITMENT_LEN],
@@ -718,8 +768,9 @@ impl Decryptor {
     }
 }
 
-/// Encrypts a whole message (header followed by chunks) with a fresh random
-/// salt. Meant for small values; stream large ones with [`Encryptor`].
+/// Encrypts a whole message (header followed by chunks) in the default
+/// [`Suite`] with a fresh random salt. Meant for small values; stream large
+/// ones with [`Encryptor`].
 pub fn encrypt(
     key: &DataKey,
     key_ref: KeyRef,
@@ -733,13 +784,14 @@ pub fn encrypt(
 /// [`encrypt`] with a caller-chosen salt. **For test vectors only**; see
 /// [`Encryptor::with_salt`].
 pub fn encrypt_with_salt(
+    suite: Suite,
     key: &DataKey,
     key_ref: KeyRef,
     ctx: &Context<'_>,
     salt: [u8; SALT_LEN],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let (enc, header) = Encryptor::with_salt(key, key_ref, ctx, salt)?;
+    let (enc, header) = Encryptor::with_salt(suite, key, key_ref, ctx, salt)?;
     seal_message(enc, header, plaintext)
 }
 
@@ -864,7 +916,12 @@ mod tests {
 
     #[test]
     fn nonce_xor_is_big_endian_right_aligned() {
-        let (cipher, _) = derive_info(&DataKey::from_bytes([0; 32]), &[&[0; 24]]).unwrap();
+        let (cipher, _) = derive_info(
+            Suite::Cobblestone256,
+            &DataKey::from_bytes([0; 32]),
+            &[&[0; 24]],
+        )
+        .unwrap();
         let base = cipher.base_nonce;
         let xor = |i: u64| {
             let mut n = base;
@@ -886,11 +943,17 @@ mod tests {
         let key = DataKey::from_bytes([9; 32]);
         let long = "k".repeat(INFO_STACK_LEN);
         let mut header = Header {
+            suite: Suite::Cobblestone256,
             key_ref: kr(),
             salt: [3; SALT_LEN],
             commitment: [0; COMMITMENT_LEN],
         };
-        for (object_key, key_id) in [("k", "k1"), (&long[..], "k1"), ("k", &"z".repeat(64)[..])] {
+        let cases = [("k", "k1"), (&long[..], "k1"), ("k", &"z".repeat(64)[..])];
+        for ((object_key, key_id), suite) in cases
+            .into_iter()
+            .flat_map(|c| [(c, Suite::Cobblestone256), (c, Suite::Blake3Aes256Gcm)])
+        {
+            header.suite = suite;
             header.key_ref = KeyRef::new(key_id, 77).unwrap();
             let c = Context {
                 object_key,
@@ -898,7 +961,7 @@ mod tests {
             };
             let context = c.encode(&header.prefix());
             let reference: [&[u8]; 5] = [INFO_PREFIX, AEAD_NAME, &[0], &header.salt, &context];
-            let (want, want_commitment) = derive_info(&key, &reference).unwrap();
+            let (want, want_commitment) = derive_info(suite, &key, &reference).unwrap();
             let (got, got_commitment) = derive(&key, &c, &header).unwrap();
             assert_eq!(got_commitment, want_commitment, "{object_key}");
             assert_eq!(got.base_nonce, want.base_nonce, "{object_key}");
@@ -915,7 +978,7 @@ mod tests {
     fn encryption_stops_at_the_chunk_limit() {
         let key = DataKey::from_bytes([7; 32]);
         // Room for exactly the final chunk: a full chunk is refused.
-        let (enc, _) = Encryptor::with_salt(&key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 1);
         let mut out = Vec::new();
         enc.update(&[0u8; 100], &mut out).unwrap();
@@ -929,13 +992,15 @@ mod tests {
         assert_eq!(enc.finish(&mut out), Err(CryptoError::Limit));
 
         // The last index can still hold the short final chunk ...
-        let (enc, _) = Encryptor::with_salt(&key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 1);
         enc.update(&[5u8; 10], &mut out).unwrap();
         enc.finish(&mut out).unwrap();
         assert_eq!(out.len(), 10 + TAG_LEN);
         // ... and the decryptor accepts it at that index.
-        let mut message = Encryptor::with_salt(&key, kr(), &ctx(), [1; 24]).unwrap().1;
+        let mut message = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24])
+            .unwrap()
+            .1;
         let (header, _) = Header::parse(&message).unwrap();
         message.clear();
         let mut dec = Decryptor::new(&key, &header, &ctx(), MAX_CHUNKS - 1).unwrap();
@@ -945,7 +1010,7 @@ mod tests {
         assert_eq!(pt, [5u8; 10]);
 
         // A counter past the limit refuses even the final chunk.
-        let (enc, _) = Encryptor::with_salt(&key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let enc = enc.with_counter(MAX_CHUNKS);
         let mut out = Vec::new();
         assert_eq!(enc.finish(&mut out), Err(CryptoError::Limit));
@@ -959,7 +1024,7 @@ mod tests {
     #[test]
     fn full_chunks_cross_the_limit_one_by_one() {
         let key = DataKey::from_bytes([7; 32]);
-        let (enc, _) = Encryptor::with_salt(&key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 3);
         let mut out = Vec::new();
         // Two full chunks fit (indices 2^38-3 and 2^38-2), the third does not.

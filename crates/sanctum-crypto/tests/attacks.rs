@@ -17,7 +17,8 @@ mod common;
 use common::{pattern, vector_ctx as ctx};
 use sanctum_crypto::{
     CHUNK_SIZE, Context, CryptoError, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header,
-    KeyRef, MAX_CHUNKS, TAG_LEN, ciphertext_len, decrypt, decrypt_range, encrypt, plaintext_len,
+    KeyRef, MAX_CHUNKS, Suite, TAG_LEN, ciphertext_len, decrypt, decrypt_range, encrypt,
+    plaintext_len,
 };
 
 const C: usize = CHUNK_SIZE;
@@ -157,10 +158,14 @@ fn every_header_bit_flip_is_rejected() {
             let want: Box<dyn Fn(&CryptoError) -> bool> = match byte {
                 0..=3 => Box::new(|e| *e == CryptoError::Header("bad magic")),
                 4 => Box::new(|e| *e == CryptoError::Header("unsupported version")),
-                5 | 6 => {
-                    let suite = u16::from_be_bytes([m[5], m[6]]);
-                    Box::new(move |e| *e == CryptoError::UnsupportedSuite(suite))
-                }
+                // Another implemented suite derives another key: the commitment no longer
+                // matches (the suite id is in the context).
+                5 | 6 => match u16::from_be_bytes([m[5], m[6]]) {
+                    id if Suite::from_id(id).is_some() => {
+                        Box::new(|e| *e == CryptoError::Commitment)
+                    }
+                    id => Box::new(move |e| *e == CryptoError::UnsupportedSuite(id)),
+                },
                 7 => Box::new(move |e| *e == CryptoError::UnknownFlags(flipped)),
                 8 | 9 => Box::new(is_header), // header_len
                 10 => Box::new(is_header),    // key_id_len
@@ -183,8 +188,17 @@ fn unknown_suite_flags_and_oversized_lengths() {
         m[at..at + bytes.len()].copy_from_slice(bytes);
         m
     };
+    // Relabelled as the other implemented suite: the derivation differs, so the commitment fails.
+    assert_eq!(f.msg[5..7], Suite::default().id().to_be_bytes());
+    expect(
+        &set(5, &Suite::Cobblestone256.id().to_be_bytes()),
+        &f.pt,
+        CryptoError::Commitment,
+        0,
+        "suite relabelled",
+    );
     // A downgrade to "suite 0" or an unknown future suite.
-    for suite in [0x0000u16, 0x0002, 0xffff] {
+    for suite in [0x0000u16, 0x0002, 0x0004, 0xffff] {
         expect(
             &set(5, &suite.to_be_bytes()),
             &f.pt,
@@ -752,7 +766,8 @@ fn encryptor_output_is_independent_of_update_splits() {
     let pt = pattern(3 * C + 17);
     let salt = [9u8; 24];
     let run = |splits: &[usize]| {
-        let (mut enc, mut out) = Encryptor::with_salt(&key(), key_ref(), &ctx(), salt).unwrap();
+        let (mut enc, mut out) =
+            Encryptor::with_salt(Suite::default(), &key(), key_ref(), &ctx(), salt).unwrap();
         let mut at = 0;
         for &s in splits {
             enc.update(&pt[at..s], &mut out).unwrap();
