@@ -212,6 +212,48 @@ impl ChunkCipher {
     }
 }
 
+/// Bytes of OS randomness a thread reads at once for salts (42 salts).
+const SALT_POOL_LEN: usize = 42 * SALT_LEN;
+
+/// Unused salt bytes of this thread, and the process that read them.
+struct SaltPool {
+    pid: u32,
+    bytes: [u8; SALT_POOL_LEN],
+    used: usize,
+}
+
+/// A fresh 24-byte salt from the OS CSPRNG. Salts are read in batches: one `getrandom` call
+/// costs about as much as deriving a message key, and a small put needs two salts. Every salt
+/// is still OS randomness used once (its bytes are wiped from the pool when handed out), and
+/// a forked child, which inherits the pool, reads a new batch before its first salt.
+fn fresh_salt() -> Result<[u8; SALT_LEN], CryptoError> {
+    thread_local! {
+        static POOL: std::cell::RefCell<SaltPool> = const {
+            std::cell::RefCell::new(SaltPool {
+                pid: 0,
+                bytes: [0; SALT_POOL_LEN],
+                used: SALT_POOL_LEN,
+            })
+        };
+    }
+    POOL.with_borrow_mut(|pool| {
+        let pid = std::process::id();
+        if pool.pid != pid || pool.used + SALT_LEN > SALT_POOL_LEN {
+            SystemRandom::new()
+                .fill(&mut pool.bytes)
+                .map_err(|_| CryptoError::Random)?;
+            pool.pid = pid;
+            pool.used = 0;
+        }
+        let taken = &mut pool.bytes[pool.used..pool.used + SALT_LEN];
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(taken);
+        taken.fill(0);
+        pool.used += SALT_LEN;
+        Ok(salt)
+    })
+}
+
 /// `ring::hkdf` output length.
 struct OkmLen(usize);
 
@@ -308,19 +350,41 @@ fn derive_info(
 }
 
 /// Suite 0x0003's KDF: BLAKE3 in `derive_key` mode over `data key || parts`.
+///
+/// Only the key-material buffer is wiped afterwards, not the hasher: the key material is longer
+/// than one BLAKE3 block with the key in the first block, and `update` compresses full blocks
+/// straight from its input, so the hasher keeps only this message's chaining values and the
+/// last (public) block. (Wiping its 1920 bytes cost a tenth of a small get.)
 fn blake3_kdf(key: &DataKey, parts: &[&[u8]], okm: &mut [u8; OKM_LEN]) {
-    // The context string's own hash is the same for every message: set it up once.
-    static CONTEXT: std::sync::OnceLock<blake3::Hasher> = std::sync::OnceLock::new();
-    let mut hasher = CONTEXT
-        .get_or_init(|| blake3::Hasher::new_derive_key(BLAKE3_KDF_CONTEXT))
-        .clone();
-    hasher.update(&key.bytes[..]);
-    for part in parts {
-        hasher.update(part);
+    use blake3::hazmat::HasherExt;
+    // The context string's own hash is the same for every message: computed once.
+    static CONTEXT_KEY: std::sync::OnceLock<blake3::hazmat::ContextKey> =
+        std::sync::OnceLock::new();
+    let context_key =
+        CONTEXT_KEY.get_or_init(|| blake3::hazmat::hash_derive_key_context(BLAKE3_KDF_CONTEXT));
+    let mut hasher = blake3::Hasher::new_from_context_key(context_key);
+    // Key material in one contiguous buffer: one `update` call, not one per field.
+    let len = KEY_LEN + parts.iter().map(|part| part.len()).sum::<usize>();
+    let mut flat = Zeroizing::new([0u8; INFO_STACK_LEN + KEY_LEN]);
+    if len <= flat.len() {
+        flat[..KEY_LEN].copy_from_slice(&key.bytes[..]);
+        let mut at = KEY_LEN;
+        for part in parts {
+            flat[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        hasher.update(&flat[..len]);
+    } else {
+        // Very long contexts: the same, on the heap (fed piecewise, the key could stay in the
+        // hasher's block buffer).
+        let mut material = Zeroizing::new(Vec::with_capacity(len));
+        material.extend_from_slice(&key.bytes[..]);
+        for part in parts {
+            material.extend_from_slice(part);
+        }
+        hasher.update(&material);
     }
     hasher.finalize_xof().fill(okm);
-    // The hasher's buffer held the key.
-    hasher.zeroize();
 }
 
 /// Suite 0x0001's KDF: HKDF-Expand-SHA-512 of `info` under `key`.
@@ -403,11 +467,7 @@ impl Encryptor {
         key_ref: KeyRef,
         ctx: &Context<'_>,
     ) -> Result<(Encryptor, Vec<u8>), CryptoError> {
-        let mut salt = [0u8; SALT_LEN];
-        SystemRandom::new()
-            .fill(&mut salt)
-            .map_err(|_| CryptoError::Random)?;
-        Encryptor::with_salt(suite, key, key_ref, ctx, salt)
+        Encryptor::with_salt(suite, key, key_ref, ctx, fresh_salt()?)
     }
 
     /// Like [`Encryptor::with_suite`] with a caller-chosen salt.
@@ -1033,6 +1093,17 @@ mod tests {
             Err(CryptoError::Limit)
         );
         assert_eq!(out.len(), 2 * ENCRYPTED_CHUNK_SIZE);
+    }
+
+    #[test]
+    fn salts_are_fresh_across_pool_refills() {
+        // More salts than one pool holds: all distinct, none all-zero (a wiped slot).
+        let salts: Vec<[u8; SALT_LEN]> = (0..3 * SALT_POOL_LEN / SALT_LEN)
+            .map(|_| fresh_salt().unwrap())
+            .collect();
+        let distinct: std::collections::HashSet<_> = salts.iter().collect();
+        assert_eq!(distinct.len(), salts.len());
+        assert!(salts.iter().all(|s| s != &[0; SALT_LEN]));
     }
 
     #[test]

@@ -40,17 +40,28 @@ pub(crate) fn encrypt_stream(
 ) -> Result<(Vec<u8>, ByteStream)> {
     let (key_ref, key) = keys.current();
     let (encryptor, header) = Encryptor::new(key, key_ref, ctx).map_err(crypto_err)?;
-    let first = Bytes::from(header.clone());
-    let first = futures::stream::once(async move { Ok(first) });
     let body = Adaptive {
         state: State::Inline {
             encryptor: Box::new(encryptor),
             input,
             seen: 0,
             held: None,
+            header: Some(header.clone()),
         },
     };
-    Ok((header, Box::pin(first.chain(body))))
+    Ok((header, Box::pin(body)))
+}
+
+/// A buffer for the next ciphertext piece with room for `len` more bytes, starting with the
+/// header if it has not been emitted yet (so a small message is one piece).
+fn next_piece(header: &mut Option<Vec<u8>>, len: usize) -> Vec<u8> {
+    match header.take() {
+        Some(mut out) => {
+            out.reserve(len);
+            out
+        }
+        None => Vec::with_capacity(len),
+    }
 }
 
 enum State {
@@ -60,6 +71,8 @@ enum State {
         seen: u64,
         /// The newest piece, kept back so the last one is sealed straight from its bytes.
         held: Option<Bytes>,
+        /// The header, until it leads the first piece out.
+        header: Option<Vec<u8>>,
     },
     Piped(ByteStream),
     Done,
@@ -89,6 +102,7 @@ impl Stream for Adaptive {
                     input,
                     seen,
                     held,
+                    header,
                 } => match input.as_mut().poll_next(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Err(e))) => {
@@ -100,6 +114,7 @@ impl Stream for Adaptive {
                             encryptor,
                             input,
                             held,
+                            header,
                             ..
                         } = std::mem::replace(&mut self.state, State::Done)
                         else {
@@ -107,7 +122,9 @@ impl Stream for Adaptive {
                         };
                         let first = held.into_iter().chain([plain]).map(Ok);
                         let rest = futures::stream::iter(first).chain(input);
-                        self.state = State::Piped(pipeline(*encryptor, Box::pin(rest)));
+                        let header = futures::stream::iter(header.map(|h| Ok(Bytes::from(h))));
+                        let piped = header.chain(pipeline(*encryptor, Box::pin(rest)));
+                        self.state = State::Piped(Box::pin(piped));
                     }
                     Poll::Ready(Some(Ok(plain))) => {
                         *seen += plain.len() as u64;
@@ -115,7 +132,7 @@ impl Stream for Adaptive {
                             continue;
                         };
                         let mut out =
-                            Vec::with_capacity(previous.len() + previous.len() / 1024 + 64);
+                            next_piece(header, previous.len() + previous.len() / 1024 + 64);
                         if let Err(e) = encryptor.update(&previous, &mut out) {
                             self.state = State::Done;
                             return Poll::Ready(Some(Err(crypto_err(e))));
@@ -126,13 +143,17 @@ impl Stream for Adaptive {
                     }
                     Poll::Ready(None) => {
                         let State::Inline {
-                            encryptor, held, ..
+                            encryptor,
+                            held,
+                            mut header,
+                            ..
                         } = std::mem::replace(&mut self.state, State::Done)
                         else {
                             unreachable!("matched above")
                         };
                         let last = held.unwrap_or_default();
-                        let mut out = Vec::with_capacity(
+                        let mut out = next_piece(
+                            &mut header,
                             last.len() + last.len() / 1024 + 2 * sanctum_crypto::TAG_LEN,
                         );
                         let sealed = encryptor

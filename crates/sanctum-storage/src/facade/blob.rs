@@ -624,7 +624,37 @@ impl BlobStore {
             .inline
             .filter(|_| stored.version_id == current.version_id);
         let ciphertext = match inline {
-            Some(bytes) => once_stream(bytes),
+            Some(message) => {
+                // The whole (small) message is here: open it in one go, without the streaming
+                // decryptor's buffering. The manifest's header must be the message's.
+                let key = keys.key_for(&spec.header.key_ref)?;
+                let plaintext = sanctum_crypto::decrypt(
+                    key,
+                    &spec.header,
+                    header_len as usize,
+                    &place.body(body_id),
+                    &message,
+                )
+                .map_err(crate::crypto::crypto_err)?;
+                if plaintext.len() as u64 != stored.size {
+                    return Err(Error::consistency(
+                        "body size differs from the version's size",
+                    ));
+                }
+                let body = once_stream(
+                    Bytes::from(plaintext).slice(range.start as usize..range.end as usize),
+                );
+                let body = if full && opts.verify_checksum {
+                    Verify::wrap(body, public.checksum.clone())
+                } else {
+                    body
+                };
+                return Ok(BlobRead {
+                    version: public,
+                    range,
+                    body,
+                });
+            }
             None => {
                 // A range reads only the chunks that cover it.
                 let wanted = if full {
