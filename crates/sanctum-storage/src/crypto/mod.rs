@@ -9,7 +9,7 @@
 //!  └─ tenant key      random, wrapped by the KEK            stored at k/<tenant>/tenant
 //!      └─ namespace data keys, one per epoch, wrapped by the tenant key
 //!                                                           stored at k/<tenant>/n/<namespace>
-//!          └─ per-message key: HKDF(data key, fresh salt, context)   never stored
+//!          └─ per-message key: KDF(data key, fresh salt, context)    never stored
 //! ```
 //!
 //! No object carries a wrapped key; no object read or write calls the KMS once the tenant key
