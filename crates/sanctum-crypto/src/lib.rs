@@ -77,10 +77,9 @@ pub const MAX_CHUNKS: u64 = 1 << 38;
 /// 16383-byte final chunk.
 pub const MAX_PLAINTEXT_LEN: u64 = MAX_CHUNKS * CHUNK_SIZE as u64 - 1;
 
-/// HKDF info prefix fixed by C2SP chunked-encryption.
-const INFO_PREFIX: &[u8] = b"c2sp.org/chunked-encryption@v1+";
-/// IANA name of the suite's AEAD.
-const AEAD_NAME: &[u8] = b"AEAD_AES_256_GCM";
+/// The start of suite 0x0001's HKDF info, fixed by C2SP chunked-encryption: the label, the
+/// IANA name of the AEAD and a zero byte.
+const C2SP_INFO_HEAD: &[u8] = b"c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM\0";
 /// KDF output: key 32 || base nonce 12 || commitment 32.
 const OKM_LEN: usize = KEY_LEN + NONCE_LEN + COMMITMENT_LEN;
 /// The BLAKE3 `derive_key` context string of suite 0x0003 (fixed forever).
@@ -263,16 +262,15 @@ impl hkdf::KeyType for OkmLen {
     }
 }
 
-/// HKDF info up to this many bytes is assembled on the stack and fed to HKDF
-/// as one slice; longer info (very long context fields) is fed piecewise.
-const INFO_STACK_LEN: usize = 512;
+/// KDF input up to this many bytes is assembled on the stack; longer input (very long context
+/// fields) on the heap.
+const KDF_STACK_LEN: usize = 576;
 
-/// Cobblestone key derivation for a message with `header` (whose salt and
-/// prefix are used) in `ctx`: returns the chunk cipher and the commitment.
+/// Key derivation for a message with `header` (whose suite, salt and prefix
+/// are used) in `ctx`: returns the chunk cipher and the commitment.
 ///
-/// Builds the HKDF info (section 5 of the format: label, AEAD name, 0, salt,
-/// then the context of [`Context::encode`]) from borrowed parts, without
-/// allocating.
+/// The input both suites share (section 5 of the format: the salt, then the
+/// context of [`Context::encode`]) is built from borrowed parts.
 fn derive(
     key: &DataKey,
     ctx: &Context<'_>,
@@ -290,11 +288,7 @@ fn derive(
         lp(kind.len()),
         lp(fixed.len() + key_id.len() + epoch.len()),
     ];
-    let info: [&[u8]; 20] = [
-        INFO_PREFIX,
-        AEAD_NAME,
-        &[0u8],
-        // Suite 0x0003 starts here (see `derive_info`).
+    let parts: [&[u8]; 17] = [
         &header.salt,
         &lens[0],
         label,
@@ -313,27 +307,32 @@ fn derive(
         key_id,
         &epoch,
     ];
-    derive_info(header.suite, key, &info)
+    derive_parts(header.suite, key, &parts)
 }
 
-/// The suite's KDF over `info` (the concatenation of its parts: the C2SP
-/// prefix, label and separator, then salt and context) under `key`, split
-/// into the chunk cipher and the commitment.
+/// The suite's KDF over `parts` (salt and context, concatenated) under
+/// `key`, split into the chunk cipher and the commitment.
 ///
-/// Suite 0x0001: HKDF-Expand-SHA-512 with the data key as PRK and all of
-/// `info`. Suite 0x0003: 76 bytes of BLAKE3 `derive_key` output, context
-/// [`BLAKE3_KDF_CONTEXT`], key material `data key || salt || context` (the
-/// C2SP prefix parts are dropped: the context string separates the domain).
-fn derive_info(
+/// Suite 0x0001: HKDF-Expand-SHA-512 with the data key as PRK and info
+/// `C2SP_INFO_HEAD || parts`. Suite 0x0003: 76 bytes of BLAKE3 `derive_key`
+/// output, context [`BLAKE3_KDF_CONTEXT`], key material `data key || parts`.
+fn derive_parts(
     suite: Suite,
     key: &DataKey,
-    info: &[&[u8]],
+    parts: &[&[u8]],
 ) -> Result<(ChunkCipher, [u8; COMMITMENT_LEN]), CryptoError> {
     let failed = |_| CryptoError::Header("key derivation failed");
     let mut okm = Zeroizing::new([0u8; OKM_LEN]);
     match suite {
-        Suite::Cobblestone256 => hkdf_sha512(key, info, &mut okm).map_err(failed)?,
-        Suite::Blake3Aes256Gcm => blake3_kdf(key, info.get(3..).unwrap_or_default(), &mut okm),
+        Suite::Cobblestone256 => concatenated(C2SP_INFO_HEAD, parts, |info| {
+            key.prk
+                .expand(&[info], OkmLen(OKM_LEN))
+                .and_then(|o| o.fill(&mut okm[..]))
+        })
+        .map_err(failed)?,
+        Suite::Blake3Aes256Gcm => concatenated(&key.bytes[..], parts, |material| {
+            blake3_kdf(material, &mut okm)
+        }),
     }
     let unbound = UnboundKey::new(&AES_256_GCM, &okm[..KEY_LEN]).map_err(failed)?;
     let mut base_nonce = [0u8; NONCE_LEN];
@@ -349,13 +348,34 @@ fn derive_info(
     ))
 }
 
-/// Suite 0x0003's KDF: BLAKE3 in `derive_key` mode over `data key || parts`.
+/// Calls `f` with `head || parts` in one contiguous buffer (one hash update instead of one per
+/// field), which is wiped afterwards: for suite 0x0003 it holds the data key.
+fn concatenated<R>(head: &[u8], parts: &[&[u8]], f: impl FnOnce(&[u8]) -> R) -> R {
+    let len = head.len() + parts.iter().map(|part| part.len()).sum::<usize>();
+    let mut stack = Zeroizing::new([0u8; KDF_STACK_LEN]);
+    let mut heap = Zeroizing::new(Vec::new());
+    let buf: &mut [u8] = if len <= KDF_STACK_LEN {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
+    };
+    let mut at = 0;
+    for part in std::iter::once(head).chain(parts.iter().copied()) {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    f(buf)
+}
+
+/// Suite 0x0003's KDF: BLAKE3 in `derive_key` mode over `material` (data key || salt ||
+/// context), into `okm`.
 ///
-/// Only the key-material buffer is wiped afterwards, not the hasher: the key material is longer
-/// than one BLAKE3 block with the key in the first block, and `update` compresses full blocks
-/// straight from its input, so the hasher keeps only this message's chaining values and the
-/// last (public) block. (Wiping its 1920 bytes cost a tenth of a small get.)
-fn blake3_kdf(key: &DataKey, parts: &[&[u8]], okm: &mut [u8; OKM_LEN]) {
+/// The hasher is not wiped: `material` is longer than one BLAKE3 block with the key in the
+/// first block, and `update` compresses full blocks straight from its input, so the hasher keeps
+/// only this message's chaining values and the last (public) block. (Wiping its 1920 bytes cost
+/// a tenth of a small get.)
+fn blake3_kdf(material: &[u8], okm: &mut [u8; OKM_LEN]) {
     use blake3::hazmat::HasherExt;
     // The context string's own hash is the same for every message: computed once.
     static CONTEXT_KEY: std::sync::OnceLock<blake3::hazmat::ContextKey> =
@@ -363,52 +383,8 @@ fn blake3_kdf(key: &DataKey, parts: &[&[u8]], okm: &mut [u8; OKM_LEN]) {
     let context_key =
         CONTEXT_KEY.get_or_init(|| blake3::hazmat::hash_derive_key_context(BLAKE3_KDF_CONTEXT));
     let mut hasher = blake3::Hasher::new_from_context_key(context_key);
-    // Key material in one contiguous buffer: one `update` call, not one per field.
-    let len = KEY_LEN + parts.iter().map(|part| part.len()).sum::<usize>();
-    let mut flat = Zeroizing::new([0u8; INFO_STACK_LEN + KEY_LEN]);
-    if len <= flat.len() {
-        flat[..KEY_LEN].copy_from_slice(&key.bytes[..]);
-        let mut at = KEY_LEN;
-        for part in parts {
-            flat[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        hasher.update(&flat[..len]);
-    } else {
-        // Very long contexts: the same, on the heap (fed piecewise, the key could stay in the
-        // hasher's block buffer).
-        let mut material = Zeroizing::new(Vec::with_capacity(len));
-        material.extend_from_slice(&key.bytes[..]);
-        for part in parts {
-            material.extend_from_slice(part);
-        }
-        hasher.update(&material);
-    }
+    hasher.update(material);
     hasher.finalize_xof().fill(okm);
-}
-
-/// Suite 0x0001's KDF: HKDF-Expand-SHA-512 of `info` under `key`.
-fn hkdf_sha512(
-    key: &DataKey,
-    info: &[&[u8]],
-    okm: &mut [u8; OKM_LEN],
-) -> Result<(), ring::error::Unspecified> {
-    let prk = &key.prk;
-    let info_len: usize = info.iter().map(|part| part.len()).sum();
-    // One contiguous slice hashes a little faster than many small ones. The
-    // info (salt and context) is not secret.
-    let mut flat = [0u8; INFO_STACK_LEN];
-    if info_len <= INFO_STACK_LEN {
-        let mut at = 0;
-        for part in info {
-            flat[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        prk.expand(&[&flat[..info_len]], OkmLen(OKM_LEN))?
-            .fill(&mut okm[..])
-    } else {
-        prk.expand(info, OkmLen(OKM_LEN))?.fill(&mut okm[..])
-    }
 }
 
 /// Constant-time equality of two commitments.
@@ -976,7 +952,7 @@ mod tests {
 
     #[test]
     fn nonce_xor_is_big_endian_right_aligned() {
-        let (cipher, _) = derive_info(
+        let (cipher, _) = derive_parts(
             Suite::Cobblestone256,
             &DataKey::from_bytes([0; 32]),
             &[&[0; 24]],
@@ -996,12 +972,12 @@ mod tests {
         }
     }
 
-    /// `derive` (parts, flattened on the stack or fed piecewise) matches the
+    /// `derive` (parts, concatenated on the stack or the heap) matches the
     /// specification's info built with `Context::encode`.
     #[test]
     fn derive_matches_the_encoded_context() {
         let key = DataKey::from_bytes([9; 32]);
-        let long = "k".repeat(INFO_STACK_LEN);
+        let long = "k".repeat(KDF_STACK_LEN);
         let mut header = Header {
             suite: Suite::Cobblestone256,
             key_ref: kr(),
@@ -1020,8 +996,8 @@ mod tests {
                 ..ctx()
             };
             let context = c.encode(&header.prefix());
-            let reference: [&[u8]; 5] = [INFO_PREFIX, AEAD_NAME, &[0], &header.salt, &context];
-            let (want, want_commitment) = derive_info(suite, &key, &reference).unwrap();
+            let reference: [&[u8]; 2] = [&header.salt, &context];
+            let (want, want_commitment) = derive_parts(suite, &key, &reference).unwrap();
             let (got, got_commitment) = derive(&key, &c, &header).unwrap();
             assert_eq!(got_commitment, want_commitment, "{object_key}");
             assert_eq!(got.base_nonce, want.base_nonce, "{object_key}");

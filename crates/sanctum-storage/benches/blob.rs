@@ -42,11 +42,9 @@ use sanctum_storage::policy::AccessSettings;
 
 mod support;
 
-use support::{Sink, drain};
+use support::{KIB, MIB, Sink, drain, human, mbps, median};
 
 const CHUNK: usize = 256 * 1024;
-const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
 
 /// The bytes of one object, as the chunks every contender writes.
 #[derive(Clone)]
@@ -106,23 +104,6 @@ fn raw_file_get(path: &Path) -> u64 {
     sink.finish()
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn mbps(size: usize, d: Duration) -> f64 {
-    size as f64 / MIB as f64 / d.as_secs_f64()
-}
-
-fn human(size: usize) -> String {
-    if size >= MIB {
-        format!("{} MiB", size / MIB)
-    } else {
-        format!("{} KiB", size / KIB)
-    }
-}
-
 /// Timings of one operation at one size, per contender.
 #[derive(Default)]
 struct Times {
@@ -145,13 +126,13 @@ struct Row {
 
 impl Row {
     fn new(op: &'static str, size: usize, t: Times, rounds: usize) -> Row {
-        let reference = (!t.reference.is_empty()).then(|| median(t.reference));
+        let reference = (!t.reference.is_empty()).then(|| median(&t.reference));
         Row {
             op,
             size,
-            encrypted: median(t.encrypted),
-            plain: median(t.plain),
-            baseline: median(t.baseline),
+            encrypted: median(&t.encrypted),
+            plain: median(&t.plain),
+            baseline: median(&t.baseline),
             reference,
             calls: t.calls as f64 / rounds as f64,
         }
@@ -489,7 +470,7 @@ async fn drained_puts(size: usize, rounds: usize) -> (Duration, Duration) {
         e.push(facade_put(&encrypted, &ctx, &format!("e{i}"), &body).await);
         p.push(facade_put(&plain, &ctx, &format!("p{i}"), &body).await);
     }
-    (median(e), median(p))
+    (median(&e), median(&p))
 }
 
 /// Raw AES-256-GCM on one core (ring), sealing then opening a `total`-byte buffer in place in

@@ -34,10 +34,8 @@ use sanctum_storage::policy::AccessSettings;
 
 mod support;
 
-use support::drain;
+use support::{KIB, MIB, drain, human, mbps, median};
 
-const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
 /// Callers hand bodies over in chunks of this size.
 const CHUNK: usize = 256 * KIB;
 
@@ -72,21 +70,7 @@ struct Times(Vec<Duration>);
 
 impl Times {
     fn median(&self) -> Duration {
-        let mut v = self.0.clone();
-        v.sort();
-        v[v.len() / 2]
-    }
-}
-
-fn mb_s(size: usize, t: Duration) -> f64 {
-    size as f64 / MIB as f64 / t.as_secs_f64()
-}
-
-fn label(size: usize) -> String {
-    if size >= MIB {
-        format!("{} MiB", size / MIB)
-    } else {
-        format!("{} KiB", size / KIB)
+        median(&self.0)
     }
 }
 
@@ -249,15 +233,15 @@ async fn main() {
         };
         let mp = |t: &Times| match t.0.is_empty() {
             true => "-".to_string(),
-            false => format!("{:.1}", mb_s(size, t.median())),
+            false => format!("{:.1}", mbps(size, t.median())),
         };
         println!(
             "{:<6} {:>7} {:>6} {:>12.1} {:>12.1} {:>12} {:>8} {:>8} {:>9}",
             "put",
-            label(size),
+            human(size),
             rounds,
-            mb_s(size, f_put.median()),
-            mb_s(size, r_put.median()),
+            mbps(size, f_put.median()),
+            mbps(size, r_put.median()),
             mp(&m_put),
             ratio(&r_put, &f_put),
             ratio(&m_put, &f_put),
@@ -266,10 +250,10 @@ async fn main() {
         println!(
             "{:<6} {:>7} {:>6} {:>12.1} {:>12.1} {:>12} {:>8} {:>8} {:>9}",
             "get",
-            label(size),
+            human(size),
             rounds,
-            mb_s(size, f_get.median()),
-            mb_s(size, r_get.median()),
+            mbps(size, f_get.median()),
+            mbps(size, r_get.median()),
             "-",
             ratio(&r_get, &f_get),
             "-",

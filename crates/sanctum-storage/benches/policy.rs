@@ -16,7 +16,9 @@ use sanctum_storage::crypto::{KeyManager, MemoryKeyProvider};
 use sanctum_storage::facade::{BlobSettings, BlobStore, GetOptions, PutOptions};
 use sanctum_storage::observability::audit::{AuditEvent, AuditSink};
 use sanctum_storage::observability::clock::SystemClock;
-use sanctum_storage::policy::{AccessSettings, Action, BuiltinEngine, PolicyEngine};
+use sanctum_storage::policy::{
+    AccessSettings, Action, BuiltinEngine, Grant, Permission, PolicyEngine,
+};
 
 /// Counts events and keeps none, so a long run measures the check, not a growing vector.
 #[derive(Debug, Default)]
@@ -102,12 +104,12 @@ async fn grant_many(store: &BlobStore, root: &StorageContext) {
         admin
             .grant(
                 root,
-                sanctum_storage::policy::Grant {
-                    actor: format!("svc-{i}"),
-                    namespace: format!("ns-{i}"),
-                    key_prefix: None,
-                    permission: sanctum_storage::policy::Permission::Write,
-                },
+                Grant::new(
+                    format!("svc-{i}"),
+                    format!("ns-{i}"),
+                    None,
+                    Permission::Write,
+                ),
             )
             .await
             .unwrap();
@@ -115,12 +117,7 @@ async fn grant_many(store: &BlobStore, root: &StorageContext) {
     admin
         .grant(
             root,
-            sanctum_storage::policy::Grant {
-                actor: "reader".into(),
-                namespace: "docs".into(),
-                key_prefix: Some("reports/".into()),
-                permission: sanctum_storage::policy::Permission::Read,
-            },
+            Grant::new("reader", "docs", Some("reports/"), Permission::Read),
         )
         .await
         .unwrap();

@@ -46,12 +46,7 @@ fn ctx(tenant: &str, actor: &str) -> StorageContext {
 }
 
 fn grant(actor: &str, namespace: &str, permission: Permission) -> Grant {
-    Grant {
-        actor: actor.into(),
-        namespace: namespace.into(),
-        key_prefix: None,
-        permission,
-    }
+    Grant::new(actor, namespace, None, permission)
 }
 
 fn meta() -> PutOptions {

@@ -122,23 +122,14 @@ mod tests {
     use super::*;
     use sanctum_storage::policy::Permission;
 
-    fn grant(actor: &str, ns: &str, prefix: Option<&str>, p: Permission) -> Grant {
-        Grant {
-            actor: actor.into(),
-            namespace: ns.into(),
-            key_prefix: prefix.map(Into::into),
-            permission: p,
-        }
-    }
-
     #[test]
     fn grants_print_as_aligned_sorted_lines() {
         assert_eq!(grant_lines(&AccessPolicy::default()), ["no grants"]);
         let policy = AccessPolicy {
             grants: vec![
-                grant("bob", "*", None, Permission::Admin),
-                grant("alice", "docs", Some("pub/"), Permission::Write),
-                grant("alice", "docs", None, Permission::Read),
+                Grant::new("bob", "*", None, Permission::Admin),
+                Grant::new("alice", "docs", Some("pub/"), Permission::Write),
+                Grant::new("alice", "docs", None, Permission::Read),
             ],
         };
         assert_eq!(

@@ -1,6 +1,8 @@
-//! What the benchmarks share: the sink every read drains into.
+//! What the benchmarks share: the sink every read drains into, and how figures are reduced and
+//! printed.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -44,4 +46,30 @@ pub async fn drain<E: std::fmt::Debug>(
         sink.take(&chunk.expect("read"));
     }
     sink.finish()
+}
+
+/// Bytes in a KiB and in a MiB.
+pub const KIB: usize = 1024;
+/// Bytes in a MiB.
+pub const MIB: usize = 1024 * KIB;
+
+/// The median of `times` (which must not be empty).
+pub fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+/// Throughput in MiB/s of `size` bytes in `time`.
+pub fn mbps(size: usize, time: Duration) -> f64 {
+    size as f64 / MIB as f64 / time.as_secs_f64()
+}
+
+/// `4 KiB`, `256 MiB`.
+pub fn human(size: usize) -> String {
+    if size >= MIB {
+        format!("{} MiB", size / MIB)
+    } else {
+        format!("{} KiB", size / KIB)
+    }
 }

@@ -119,7 +119,7 @@ impl KeyProvider for MemoryKeyProvider {
     ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let invalid = || error(KeyErrorKind::Invalid, "the wrapped key does not unwrap");
         let message = crate::hex::decode(&wrapped.ciphertext).ok_or_else(invalid)?;
-        let (header, _) = Header::parse(&message).map_err(|_| invalid())?;
+        let (header, header_len) = Header::parse(&message).map_err(|_| invalid())?;
         let tenants = self.tenants.lock().expect("memory keyring poisoned");
         let keks = tenants
             .get(tenant)
@@ -132,7 +132,8 @@ impl KeyProvider for MemoryKeyProvider {
             .get((header.key_ref.epoch as usize).wrapping_sub(1))
             .ok_or_else(invalid)?;
         let aad_hex = hex(aad);
-        let plain = crate::crypto::decrypt_message(kek, &context(tenant, &aad_hex), &message)
+        let ctx = context(tenant, &aad_hex);
+        let plain = sanctum_crypto::decrypt(kek, &header, header_len, &ctx, &message)
             .map_err(|_| invalid())?;
         let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| invalid())?;
         Ok(Zeroizing::new(bytes))

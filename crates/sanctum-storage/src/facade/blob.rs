@@ -623,7 +623,7 @@ impl BlobStore {
         let inline = head
             .inline
             .filter(|_| stored.version_id == current.version_id);
-        let ciphertext = match inline {
+        let body = match inline {
             Some(message) => {
                 // The whole (small) message is here: open it in one go, without the streaming
                 // decryptor's buffering. The manifest's header must be the message's.
@@ -641,19 +641,7 @@ impl BlobStore {
                         "body size differs from the version's size",
                     ));
                 }
-                let body = once_stream(
-                    Bytes::from(plaintext).slice(range.start as usize..range.end as usize),
-                );
-                let body = if full && opts.verify_checksum {
-                    Verify::wrap(body, public.checksum.clone())
-                } else {
-                    body
-                };
-                return Ok(BlobRead {
-                    version: public,
-                    range,
-                    body,
-                });
+                once_stream(Bytes::from(plaintext).slice(range.start as usize..range.end as usize))
             }
             None => {
                 // A range reads only the chunks that cover it.
@@ -685,10 +673,9 @@ impl BlobStore {
                         "body size differs from the version's size",
                     ));
                 }
-                got.body
+                decrypt_stream(&keys, &place.body(body_id), spec, got.body)?
             }
         };
-        let body = decrypt_stream(&keys, &place.body(body_id), spec, ciphertext)?;
         let body = if full && opts.verify_checksum {
             Verify::wrap(body, public.checksum.clone())
         } else {

@@ -100,10 +100,11 @@ pub(crate) fn unseal(
     }
     // A normal facade never accepts clear metadata: `CLEAR` is not hex, so it fails here.
     let message = unhex(sealed, "sealed metadata")?;
-    let (header, _) = Header::parse(&message).map_err(crypto_err)?;
+    let (header, header_len) = Header::parse(&message).map_err(crypto_err)?;
     let key = keys.key_for(&header.key_ref)?;
-    let json = crate::crypto::decrypt_message(key, &place.meta(&version.version_id), &message)
-        .map_err(crypto_err)?;
+    let meta = place.meta(&version.version_id);
+    let json =
+        sanctum_crypto::decrypt(key, &header, header_len, &meta, &message).map_err(crypto_err)?;
     serde_json::from_slice(&json).map_err(|e| {
         Error::new(ErrorCode::Encryption, "sealed metadata is malformed").with_source(e)
     })

@@ -232,18 +232,8 @@ mod tests {
         let readers = BTreeMap::from([("groups".to_string(), "eng, readers".to_string())]);
         let grants = AccessPolicy {
             grants: vec![
-                Grant {
-                    actor: "mallory".into(),
-                    namespace: "*".into(),
-                    key_prefix: None,
-                    permission: Permission::Admin,
-                },
-                Grant {
-                    actor: "gina".into(),
-                    namespace: "docs".into(),
-                    key_prefix: None,
-                    permission: Permission::Write,
-                },
+                Grant::new("mallory", "*", None, Permission::Admin),
+                Grant::new("gina", "docs", None, Permission::Write),
             ],
         };
         let d = |r: &AccessRequest<'_>| engine.decide(r, &grants);
@@ -338,12 +328,7 @@ mod tests {
         assert!(!d.reason.starts_with("cedar request"), "{}", d.reason);
         // The same names with a grant: decided by the grant, names compared as plain strings.
         let grants = AccessPolicy {
-            grants: vec![Grant {
-                actor: evil.into(),
-                namespace: "docs".into(),
-                key_prefix: Some(evil.into()),
-                permission: Permission::Read,
-            }],
+            grants: vec![Grant::new(evil, "docs", Some(evil), Permission::Read)],
         };
         let d = engine.decide(
             &request(evil, &none, Action::Read, "docs", Some(evil)),

@@ -43,6 +43,24 @@ pub struct Grant {
     pub permission: Permission,
 }
 
+impl Grant {
+    /// A grant of `permission` to `actor` on `namespace` (or `*`), optionally only for keys
+    /// under `key_prefix`.
+    pub fn new(
+        actor: impl Into<String>,
+        namespace: impl Into<String>,
+        key_prefix: Option<&str>,
+        permission: Permission,
+    ) -> Grant {
+        Grant {
+            actor: actor.into(),
+            namespace: namespace.into(),
+            key_prefix: key_prefix.map(Into::into),
+            permission,
+        }
+    }
+}
+
 impl fmt::Display for Grant {
     /// `alice write on docs (keys under 'pub/')`: names and levels only, for reasons and audit.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,24 +147,15 @@ impl AccessPolicy {
 mod tests {
     use super::*;
 
-    fn grant(actor: &str, ns: &str, prefix: Option<&str>, p: Permission) -> Grant {
-        Grant {
-            actor: actor.into(),
-            namespace: ns.into(),
-            key_prefix: prefix.map(Into::into),
-            permission: p,
-        }
-    }
-
     #[test]
     fn default_deny_and_levels() {
         let empty = AccessPolicy::default();
         assert!(!empty.allows("a", "ns", Some("k"), Permission::Read));
         let p = AccessPolicy {
             grants: vec![
-                grant("w", "ns", None, Permission::Write),
-                grant("acl", "ns", Some("pub/"), Permission::Read),
-                grant("root", "*", None, Permission::Admin),
+                Grant::new("w", "ns", None, Permission::Write),
+                Grant::new("acl", "ns", Some("pub/"), Permission::Read),
+                Grant::new("root", "*", None, Permission::Admin),
             ],
         };
         assert!(p.allows("w", "ns", Some("k"), Permission::Read));
@@ -167,12 +176,12 @@ mod tests {
     #[test]
     fn grant_replaces_and_revoke_removes() {
         let mut p = AccessPolicy::default();
-        assert!(p.grant(grant("a", "ns", None, Permission::Read)));
-        assert!(!p.grant(grant("a", "ns", None, Permission::Read)));
-        assert!(p.grant(grant("a", "ns", None, Permission::Write)));
+        assert!(p.grant(Grant::new("a", "ns", None, Permission::Read)));
+        assert!(!p.grant(Grant::new("a", "ns", None, Permission::Read)));
+        assert!(p.grant(Grant::new("a", "ns", None, Permission::Write)));
         assert_eq!(p.grants.len(), 1);
         assert!(p.allows("a", "ns", Some("k"), Permission::Write));
-        assert!(p.grant(grant("a", "ns", Some("x/"), Permission::Admin)));
+        assert!(p.grant(Grant::new("a", "ns", Some("x/"), Permission::Admin)));
         assert_eq!(p.revoke("a", "ns", None), 1);
         assert!(!p.allows("a", "ns", Some("k"), Permission::Read));
         assert!(p.allows("a", "ns", Some("x/k"), Permission::Admin));
