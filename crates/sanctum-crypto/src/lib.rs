@@ -324,13 +324,13 @@ fn derive_parts(
     let failed = |_| CryptoError::Header("key derivation failed");
     let mut okm = Zeroizing::new([0u8; OKM_LEN]);
     match suite {
-        Suite::Cobblestone256 => concatenated(C2SP_INFO_HEAD, parts, |info| {
+        Suite::Cobblestone256 => concatenated(C2SP_INFO_HEAD, parts, false, |info| {
             key.prk
                 .expand(&[info], OkmLen(OKM_LEN))
                 .and_then(|o| o.fill(&mut okm[..]))
         })
         .map_err(failed)?,
-        Suite::Blake3Aes256Gcm => concatenated(&key.bytes[..], parts, |material| {
+        Suite::Blake3Aes256Gcm => concatenated(&key.bytes[..], parts, true, |material| {
             blake3_kdf(material, &mut okm)
         }),
     }
@@ -349,11 +349,12 @@ fn derive_parts(
 }
 
 /// Calls `f` with `head || parts` in one contiguous buffer (one hash update instead of one per
-/// field), which is wiped afterwards: for suite 0x0003 it holds the data key.
-fn concatenated<R>(head: &[u8], parts: &[&[u8]], f: impl FnOnce(&[u8]) -> R) -> R {
+/// field). When `secret` (suite 0x0003's buffer holds the data key), the bytes used are wiped
+/// afterwards; only those, since a volatile wipe of the whole buffer cost more than the copy.
+fn concatenated<R>(head: &[u8], parts: &[&[u8]], secret: bool, f: impl FnOnce(&[u8]) -> R) -> R {
     let len = head.len() + parts.iter().map(|part| part.len()).sum::<usize>();
-    let mut stack = Zeroizing::new([0u8; KDF_STACK_LEN]);
-    let mut heap = Zeroizing::new(Vec::new());
+    let mut stack = [0u8; KDF_STACK_LEN];
+    let mut heap = Vec::new();
     let buf: &mut [u8] = if len <= KDF_STACK_LEN {
         &mut stack[..len]
     } else {
@@ -365,7 +366,11 @@ fn concatenated<R>(head: &[u8], parts: &[&[u8]], f: impl FnOnce(&[u8]) -> R) -> 
         buf[at..at + part.len()].copy_from_slice(part);
         at += part.len();
     }
-    f(buf)
+    let result = f(buf);
+    if secret {
+        buf.zeroize();
+    }
+    result
 }
 
 /// Suite 0x0003's KDF: BLAKE3 in `derive_key` mode over `material` (data key || salt ||
