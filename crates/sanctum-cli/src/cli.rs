@@ -17,25 +17,49 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags that come before the command.
+/// Flags that apply to every command; they may come before or after it. Their ids are
+/// prefixed so that no command's own argument (such as `policy grant ACTOR`) can shadow them.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Read the configuration from this TOML file (SANCTUM_<SECTION>__<KEY> variables still
     /// override it). Without it, the embedded default stores blobs under the home folder.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        id = "global_config",
+        long = "config",
+        value_name = "FILE",
+        global = true
+    )]
     pub config: Option<PathBuf>,
     /// Home folder of the embedded default [env: SANCTUM_HOME; default: ./.sanctum].
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    #[arg(
+        id = "global_home",
+        long = "home",
+        value_name = "DIR",
+        conflicts_with = "global_config",
+        global = true
+    )]
     pub home: Option<PathBuf>,
     /// The tenant to act within.
-    #[arg(long, value_name = "ID", default_value = "default")]
+    #[arg(
+        id = "global_tenant",
+        long = "tenant",
+        value_name = "ID",
+        default_value = "default",
+        global = true
+    )]
     pub tenant: String,
     /// Who is acting: checked against the tenant's grants and recorded in audit events (on the
     /// embedded default, `local` may do everything; other actors need `policy grant`).
-    #[arg(long, value_name = "ID", default_value = "local")]
+    #[arg(
+        id = "global_actor",
+        long = "actor",
+        value_name = "ID",
+        default_value = "local",
+        global = true
+    )]
     pub actor: String,
     /// Print results, and errors on stderr, as JSON.
-    #[arg(long)]
+    #[arg(id = "global_json", long = "json", global = true)]
     pub json: bool,
 }
 
@@ -56,6 +80,28 @@ pub enum Command {
     Quota(QuotaCommand),
     /// Check the configured backend and key provider; exits 9 when one is unhealthy.
     Health,
+    /// Create the store (if needed) and make a first admin of the tenant, which must have no
+    /// grants yet: the way in for a store configured with `--config` and no superusers.
+    Init(InitArgs),
+    /// Print a shell completion script to stdout (e.g. `sanctum completions bash >
+    /// ~/.local/share/bash-completion/completions/sanctum`).
+    Completions(CompletionsArgs),
+}
+
+/// `sanctum init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The actor who becomes admin of the whole tenant (default: `--actor`).
+    #[arg(long, value_name = "ACTOR")]
+    pub admin: Option<String>,
+}
+
+/// `sanctum completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `sanctum blob ...`.
@@ -235,7 +281,7 @@ pub struct PutArgs {
     /// Namespace and key.
     #[command(flatten)]
     pub target: KeyArgs,
-    /// The file to store; `-` or nothing reads stdin.
+    /// The file to store, or `-` to read stdin.
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Write only if the current version is this one (else exit 4, conflict).
@@ -284,6 +330,10 @@ pub struct LsArgs {
     /// Continue after the page that printed this cursor.
     #[arg(long, value_name = "C")]
     pub cursor: Option<String>,
+    /// List past keys whose head manifest is damaged (each is reported on stderr) instead of
+    /// failing on the first one.
+    #[arg(long)]
+    pub skip_damaged: bool,
 }
 
 /// `blob restore`.

@@ -108,8 +108,12 @@ fn stderr(out: &Output) -> String {
 fn assert_fails(out: &Output, status: i32, code: &str) {
     assert_eq!(out.status.code(), Some(status), "{}", describe(out));
     let prefix = format!("error[{code}]: ");
+    // Notes (such as a new home) may come first; the error is the last line.
     assert!(
-        stderr(out).starts_with(&prefix),
+        stderr(out)
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&prefix)),
         "expected {prefix:?}: {}",
         describe(out)
     );
@@ -335,8 +339,24 @@ fn exit_codes_and_error_formats() {
         describe(&out)
     );
     assert!(!sb.home().exists(), "storage was touched");
+    // A read of a home that does not exist is refused, naming the home, and creates nothing.
+    let out = sb.run(&["blob", "get", "ns", "missing"]);
+    assert_fails(&out, 3, "not_found");
+    assert!(
+        stderr(&out).contains("no sanctum home at"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!sb.home().exists(), "a read created the home");
+    sb.ok(&["blob", "put", "other", "k", "-"]);
 
-    assert_fails(&sb.run(&["blob", "get", "ns", "missing"]), 3, "not_found");
+    let out = sb.run(&["blob", "get", "ns", "missing"]);
+    assert_fails(&out, 3, "not_found");
+    assert!(
+        stderr(&out).contains("key 'missing' in namespace 'ns'"),
+        "{}",
+        describe(&out)
+    );
     let out = sb.run(&["--json", "blob", "head", "ns", "missing"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(out.stdout.is_empty());
@@ -792,6 +812,10 @@ fn environment_home_and_overrides() {
         "{}",
         describe(&out)
     );
+    // health names the home; on a home that does not exist yet it says so.
+    let out = sb.run(&["health"]);
+    assert_fails(&out, 3, "not_found");
+    sb.ok(&["blob", "put", "ns", "k", "-"]);
     let out = sb
         .cmd()
         .env("SANCTUM_BLOB__INLINE_THRESHOLD", "16")
@@ -799,6 +823,13 @@ fn environment_home_and_overrides() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(parse(&out.stdout)["home"], sb.home().to_str().unwrap());
+    let text = String::from_utf8(sb.ok(&["health"])).unwrap();
+    let canonical = std::fs::canonicalize(sb.home()).unwrap();
+    assert!(
+        text.starts_with(&format!("home: {}\n", canonical.display())),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1147,4 +1178,413 @@ fn s3_is_a_config_change_only() {
             "small.bin"
         ]
     );
+}
+
+/// Runs `sanctum ARGS` inside a pseudo-terminal (util-linux `script`), so stdin and stderr are
+/// terminals as in an interactive shell; returns the exit status and everything it printed.
+fn run_in_terminal(sb: &Sandbox, args: &[&str]) -> (i32, String) {
+    let mut line = format!("'{}'", env!("CARGO_BIN_EXE_sanctum"));
+    for arg in args {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(sb.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux `script` runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn global_flags_work_after_the_command() {
+    let sb = Sandbox::new();
+    let home = sb.home();
+    let home = home.to_str().unwrap();
+    let input = sb.file("in.txt", b"after");
+    let out = sb
+        .bare()
+        .args(["blob", "put", "docs", "k"])
+        .arg(&input)
+        .args(["--home", home, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(parse(&out.stdout)["size"], 5);
+    let out = sb
+        .bare()
+        .args([
+            "blob", "ls", "docs", "--json", "--home", home, "--tenant", "default",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(parse(&out.stdout)["objects"][0]["key"], "k");
+    // An actor given after the command is the one checked.
+    let out = sb
+        .bare()
+        .args(["blob", "get", "docs", "k", "--home", home, "--actor", "bob"])
+        .output()
+        .unwrap();
+    assert_fails(&out, 5, "unauthorized");
+    assert!(stderr(&out).contains("actor 'bob'"), "{}", describe(&out));
+}
+
+#[test]
+fn a_forgotten_file_on_a_terminal_is_refused_and_stores_nothing() {
+    let sb = Sandbox::new();
+    let home = sb.home();
+    let home = home.to_str().unwrap();
+    sb.ok(&["blob", "put", "docs", "other", "-"]);
+    let (status, printed) = run_in_terminal(&sb, &["--home", home, "blob", "put", "docs", "k"]);
+    assert_eq!(status, 2, "{printed}");
+    assert!(printed.contains("stdin is a terminal"), "{printed}");
+    assert!(printed.contains("`-`"), "{printed}");
+    assert_fails(&sb.run(&["blob", "head", "docs", "k"]), 3, "not_found");
+    // Piped stdin without FILE still works, as does `-`.
+    let out = sb.run_stdin(&["blob", "put", "docs", "k"], b"piped");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(sb.ok(&["blob", "get", "docs", "k"]), b"piped");
+}
+
+#[test]
+fn large_transfers_show_progress_only_on_a_terminal() {
+    let sb = Sandbox::new();
+    let home = sb.home();
+    let home = home.to_str().unwrap();
+    let big = sb.file("big.bin", &random_bytes(12 << 20, 7));
+    let big = big.to_str().unwrap();
+    let (status, printed) =
+        run_in_terminal(&sb, &["--home", home, "blob", "put", "docs", "big", big]);
+    assert_eq!(status, 0, "{printed}");
+    assert!(printed.contains("MiB/12.00 MiB stored"), "{printed}");
+    let (status, printed) = run_in_terminal(
+        &sb,
+        &[
+            "--home", home, "blob", "get", "docs", "big", "-o", "out.bin",
+        ],
+    );
+    assert_eq!(status, 0, "{printed}");
+    assert!(printed.contains("MiB/12.00 MiB read"), "{printed}");
+    // Not a terminal: no bar, only the result.
+    let out = sb.run(&["blob", "put", "docs", "big", big]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(out.stderr.is_empty(), "{}", describe(&out));
+}
+
+#[test]
+fn config_problems_are_reported_together_in_plain_words() {
+    let sb = Sandbox::new();
+    let config = sb.file(
+        "bad.toml",
+        b"[blob]\nroot = \"blobs\"\ndurability = 1\ninline_threshold = \"big\"\n\
+          [policy]\ncache_ttl_ms = true\n",
+    );
+    let out = sb
+        .bare()
+        .arg("--config")
+        .arg(&config)
+        .args(["blob", "ls", "docs"])
+        .output()
+        .unwrap();
+    assert_fails(&out, 12, "config");
+    let text = stderr(&out);
+    for expected in [
+        "blob.durability: expected \"fsync\" or \"os\", found an integer (1)",
+        "blob.inline_threshold: expected a whole number of 0 or more, found a string (\"big\")",
+        "policy.cache_ttl_ms: expected a whole number of 0 or more, found a boolean (true)",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing: {text}");
+    }
+    assert!(!text.contains("unit variant"), "{text}");
+}
+
+#[test]
+fn a_configured_store_is_bootstrapped_with_init() {
+    let sb = Sandbox::new();
+    let root = sb.path().join("store");
+    let config = sb.file(
+        "minimal.toml",
+        format!("[blob]\nroot = {:?}\n", root.to_str().unwrap()).as_bytes(),
+    );
+    let input = sb.file("in.txt", b"data");
+    let as_actor = |actor: &str, args: &[&str]| {
+        sb.bare()
+            .arg("--config")
+            .arg(&config)
+            .args(["--actor", actor])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let put = ["blob", "put", "docs", "k", input.to_str().unwrap()];
+    let out = as_actor("alice", &put);
+    assert_fails(&out, 5, "unauthorized");
+    let text = stderr(&out);
+    assert!(text.contains("no grants at all yet"), "{text}");
+    assert!(text.contains("sanctum init --admin"), "{text}");
+    assert_fails(
+        &as_actor(
+            "alice",
+            &["policy", "grant", "alice", "admin", "--namespace", "*"],
+        ),
+        5,
+        "unauthorized",
+    );
+
+    let out = as_actor("alice", &["init"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("alice is admin of tenant default"),
+        "{}",
+        describe(&out)
+    );
+    // Idempotent for the same admin; refused once the tenant has grants.
+    assert!(as_actor("alice", &["init"]).status.success());
+    let out = as_actor("mallory", &["init"]);
+    assert_fails(&out, 4, "conflict");
+    assert!(
+        stderr(&out).contains("already has 1 grant"),
+        "{}",
+        describe(&out)
+    );
+
+    assert!(as_actor("alice", &put).status.success());
+    let out = as_actor("bob", &["blob", "get", "docs", "k"]);
+    assert_fails(&out, 5, "unauthorized");
+    assert!(stderr(&out).contains("ask an admin"), "{}", describe(&out));
+    assert!(
+        as_actor(
+            "alice",
+            &["policy", "grant", "bob", "read", "--namespace", "docs"]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(
+        as_actor("bob", &["blob", "get", "docs", "k"]).stdout,
+        b"data"
+    );
+}
+
+#[test]
+fn errors_name_their_subject() {
+    let sb = Sandbox::new();
+    sb.ok(&["blob", "put", "docs", "k", "-"]);
+    let foreign = version_id(&sb.json(&["blob", "put", "docs", "other", "-"]));
+    let out = sb.run(&["blob", "get", "docs", "nope"]);
+    assert_fails(&out, 3, "not_found");
+    assert!(
+        stderr(&out).contains("no such object: key 'nope' in namespace 'docs'"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["blob", "get", "docs", "k", "--version", &foreign]);
+    assert_fails(&out, 3, "not_found");
+    assert!(
+        stderr(&out).contains(&format!("{foreign} of key 'k' in namespace 'docs'")),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["blob", "get", "Docs", "k"]);
+    assert_fails(&out, 11, "invalid_input");
+    assert!(stderr(&out).contains("\"Docs\""), "{}", describe(&out));
+    assert!(stderr(&out).contains("uppercase"), "{}", describe(&out));
+    let out = sb.run(&["--actor", "bob", "blob", "ls", "docs", "pre/"]);
+    assert_fails(&out, 5, "unauthorized");
+    assert!(
+        stderr(&out).contains("actor 'bob' may not list keys under 'pre/' in namespace 'docs'"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["blob", "get", "docs", "k", "--range", "200-100"]);
+    assert_fails(&out, 11, "invalid_input");
+    assert!(
+        stderr(&out).contains("start (200) is after its end (100)"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["keys", "rotate", "nosuchns"]);
+    assert_fails(&out, 3, "not_found");
+    assert!(stderr(&out).contains("'nosuchns'"), "{}", describe(&out));
+}
+
+/// The head manifest file of `key` in namespace `ns` of the default tenant.
+fn head_file(sb: &Sandbox, ns: &str, key: &str) -> PathBuf {
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    sb.home()
+        .join(format!("blobs/objects/t/default/n/{ns}/h/{hex}.k="))
+}
+
+#[test]
+fn a_damaged_head_is_named_and_can_be_listed_past() {
+    let sb = Sandbox::new();
+    for key in ["a", "b", "c"] {
+        sb.ok(&["blob", "put", "docs", key, "-"]);
+    }
+    let head = head_file(&sb, "docs", "b");
+    assert!(head.is_file(), "layout changed: {}", head.display());
+    std::fs::write(&head, b"garbage, not a manifest").unwrap();
+    let out = sb.run(&["blob", "ls", "docs"]);
+    assert_fails(&out, 7, "consistency");
+    assert!(stderr(&out).contains("key 'b'"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("--skip-damaged"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["blob", "ls", "docs", "--skip-damaged"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["a", "c"]);
+    assert!(
+        stderr(&out).contains("skipped damaged key 'b'"),
+        "{}",
+        describe(&out)
+    );
+    let doc = sb.json(&["blob", "ls", "docs", "--skip-damaged"]);
+    assert_eq!(doc["damaged"][0]["key"], "b");
+    assert_eq!(doc["objects"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn list_cursors_are_opaque_and_bound_to_their_namespace() {
+    let sb = Sandbox::new();
+    for key in ["key-one", "key-two"] {
+        sb.ok(&["blob", "put", "docs", key, "-"]);
+        sb.ok(&["blob", "put", "other", key, "-"]);
+        sb.ok(&["--tenant", "t2", "blob", "put", "docs", key, "-"]);
+    }
+    let out = sb.run(&["blob", "ls", "docs", "--limit", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let cursor = stderr(&out)
+        .trim()
+        .strip_prefix("next-cursor: ")
+        .unwrap()
+        .to_string();
+    let hex: String = "key-one".bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!cursor.contains(&hex), "the cursor shows the key: {cursor}");
+    let rest = sb.ok(&["blob", "ls", "docs", "--cursor", &cursor]);
+    assert!(String::from_utf8_lossy(&rest).starts_with("key-two\t"));
+    for other in [
+        vec!["blob", "ls", "other", "--cursor", &cursor],
+        vec!["--tenant", "t2", "blob", "ls", "docs", "--cursor", &cursor],
+    ] {
+        let out = sb.run(&other);
+        assert_fails(&out, 3, "not_found");
+        assert!(out.stdout.is_empty(), "a foreign cursor got a page");
+    }
+}
+
+#[test]
+fn human_output_reads_naturally() {
+    let sb = Sandbox::new();
+    let input = sb.file("in.txt", &random_bytes(20_000, 3));
+    let input = input.to_str().unwrap();
+    let out = sb.run(&["blob", "put", "docs", "k", input]);
+    assert!(
+        stderr(&out).starts_with("note: created a new sanctum home at "),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["blob", "put", "docs", "k", input]);
+    assert!(
+        out.stderr.is_empty(),
+        "only a new home is announced: {}",
+        describe(&out)
+    );
+    // An inclusive range prints inclusive.
+    let text = String::from_utf8(sb.ok(&[
+        "blob",
+        "get",
+        "docs",
+        "k",
+        "--range",
+        "16399-16401",
+        "-o",
+        "part.bin",
+    ]))
+    .unwrap();
+    assert!(text.contains(" bytes 16399-16401 of 20000 "), "{text}");
+    assert_eq!(
+        std::fs::metadata(sb.path().join("part.bin")).unwrap().len(),
+        3
+    );
+    // versions: a header and RFC 3339 times.
+    let text = String::from_utf8(sb.ok(&["blob", "versions", "docs", "k"])).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "VERSION\tSIZE\tCREATED\tNOTE");
+    assert_eq!(lines.len(), 3, "{text}");
+    let created = lines[1].split('\t').nth(2).unwrap();
+    assert!(
+        created.len() == 24 && created.as_bytes()[10] == b'T' && created.ends_with('Z'),
+        "{created}"
+    );
+    assert!(created.starts_with("20"), "{created}");
+}
+
+#[test]
+fn grants_quotas_and_completions_say_what_they_did() {
+    let sb = Sandbox::new();
+    let input = sb.file("in.txt", &[7u8; 1000]);
+    let input = input.to_str().unwrap();
+    sb.ok(&["blob", "put", "docs", "a", input]);
+    sb.ok(&["blob", "put", "docs", "b", input]);
+    // policy grant prints that namespace's grants; a tenant-wide grant prints all of them.
+    sb.ok(&["policy", "grant", "bob", "read", "--namespace", "other"]);
+    let text =
+        String::from_utf8(sb.ok(&["policy", "grant", "amy", "write", "--namespace", "docs"]))
+            .unwrap();
+    assert_eq!(text, "amy  write  docs\n");
+    let text =
+        String::from_utf8(sb.ok(&["policy", "grant", "cy", "admin", "--namespace", "*"])).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    // A quota below the current usage is accepted with a warning.
+    let out = sb.run(&[
+        "quota",
+        "set",
+        "docs",
+        "--max-bytes",
+        "1500",
+        "--max-objects",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let warnings = stderr(&out);
+    assert!(
+        warnings.contains(
+            "warning: namespace docs already keeps 2000 bytes, more than the new limit of 1500"
+        ),
+        "{warnings}"
+    );
+    assert!(warnings.contains("already holds 2 objects"), "{warnings}");
+    let doc = sb.json(&["quota", "set", "docs", "--max-bytes", "1500"]);
+    assert_eq!(doc["warnings"].as_array().unwrap().len(), 1, "{doc}");
+    let doc = sb.json(&["quota", "set", "docs", "--max-bytes", "5000"]);
+    assert!(doc.get("warnings").is_none(), "{doc}");
+    // Completions need no home.
+    let fresh = Sandbox::new();
+    let script = fresh.ok(&["completions", "bash"]);
+    assert!(String::from_utf8_lossy(&script).contains("_sanctum"));
+    assert!(!fresh.home().exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_home_others_can_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    sb.ok(&["blob", "put", "docs", "k", "-"]);
+    let mode = std::fs::metadata(sb.home()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "a new home is private");
+    std::fs::set_permissions(sb.home(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = sb.run(&["blob", "get", "docs", "k"]);
+    assert_fails(&out, 12, "config");
+    assert!(stderr(&out).contains("chmod 700"), "{}", describe(&out));
 }

@@ -48,6 +48,11 @@ pub mod types;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+/// Every Rust block of the README runs as a doctest, so the README's examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub use config::{StorageConfig, StorageDependencies, create_storage_client};
 pub use error::{Error, ErrorCode, Result};
 pub use facade::{BlobStore, Storage};

@@ -1,6 +1,7 @@
 //! `sanctum blob ...`: the blob commands.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::Session;
 use crate::cli::{BlobCommand, GetArgs, KeyArgs, LsArgs, PutArgs, RestoreArgs, SweepArgs};
 use crate::output::{self, UsageError};
+use crate::progress;
 
 /// Runs one blob command.
 pub async fn run(session: &Session, cmd: BlobCommand) -> anyhow::Result<()> {
@@ -95,6 +97,17 @@ async fn put(session: &Session, args: PutArgs) -> anyhow::Result<()> {
     };
     // Open the input before connecting: a missing file fails without touching storage.
     let input = match args.file.as_deref() {
+        // A forgotten FILE must not silently read the terminal (and store what is typed, or
+        // an empty object when the user gives up).
+        None if std::io::stdin().is_terminal() => {
+            return Err(UsageError(format!(
+                "no FILE given, and stdin is a terminal: name the file to store (`sanctum blob \
+                 put {ns} {key} ./file`), or pass `-` to read stdin",
+                ns = args.target.ns,
+                key = args.target.key
+            ))
+            .into());
+        }
         None => Input::Stdin,
         Some(p) if p == Path::new("-") => Input::Stdin,
         Some(p) => Input::File(open_input(p).await?),
@@ -109,7 +122,17 @@ async fn put(session: &Session, args: PutArgs) -> anyhow::Result<()> {
                         .put_reader(&session.ctx, ns, key, tokio::io::stdin(), opts)
                         .await?
                 }
-                Input::File(file) => blobs.put_reader(&session.ctx, ns, key, file, opts).await?,
+                Input::File(file) => {
+                    let len = file.metadata().await.map(|m| m.len()).ok();
+                    let bar = progress::bar(len, "stored");
+                    let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
+                        .inspect(move |chunk| {
+                            if let (Some(bar), Ok(chunk)) = (&bar, chunk) {
+                                bar.inc(chunk.len() as u64);
+                            }
+                        });
+                    blobs.put(&session.ctx, ns, key, body, opts).await?
+                }
             };
             Ok(version)
         })
@@ -137,21 +160,36 @@ async fn get(session: &Session, args: GetArgs) -> anyhow::Result<()> {
         .with_storage(async |storage| {
             let BlobRead { version, range, body } = storage.blobs().get(&session.ctx, ns, key, opts).await?;
             let Some(path) = &args.output else { return copy_to_stdout(body).await };
-            write_output(path, body).await?;
+            let bar = progress::bar(Some(range.end - range.start), "read");
+            write_output(path, body, bar.as_ref()).await?;
             if session.json {
                 output::json(&json!({ "version": version, "range": { "start": range.start, "end": range.end } }))
             } else {
                 output::line(format_args!(
-                    "version {} bytes {}..{} of {} written to {}",
+                    "version {} {} of {} written to {}",
                     version.version_id,
-                    range.start,
-                    range.end,
+                    describe_range(&range),
                     version.size,
                     path.display()
                 ))
             }
         })
         .await
+}
+
+/// A half-open range as people read it: `bytes 16399-16401` (inclusive), or `0 bytes`.
+fn describe_range(range: &std::ops::Range<u64>) -> String {
+    if range.end > range.start {
+        format!("bytes {}-{}", range.start, range.end - 1)
+    } else {
+        "0 bytes".to_string()
+    }
+}
+
+/// Milliseconds since the epoch as an RFC 3339 time (UTC, millisecond precision).
+fn rfc3339(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// Streams a body to stdout chunk by chunk.
@@ -180,6 +218,7 @@ impl Drop for TempFile {
 async fn write_output(
     path: &Path,
     mut body: sanctum_storage::adapters::ByteStream,
+    bar: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<()> {
     let name = path.file_name().ok_or_else(|| {
         invalid(format!(
@@ -213,7 +252,11 @@ async fn write_output(
     let mut guard = TempFile(Some(tmp_path.clone()));
     let writing = || format!("writing {}", tmp_path.display());
     while let Some(chunk) = body.next().await {
-        file.write_all(&chunk?).await.with_context(writing)?;
+        let chunk = chunk?;
+        file.write_all(&chunk).await.with_context(writing)?;
+        if let Some(bar) = bar {
+            bar.inc(chunk.len() as u64);
+        }
     }
     file.flush().await.with_context(writing)?;
     file.sync_all().await.with_context(writing)?;
@@ -247,7 +290,7 @@ async fn head(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
         v.content_type.as_deref().unwrap_or("-")
     ))?;
     output::line(format_args!("checksum: {}", v.checksum))?;
-    output::line(format_args!("created-at-ms: {}", v.created_at_ms))?;
+    output::line(format_args!("created-at: {}", rfc3339(v.created_at_ms)))?;
     if let Some(from) = &v.restored_from {
         output::line(format_args!("restored-from: {from}"))?;
     }
@@ -263,10 +306,18 @@ async fn ls(session: &Session, args: LsArgs) -> anyhow::Result<()> {
         prefix: args.prefix,
         cursor: args.cursor,
         limit: args.limit,
+        skip_damaged: args.skip_damaged,
     };
     let list = session
         .with_storage(async |s| Ok(s.blobs().list(&session.ctx, &args.ns, opts).await?))
         .await?;
+    for damaged in &list.damaged {
+        output::note(format_args!(
+            "warning: skipped damaged key '{}': {} (restore it from a backup)",
+            damaged.key.escape_debug(),
+            damaged.error
+        ));
+    }
     if session.json {
         return output::json(&list);
     }
@@ -302,6 +353,7 @@ async fn versions(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
     if session.json {
         return output::json(&all);
     }
+    output::line("VERSION\tSIZE\tCREATED\tNOTE")?;
     for v in &all {
         let note = match (&v.restored_from, v.tombstone) {
             (_, true) => "tombstone".to_string(),
@@ -310,7 +362,9 @@ async fn versions(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
         };
         output::line(format_args!(
             "{}\t{}\t{}\t{note}",
-            v.version_id, v.size, v.created_at_ms
+            v.version_id,
+            v.size,
+            rfc3339(v.created_at_ms)
         ))?;
     }
     Ok(())

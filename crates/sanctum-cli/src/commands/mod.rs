@@ -6,7 +6,7 @@ mod keys;
 mod policy;
 mod quota;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sanctum_storage::config::Environment;
 use sanctum_storage::{
@@ -14,7 +14,7 @@ use sanctum_storage::{
     create_storage_client,
 };
 
-use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cli::{BlobCommand, Cli, Command, GlobalArgs, InitArgs, PolicyCommand, QuotaCommand};
 use crate::output;
 
 /// Environment variable naming the home folder of the embedded default.
@@ -29,6 +29,9 @@ pub struct Session {
     config: StorageConfig,
     /// The embedded default's home folder, created on first use (`None` with `--config`).
     home: Option<PathBuf>,
+    /// Whether the command may create a missing home (a write); a read refuses one instead,
+    /// so data stored elsewhere never seems to vanish into a fresh, empty home.
+    may_create_home: bool,
     /// Tenant and actor of every call.
     pub ctx: StorageContext,
     /// `--json`.
@@ -37,7 +40,7 @@ pub struct Session {
 
 impl Session {
     /// Loads the configuration and builds the context; touches no storage yet.
-    fn new(global: &GlobalArgs) -> anyhow::Result<Self> {
+    fn new(global: &GlobalArgs, may_create_home: bool) -> anyhow::Result<Self> {
         let env = config_env()?;
         let (config, home) = match &global.config {
             Some(path) => (StorageConfig::from_file(path, env)?, None),
@@ -58,9 +61,67 @@ impl Session {
         Ok(Self {
             config,
             home,
+            may_create_home,
             ctx,
             json: global.json,
         })
+    }
+
+    /// The home folder in use, as given (`None` with `--config`).
+    pub fn home(&self) -> Option<&Path> {
+        self.home.as_deref()
+    }
+
+    /// Checks the home folder, creating it (mode 0700) when the command writes and it is
+    /// missing, and saying so on stderr. A read of a missing home is refused.
+    fn prepare_home(&self) -> anyhow::Result<()> {
+        let Some(home) = &self.home else {
+            return Ok(());
+        };
+        match std::fs::metadata(home) {
+            Ok(meta) if meta.is_dir() => return check_home_mode(home, &meta),
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorCode::Config,
+                    format!("the home {} is not a folder", home.display()),
+                )
+                .into());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorCode::Config,
+                    format!("cannot read the home folder {}: {e}", home.display()),
+                )
+                .with_source(e)
+                .into());
+            }
+        }
+        if !self.may_create_home {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no sanctum home at {}: nothing has been stored there. Pass the home that \
+                     holds your data with --home DIR or SANCTUM_HOME (default ./.sanctum), or \
+                     create this one with a write or `sanctum init`",
+                    home.display()
+                ),
+            )
+            .into());
+        }
+        create_private_dir(home).map_err(|e| {
+            Error::new(
+                ErrorCode::Config,
+                format!("cannot create the home folder {}: {e}", home.display()),
+            )
+            .with_source(e)
+        })?;
+        let shown = std::fs::canonicalize(home).unwrap_or_else(|_| home.clone());
+        output::note(format_args!(
+            "note: created a new sanctum home at {}",
+            shown.display()
+        ));
+        Ok(())
     }
 
     /// Connects to storage, runs `f`, then closes the client.
@@ -68,15 +129,7 @@ impl Session {
         &self,
         f: impl AsyncFnOnce(&Storage) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        if let Some(home) = &self.home {
-            std::fs::create_dir_all(home).map_err(|e| {
-                Error::new(
-                    ErrorCode::Config,
-                    format!("cannot create the home folder {}: {e}", home.display()),
-                )
-                .with_source(e)
-            })?;
-        }
+        self.prepare_home()?;
         let storage =
             create_storage_client(self.config.clone(), StorageDependencies::default()).await?;
         let result = f(&storage).await;
@@ -85,6 +138,40 @@ impl Session {
         closed?;
         Ok(value)
     }
+}
+
+/// Creates `dir` and its missing parents; the folder itself is 0700 whatever the umask.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Refuses a home that others may write to: they could plant grants, keys or bodies.
+#[cfg(unix)]
+fn check_home_mode(home: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(Error::new(
+            ErrorCode::Config,
+            format!(
+                "the home {} may be written by other users (mode {mode:o}); a home must be \
+                 private: run `chmod 700 {}`",
+                home.display(),
+                home.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_home_mode(_home: &Path, _meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// The process environment as UTF-8 pairs for configuration overrides. A `SANCTUM_*` variable
@@ -118,16 +205,67 @@ fn embedded_config(
     Ok(StorageConfig::embedded(home).with_env_overrides(env)?)
 }
 
+/// Whether `command` writes, so that it may create a missing home.
+fn writes(command: &Command) -> bool {
+    match command {
+        Command::Blob(cmd) => !matches!(
+            cmd,
+            BlobCommand::Get(_)
+                | BlobCommand::Head(_)
+                | BlobCommand::Ls(_)
+                | BlobCommand::Versions(_)
+        ),
+        Command::Policy(cmd) => !matches!(cmd, PolicyCommand::Show),
+        Command::Quota(cmd) => !matches!(cmd, QuotaCommand::Show(_)),
+        Command::Keys(_) | Command::Init(_) => true,
+        Command::Health | Command::Completions(_) => false,
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let session = Session::new(&cli.global)?;
+    if let Command::Completions(args) = &cli.command {
+        // Needs no configuration and touches no storage.
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(args.shell, &mut command, "sanctum", &mut std::io::stdout());
+        return Ok(());
+    }
+    let session = Session::new(&cli.global, writes(&cli.command))?;
     match cli.command {
         Command::Blob(cmd) => blob::run(&session, cmd).await,
         Command::Keys(cmd) => keys::run(&session, cmd).await,
         Command::Policy(cmd) => policy::run(&session, cmd).await,
         Command::Quota(cmd) => quota::run(&session, cmd).await,
         Command::Health => health(&session).await,
+        Command::Init(args) => init(&session, args).await,
+        Command::Completions(_) => unreachable!("handled above"),
     }
+}
+
+/// `sanctum init [--admin ACTOR]`: creates the store and makes ACTOR (default `--actor`) admin
+/// of the tenant, which must have no grants yet (or already have ACTOR as its admin).
+async fn init(session: &Session, args: InitArgs) -> anyhow::Result<()> {
+    let admin = args
+        .admin
+        .unwrap_or_else(|| session.ctx.actor().to_string());
+    let policy = session
+        .with_storage(async |s| Ok(s.policy().bootstrap_admin(&session.ctx, &admin).await?))
+        .await?;
+    if session.json {
+        return output::json(&serde_json::json!({
+            "tenant": session.ctx.tenant().as_str(),
+            "admin": admin,
+            "home": session.home(),
+            "grants": policy.grants,
+        }));
+    }
+    if let Some(home) = session.home() {
+        output::line(format_args!("home: {}", home.display()))?;
+    }
+    output::line(format_args!(
+        "{admin} is admin of tenant {} (all namespaces)",
+        session.ctx.tenant()
+    ))
 }
 
 /// `sanctum health`: prints the health report; an unhealthy adapter or key provider exits
@@ -137,8 +275,14 @@ async fn health(session: &Session) -> anyhow::Result<()> {
         .with_storage(async |storage| Ok(storage.health().await))
         .await?;
     if session.json {
-        output::json(&report)?;
+        let mut doc = serde_json::to_value(&report)?;
+        doc["home"] = serde_json::json!(session.home());
+        output::json(&doc)?;
     } else {
+        if let Some(home) = session.home() {
+            let shown = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+            output::line(format_args!("home: {}", shown.display()))?;
+        }
         let environment = match report.environment {
             Environment::Development => "development",
             Environment::Production => "production",

@@ -41,11 +41,44 @@ async fn set(session: &Session, args: QuotaSetArgs) -> anyhow::Result<()> {
     let status = session
         .with_storage(async |s| Ok(s.quotas().set(&session.ctx, &args.ns, limits).await?))
         .await?;
+    let warnings = over_limit(&args.ns, &status);
+    for warning in &warnings {
+        output::note(format_args!("warning: {warning}"));
+    }
     if session.json {
-        output::json(&status)
+        let mut doc = serde_json::to_value(status)?;
+        if !warnings.is_empty() {
+            doc["warnings"] = json!(warnings);
+        }
+        output::json(&doc)
     } else {
         output::line(status_line(&args.ns, &status))
     }
+}
+
+/// Warnings for limits set below what the namespace already uses: accepted (usage can drop),
+/// but every write that adds to it fails until then.
+fn over_limit(ns: &str, status: &QuotaStatus) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(max) = status.limits.max_bytes
+        && status.usage.bytes > max
+    {
+        warnings.push(format!(
+            "namespace {ns} already keeps {} bytes, more than the new limit of {max}: writes \
+             fail with quota_exceeded until old versions are purged",
+            status.usage.bytes
+        ));
+    }
+    if let Some(max) = status.limits.max_objects
+        && status.usage.objects > max
+    {
+        warnings.push(format!(
+            "namespace {ns} already holds {} objects, more than the new limit of {max}: new \
+             keys fail with quota_exceeded until objects are deleted",
+            status.usage.objects
+        ));
+    }
+    warnings
 }
 
 /// `quota show NS`: the limits and usage, or `no quota` (`null` with `--json`).

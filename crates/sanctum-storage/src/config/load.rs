@@ -175,25 +175,53 @@ impl StorageConfig {
                 _ => unreachable!("env_path yields one or two parts"),
             }
         }
+        // Deserialize; on a type error, note it, drop the offending key (every key has a
+        // default) and try again, so one pass reports every bad value, not just the first.
         let mut unknown = Vec::new();
-        let value = toml::Value::Table(table);
-        let mut note_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
-        let deserializer = serde_ignored::Deserializer::new(value, &mut note_unknown);
-        let parsed: Option<StorageConfig> = match serde_path_to_error::deserialize(deserializer) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                let path = e.path().to_string();
-                let message = e.into_inner().to_string().replace('\n', " ");
-                problems.push(ConfigProblem { path, message });
-                None
+        let mut value = toml::Value::Table(table);
+        let mut parsed: Option<StorageConfig> = None;
+        for _ in 0..MAX_TYPE_PROBLEMS {
+            unknown.clear();
+            let mut note_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+            let deserializer = serde_ignored::Deserializer::new(value.clone(), &mut note_unknown);
+            match serde_path_to_error::deserialize::<_, StorageConfig>(deserializer) {
+                Ok(c) => {
+                    parsed = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let found = lookup(&value, &path).cloned();
+                    let mut message = e.into_inner().to_string();
+                    if message.contains("expected string only") {
+                        // An enum: ask serde for its variants by offering a string it lacks.
+                        if let Some(choices) = enum_choices(&value, &path) {
+                            message = format!("invalid type: expected {choices}");
+                        }
+                    }
+                    let message = plain_type_error(&message, found.as_ref());
+                    problems.push(ConfigProblem {
+                        path: path.clone(),
+                        message,
+                    });
+                    if !remove_path(&mut value, &path) {
+                        break; // nothing left to drop: stop with what we have
+                    }
+                }
             }
-        };
+        }
         problems.extend(unknown.into_iter().map(|path| ConfigProblem {
             path,
             message: "unknown key".into(),
         }));
         if let Some(config) = &parsed {
-            problems.extend(config.problems());
+            // A dropped bad value reads as unset; don't also report what its absence implies.
+            let dropped: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+            problems.extend(config.problems().into_iter().filter(|p| {
+                !dropped
+                    .iter()
+                    .any(|d| p.path == *d || p.message.contains(d.as_str()))
+            }));
         }
         for problem in &mut problems {
             if let Some((_, var)) = from_env.iter().find(|(path, _)| *path == problem.path) {
@@ -204,6 +232,119 @@ impl StorageConfig {
             Some(config) if problems.is_empty() => Ok(config),
             _ => Err(ConfigReport { problems }.into_error(origin)),
         }
+    }
+}
+
+/// The most type errors one load reports (each costs a deserialization pass).
+const MAX_TYPE_PROBLEMS: usize = 64;
+
+/// The variants of the enum at `path`, as serde lists them (`one of `fsync`, `os``).
+fn enum_choices(value: &toml::Value, path: &str) -> Option<String> {
+    let mut probe = value.clone();
+    let keys = path_keys(path);
+    let (last, parents) = keys.split_last()?;
+    let mut table = probe.as_table_mut()?;
+    for k in parents {
+        table = table.get_mut(*k)?.as_table_mut()?;
+    }
+    table.insert(
+        (*last).to_string(),
+        toml::Value::String("\u{1}".to_string()),
+    );
+    let err = serde_path_to_error::deserialize::<_, StorageConfig>(probe).err()?;
+    let message = err.into_inner().to_string();
+    let choices = message.split_once("expected ")?.1;
+    let choices = choices.replace('`', "\"").replace('\n', " ");
+    let choices = match choices.rfind(" in \"") {
+        Some(at) => &choices[..at],
+        None => &choices,
+    };
+    Some(choices.trim().trim_end_matches('.').to_string())
+}
+
+/// The top-level key of a serde path such as `policy.superusers[0]`: `["policy", "superusers"]`.
+fn path_keys(path: &str) -> Vec<&str> {
+    let path = path.split('[').next().unwrap_or(path);
+    path.split('.')
+        .filter(|k| !k.is_empty() && *k != "?")
+        .collect()
+}
+
+fn lookup<'a>(value: &'a toml::Value, path: &str) -> Option<&'a toml::Value> {
+    path_keys(path)
+        .into_iter()
+        .try_fold(value, |v, k| v.as_table()?.get(k))
+}
+
+/// Removes the value at `path` (a whole array for a bad element); false if there was none.
+fn remove_path(value: &mut toml::Value, path: &str) -> bool {
+    let keys = path_keys(path);
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut table = match value.as_table_mut() {
+        Some(t) => t,
+        None => return false,
+    };
+    for k in parents {
+        table = match table.get_mut(*k).and_then(toml::Value::as_table_mut) {
+            Some(t) => t,
+            None => return false,
+        };
+    }
+    table.remove(*last).is_some()
+}
+
+/// What a TOML value is, in words: "a string (\"fast\")", "an integer (1)", ...
+fn describe_value(v: &toml::Value) -> String {
+    let shown = |s: String| -> String {
+        if s.len() > 40 {
+            format!("{}...", s.chars().take(40).collect::<String>())
+        } else {
+            s
+        }
+    };
+    match v {
+        toml::Value::String(s) => format!("a string ({})", shown(format!("{s:?}"))),
+        toml::Value::Integer(i) => format!("an integer ({i})"),
+        toml::Value::Float(f) => format!("a number ({f})"),
+        toml::Value::Boolean(b) => format!("a boolean ({b})"),
+        toml::Value::Datetime(d) => format!("a date ({d})"),
+        toml::Value::Array(_) => "a list".to_string(),
+        toml::Value::Table(_) => "a table".to_string(),
+    }
+}
+
+/// Rewrites serde's type errors ("invalid type: unit variant, expected string only") in plain
+/// words: what was expected, and what the file holds.
+fn plain_type_error(serde_message: &str, found: Option<&toml::Value>) -> String {
+    let message = serde_message.replace('\n', " ");
+    // toml appends " in `path`"; the report names the path already.
+    let message = match message.find(" in `") {
+        Some(at) => message[..at].to_string(),
+        None => message,
+    };
+    let expected = message
+        .split_once("expected ")
+        .map(|(_, e)| e.trim_end_matches('.').trim())
+        .map(|e| match e {
+            "a boolean" | "bool" => "true or false".to_string(),
+            "u64" | "u32" | "u16" | "usize" | "u8" => "a whole number of 0 or more".to_string(),
+            "i64" | "i32" => "a whole number".to_string(),
+            "a string" | "string only" | "a borrowed string" | "a string or a table" => {
+                "a string".to_string()
+            }
+            "path string" => "a path (a string)".to_string(),
+            e if e.starts_with("a sequence") => "a list".to_string(),
+            e => e.to_string(),
+        });
+    let found = found.map(describe_value);
+    match (message.starts_with("unknown variant"), expected, found) {
+        (true, Some(expected), Some(found)) => format!("expected {expected}, found {found}"),
+        (false, Some(expected), Some(found)) if message.starts_with("invalid") => {
+            format!("expected {expected}, found {found}")
+        }
+        _ => message,
     }
 }
 
@@ -220,6 +361,39 @@ mod tests {
             .unwrap()
             .downcast_ref::<ConfigReport>()
             .unwrap()
+    }
+
+    #[test]
+    fn every_type_error_is_reported_in_plain_words() {
+        let err = StorageConfig::from_toml_str(
+            "[blob]\ndurability = 1\ninline_threshold = \"big\"\nroot = true\n\
+             [policy]\nsuperusers = \"root\"\ncache_ttl_ms = -5\n",
+            NO_ENV,
+        )
+        .unwrap_err();
+        let problems = &report(&err).problems;
+        let find = |path: &str| {
+            problems
+                .iter()
+                .find(|p| p.path == path)
+                .unwrap_or_else(|| panic!("{path} missing from {problems:?}"))
+                .message
+                .clone()
+        };
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(
+            find("blob.durability"),
+            "expected \"fsync\" or \"os\", found an integer (1)"
+        );
+        let threshold = find("blob.inline_threshold");
+        assert!(
+            threshold.contains("whole number") && threshold.contains("found a string (\"big\")"),
+            "{threshold}"
+        );
+        assert!(find("blob.root").contains("found a boolean (true)"));
+        assert!(find("policy.superusers").contains("list"));
+        assert!(find("policy.cache_ttl_ms").contains("found an integer (-5)"));
+        assert!(!err.to_string().contains("unit variant"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub async fn azure(tag: &str) -> Option<BlobConfig> {
     if std::env::var("SANCTUM_TEST_AZURE").as_deref() != Ok("1") {
         return absent("Azurite", "SANCTUM_TEST_AZURE is not 1");
     }
+    if std::env::var("AZURITE_BLOB_STORAGE_URL").is_err() {
+        // object_store would fall back to 127.0.0.1:10000, which may be anyone's server.
+        return absent("Azurite", "AZURITE_BLOB_STORAGE_URL is not set");
+    }
     #[cfg(feature = "azure")]
     create_azurite_container(AZURITE_CONTAINER)
         .await
@@ -99,8 +103,10 @@ pub async fn create_azurite_container(name: &str) -> crate::error::Result<()> {
     use crate::error::{Error, ErrorCode};
 
     let fail = |what: &str| Error::new(ErrorCode::TransientAdapter, format!("Azurite: {what}"));
+    // No default port: a server on a well-known port may be a stranger's (.ci/emulators.sh
+    // starts Azurite on a free port and exports this).
     let base = std::env::var("AZURITE_BLOB_STORAGE_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:10000".to_string());
+        .map_err(|_| fail("AZURITE_BLOB_STORAGE_URL is not set (source .ci/emulators.sh)"))?;
     let key = AzureAccessKey::try_new(AZURITE_KEY).map_err(|e| fail("bad key").with_source(e))?;
     let credential = AzureCredential::AccessKey(key);
     let mut request = http::Request::builder()

@@ -607,6 +607,7 @@ pub async fn list_pagination(adapter: &Arc<dyn BlobAdapter>, opts: &SuiteOptions
                     prefix: String::new(),
                     cursor,
                     limit: 5,
+                    ..ListOptions::default()
                 },
             )
             .await

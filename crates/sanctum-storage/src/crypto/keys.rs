@@ -412,12 +412,12 @@ impl KeyManager {
         let tenant_key = self.tenant_key(tenant, true).await?;
         let path = Self::namespace_path(tenant, ns)?;
         for _ in 0..MAX_ATTEMPTS {
-            let (mut record, etag) = match self.read_record::<NamespaceRecord>(&path).await? {
-                Some(found) => found,
-                None => {
-                    self.namespace(tenant, ns, true).await?;
-                    continue;
-                }
+            // A namespace that never stored anything has no key to rotate: saying so catches
+            // a mistyped name, where creating keys for it would hide the mistake.
+            let Some((mut record, etag)) = self.read_record::<NamespaceRecord>(&path).await? else {
+                return Err(Error::not_found(format!(
+                    "namespace '{ns}' has no keys to rotate: nothing has been stored in it"
+                )));
             };
             let epoch = record.epochs.iter().map(|e| e.epoch).max().unwrap_or(0) + 1;
             record

@@ -2,9 +2,9 @@
 //! change needs admin on what it changes and is audited.
 
 use super::blob::BlobStore;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::observability::observe;
-use crate::policy::{AccessPolicy, Action, Grant, TENANT_WIDE};
+use crate::policy::{AccessPolicy, Action, Grant, Permission, TENANT_WIDE};
 use crate::quota::{Charge, QuotaLimits, QuotaStatus, QuotaUsage};
 use crate::types::limits::{validate_actor, validate_prefix};
 use crate::types::{Namespace, StorageContext};
@@ -56,6 +56,49 @@ impl PolicyAdmin {
                 visible.grants.retain(|g| g.namespace == namespace);
             }
             Ok(visible)
+        })
+        .await
+    }
+
+    /// Bootstraps a tenant that has no grants at all: makes `actor` admin of the whole tenant
+    /// (namespace `*`) and returns the tenant's grants. This is the way in for a store with no
+    /// superusers; it needs no permission, because an empty tenant has nobody to ask.
+    ///
+    /// Once the tenant has any grant this is `Conflict` (an admin grants from then on), unless
+    /// `actor` already is admin of the whole tenant, which returns the grants unchanged. The
+    /// check and the write are one compare-and-swap, so two racing bootstraps make one admin.
+    /// The library does not authenticate callers (see [`StorageContext`]): an application
+    /// should expose this only to whoever sets up tenants.
+    pub async fn bootstrap_admin(&self, ctx: &StorageContext, actor: &str) -> Result<AccessPolicy> {
+        let b = &self.blobs;
+        observe("policy.bootstrap_admin", b.adapter.as_ref(), ctx, async {
+            validate_actor(actor)?;
+            let grant = Grant::new(actor, TENANT_WIDE, None, Permission::Admin);
+            let (_, policy) = b
+                .access
+                .store()
+                .update(ctx.tenant().as_str(), |p| {
+                    if p.grants.contains(&grant) {
+                        return Ok((false, ()));
+                    }
+                    if !p.grants.is_empty() {
+                        return Err(Error::conflict(format!(
+                            "tenant '{}' already has {} grant(s), so it cannot be bootstrapped; \
+                             an admin of the tenant grants access (`sanctum policy grant`)",
+                            ctx.tenant(),
+                            p.grants.len()
+                        )));
+                    }
+                    Ok((p.grant(grant.clone()), ()))
+                })
+                .await?;
+            b.audit_change(
+                ctx,
+                "policy.bootstrap_admin",
+                TENANT_WIDE,
+                format!("bootstrap: grant {grant}"),
+            );
+            Ok((*policy).clone())
         })
         .await
     }

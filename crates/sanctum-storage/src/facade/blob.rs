@@ -24,8 +24,8 @@ use tokio::sync::oneshot;
 use super::layout::Layout;
 use super::manifest::{self, HeadManifest, MAX_HEAD_BYTES, StoredVersion};
 use super::options::{
-    BlobList, BlobRead, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
-    decode_cursor, encode_cursor,
+    BlobList, BlobRead, DamagedKey, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions,
+    SweepReport, decode_cursor, encode_cursor,
 };
 use super::sealing::{self, Place, Sealed};
 use super::stream::{Tap, Verify};
@@ -115,6 +115,9 @@ struct Append<'a> {
 
 /// One key's paths within its namespace.
 pub(super) struct KeyPaths {
+    /// The namespace's name and the key, for errors that name their subject.
+    namespace: String,
+    key: String,
     pub(super) layout: Layout,
     pub(super) enc: String,
     pub(super) head: BlobPath,
@@ -131,8 +134,10 @@ impl KeyPaths {
         let layout = Layout::new(&ns);
         let head = layout.head(key)?;
         Ok((
-            ns,
+            ns.clone(),
             Self {
+                namespace: ns.name().to_string(),
+                key: key.to_string(),
                 enc: Layout::enc(key),
                 layout,
                 head,
@@ -144,16 +149,43 @@ impl KeyPaths {
         self.layout.body(&self.enc, body_id)
     }
 
+    /// `NotFound` for this key, naming it (within the caller's own tenant, so it leaks nothing).
+    pub(super) fn missing(&self) -> Error {
+        Error::not_found(format!(
+            "no such object: key '{}' in namespace '{}'",
+            self.key.escape_debug(),
+            self.namespace
+        ))
+    }
+
+    /// `NotFound` for a version of this key.
+    pub(super) fn missing_version(&self, version_id: &str) -> Error {
+        Error::not_found(format!(
+            "no such version: {version_id} of key '{}' in namespace '{}'",
+            self.key.escape_debug(),
+            self.namespace
+        ))
+    }
+
     pub(super) fn page(&self, page_id: &str) -> Result<BlobPath> {
         self.layout.page(&self.enc, page_id)
     }
+}
+
+/// Whether a failure to read one key is damage to that key's stored data (which a listing may
+/// skip) rather than a failure of the backend or the caller.
+fn is_damage(e: &Error) -> bool {
+    matches!(e.code(), ErrorCode::Consistency | ErrorCode::Encryption)
 }
 
 fn check_version_id(id: &str) -> Result<()> {
     if is_id(id) {
         Ok(())
     } else {
-        Err(Error::invalid("malformed version id"))
+        Err(Error::invalid(format!(
+            "malformed version id {:?}: a version id is the 26-character id a put returned",
+            id.chars().take(64).collect::<String>()
+        )))
     }
 }
 
@@ -177,10 +209,6 @@ async fn read_page_body(got: crate::adapters::BlobGet) -> Result<Vec<StoredVersi
         ));
     }
     manifest::decode_page(&collect_bytes(got.body).await?)
-}
-
-fn no_such_key() -> Error {
-    Error::not_found("no such object")
 }
 
 /// Plaintext bytes of the distinct bodies `versions` keep (restored versions share a body).
@@ -562,15 +590,18 @@ impl BlobStore {
         self.access
             .check(ctx, "blob.get", Action::Read, ns, Some(key))
             .await?;
-        let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
-        let current = head.manifest.live().ok_or_else(no_such_key)?;
+        let head = self
+            .read_head(&paths.head)
+            .await?
+            .ok_or_else(|| paths.missing())?;
+        let current = head.manifest.live().ok_or_else(|| paths.missing())?;
         let stored = match &opts.version {
             None => current.clone(),
             Some(id) => self
                 .find_version(&paths, &head.manifest, id)
                 .await?
                 .filter(|v| !v.tombstone)
-                .ok_or_else(|| Error::not_found("no such version"))?,
+                .ok_or_else(|| paths.missing_version(id))?,
         };
         let keys = self.read_keys(ctx, ns).await?;
         let place = Place {
@@ -696,8 +727,11 @@ impl BlobStore {
             self.access
                 .check(ctx, "blob.head", Action::Read, ns.name(), Some(key))
                 .await?;
-            let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
-            let stored = head.manifest.live().ok_or_else(no_such_key)?;
+            let head = self
+                .read_head(&paths.head)
+                .await?
+                .ok_or_else(|| paths.missing())?;
+            let stored = head.manifest.live().ok_or_else(|| paths.missing())?;
             let keys = self.read_keys(ctx, ns.name()).await?;
             let place = Place {
                 clear: self.settings.clear(),
@@ -726,7 +760,7 @@ impl BlobStore {
             let check = |head: Option<&Head>| -> Result<()> {
                 head.and_then(|h| h.manifest.live())
                     .map(|_| ())
-                    .ok_or_else(no_such_key)
+                    .ok_or_else(|| paths.missing())
             };
             let head = self.read_head(&paths.head).await?;
             check(head.as_ref())?;
@@ -786,9 +820,12 @@ impl BlobStore {
             self.access
                 .check(ctx, "blob.versions", Action::Read, ns, Some(key))
                 .await?;
-            let head = self.read_head(&paths.head).await?.ok_or_else(no_such_key)?;
+            let head = self
+                .read_head(&paths.head)
+                .await?
+                .ok_or_else(|| paths.missing())?;
             if head.manifest.purged || head.manifest.is_empty() {
-                return Err(no_such_key());
+                return Err(paths.missing());
             }
             let mut all = head.manifest.versions()?;
             for page_id in &head.manifest.history_pages {
@@ -831,12 +868,12 @@ impl BlobStore {
                 .as_ref()
                 .map(|h| &h.manifest)
                 .filter(|m| !m.purged)
-                .ok_or_else(no_such_key)?;
+                .ok_or_else(|| paths.missing())?;
             let old = self
                 .find_version(&paths, manifest, version_id)
                 .await?
                 .filter(|v| !v.tombstone)
-                .ok_or_else(|| Error::not_found("no such version"))?;
+                .ok_or_else(|| paths.missing_version(version_id))?;
             let body_id = old
                 .body_id
                 .clone()
@@ -876,7 +913,7 @@ impl BlobStore {
             let check = |head: Option<&Head>| -> Result<()> {
                 head.filter(|h| !h.manifest.purged)
                     .map(|_| ())
-                    .ok_or_else(no_such_key)
+                    .ok_or_else(|| paths.missing())
             };
             let append = Append {
                 version: &version,
@@ -929,7 +966,7 @@ impl BlobStore {
                 let current = head
                     .as_ref()
                     .filter(|h| !h.manifest.purged)
-                    .ok_or_else(no_such_key)?;
+                    .ok_or_else(|| paths.missing())?;
                 let bytes = manifest::encode(&HeadManifest::purged_marker(), None)?;
                 match self
                     .adapter
@@ -1027,11 +1064,18 @@ impl BlobStore {
         }
         let layout = Layout::new(&ns);
         let path_prefix = layout.head_prefix(&opts.prefix);
+        let tenant = ctx.tenant().as_str();
         let mut after = match &opts.cursor {
-            Some(c) => Some(layout.head(&decode_cursor(c)?)?.as_str().to_string()),
+            Some(c) => Some(
+                layout
+                    .head(&decode_cursor(tenant, ns.name(), c)?)?
+                    .as_str()
+                    .to_string(),
+            ),
             None => None,
         };
         let mut objects = Vec::new();
+        let mut damaged = Vec::new();
         let mut keys: Option<Arc<NamespaceKeys>> = None;
         loop {
             let want = opts.limit - objects.len();
@@ -1043,47 +1087,81 @@ impl BlobStore {
                 return Ok(BlobList {
                     objects,
                     next_cursor: None,
+                    damaged,
                 });
             };
             after = Some(last.path.as_str().to_string());
-            let heads: Vec<(String, Option<Head>)> = futures::stream::iter(page.entries.iter())
-                .map(|entry| async {
-                    let key = layout.key_of_head(entry.path.as_str())?;
-                    Ok::<_, Error>((key, self.read_head(&entry.path).await?))
-                })
-                .buffered(LIST_CONCURRENCY)
-                .try_collect()
-                .await?;
+            // A head that cannot be read or decoded is the key's damage, not the listing's.
+            let heads: Vec<(String, Result<Option<Head>>)> =
+                futures::stream::iter(page.entries.iter())
+                    .map(|entry| async {
+                        let key = layout.key_of_head(entry.path.as_str())?;
+                        Ok::<_, Error>((key, self.read_head(&entry.path).await))
+                    })
+                    .buffered(LIST_CONCURRENCY)
+                    .try_collect()
+                    .await?;
             let last_key = heads.last().map(|(k, _)| k.clone());
             for (key, head) in heads {
-                if let Some(stored) = head.as_ref().and_then(|h| h.manifest.live()) {
-                    if keys.is_none() {
-                        keys = Some(self.read_keys(ctx, ns.name()).await?);
-                    }
-                    let place = Place {
-                        clear: self.settings.clear(),
-                        tenant: ctx.tenant().as_str(),
-                        namespace: ns.name(),
-                        key: &key,
-                    };
-                    let version = sealing::public(keys.as_deref(), place, stored)?;
-                    objects.push(StorageObject {
+                let version = match head {
+                    Ok(head) => match head.as_ref().and_then(|h| h.manifest.live()) {
+                        Some(stored) => {
+                            if keys.is_none() {
+                                keys = Some(self.read_keys(ctx, ns.name()).await?);
+                            }
+                            let place = Place {
+                                clear: self.settings.clear(),
+                                tenant,
+                                namespace: ns.name(),
+                                key: &key,
+                            };
+                            sealing::public(keys.as_deref(), place, stored)
+                        }
+                        None => continue,
+                    },
+                    Err(e) => Err(e),
+                };
+                match version {
+                    Ok(version) => objects.push(StorageObject {
                         namespace: ns.name().to_string(),
                         key,
                         version,
-                    });
+                    }),
+                    Err(e) if !is_damage(&e) => return Err(e),
+                    Err(e) if opts.skip_damaged => damaged.push(DamagedKey {
+                        error: format!("{}: {}", e.code(), e.message()),
+                        key,
+                    }),
+                    Err(e) => {
+                        return Err(Error::new(
+                            e.code(),
+                            format!(
+                                "key '{}' in namespace '{}' is damaged ({}); list past it with \
+                                 skip_damaged (`sanctum blob ls --skip-damaged`), and restore \
+                                 the key from a backup",
+                                key.escape_debug(),
+                                ns.name(),
+                                e.message()
+                            ),
+                        )
+                        .with_source(e));
+                    }
                 }
             }
             if !page.more {
                 return Ok(BlobList {
                     objects,
                     next_cursor: None,
+                    damaged,
                 });
             }
             if objects.len() >= opts.limit {
                 return Ok(BlobList {
                     objects,
-                    next_cursor: last_key.as_deref().map(encode_cursor),
+                    next_cursor: last_key
+                        .as_deref()
+                        .map(|k| encode_cursor(tenant, ns.name(), k)),
+                    damaged,
                 });
             }
         }

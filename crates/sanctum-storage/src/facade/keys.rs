@@ -166,7 +166,12 @@ impl KeyAdmin {
             let layout = Layout::new(&namespace);
             let prefix = layout.head_prefix("");
             let after = match &opts.cursor {
-                Some(c) => Some(layout.head(&decode_cursor(c)?)?.as_str().to_string()),
+                Some(c) => Some(
+                    layout
+                        .head(&decode_cursor(ctx.tenant().as_str(), namespace.name(), c)?)?
+                        .as_str()
+                        .to_string(),
+                ),
                 None => None,
             };
             let page = b
@@ -193,7 +198,9 @@ impl KeyAdmin {
                     .unwrap_or(0);
             }
             report.next_cursor = if page.more {
-                last_key.as_deref().map(encode_cursor)
+                last_key
+                    .as_deref()
+                    .map(|k| encode_cursor(ctx.tenant().as_str(), namespace.name(), k))
             } else {
                 None
             };

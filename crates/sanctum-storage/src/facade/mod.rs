@@ -15,7 +15,8 @@ pub use admin::{PolicyAdmin, QuotaAdmin};
 pub use blob::{BlobSettings, BlobStore};
 pub use keys::{KeyAdmin, ReencryptOptions, ReencryptReport};
 pub use options::{
-    BlobList, BlobRead, ByteRange, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
+    BlobList, BlobRead, ByteRange, DamagedKey, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions,
+    SweepReport,
 };
 
 use std::sync::Arc;

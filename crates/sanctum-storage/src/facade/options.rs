@@ -72,7 +72,11 @@ impl FromStr for ByteRange {
 
     /// Parses `START-END`, `START-` or `-SUFFIX`.
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("invalid range: expected START-END, START- or -SUFFIX");
+        let bad = || {
+            Error::invalid(format!(
+                "invalid range {s:?}: expected START-END (inclusive), START- or -SUFFIX"
+            ))
+        };
         let num = |t: &str| {
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
@@ -86,7 +90,10 @@ impl FromStr for ByteRange {
             (false, false) => {
                 let (first, last) = (num(a)?, num(b)?);
                 if first > last {
-                    return Err(bad());
+                    return Err(Error::invalid(format!(
+                        "invalid range {s}: its start ({first}) is after its end ({last}); \
+                         START-END names bytes START to END inclusive"
+                    )));
                 }
                 Ok(ByteRange::Inclusive { first, last })
             }
@@ -139,6 +146,9 @@ pub struct ListOptions {
     pub cursor: Option<String>,
     /// At most this many objects (1 to [`MAX_LIST_LIMIT`]).
     pub limit: usize,
+    /// List past keys whose head manifest cannot be read or decoded, reporting each in
+    /// [`BlobList::damaged`], instead of failing with `Consistency` on the first one.
+    pub skip_damaged: bool,
 }
 
 /// The largest page a listing returns.
@@ -150,6 +160,7 @@ impl Default for ListOptions {
             prefix: String::new(),
             cursor: None,
             limit: MAX_LIST_LIMIT,
+            skip_damaged: false,
         }
     }
 }
@@ -159,8 +170,22 @@ impl Default for ListOptions {
 pub struct BlobList {
     /// Live objects (tombstoned keys are hidden), in key byte order.
     pub objects: Vec<StorageObject>,
-    /// Pass this to get the next page; `None` on the last page.
+    /// Pass this to get the next page; `None` on the last page. Opaque, and valid only for
+    /// the same tenant and namespace.
     pub next_cursor: Option<String>,
+    /// Keys skipped because their head manifest is damaged (only with
+    /// [`ListOptions::skip_damaged`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedKey>,
+}
+
+/// A key a listing skipped because its head manifest is damaged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DamagedKey {
+    /// The key.
+    pub key: String,
+    /// What is wrong with it (the error code's string and message).
+    pub error: String,
 }
 
 /// What a sweep removed.
@@ -172,23 +197,70 @@ pub struct SweepReport {
     pub pages_deleted: u64,
 }
 
-const CURSOR_TAG: &str = "c1.";
+const CURSOR_TAG: &str = "c2.";
+/// Bytes of the binding tag in a cursor.
+const CURSOR_TAG_LEN: usize = 12;
 
-/// Encodes a listing cursor: the last key scanned.
-pub(crate) fn encode_cursor(key: &str) -> String {
-    let hex = crate::hex::encode(key.as_bytes());
-    format!("{CURSOR_TAG}{hex}")
+/// The cursor key of a namespace: derived from its tenant and name, so a cursor from one
+/// namespace or tenant never decodes in another. Not a secret: the binding stops mix-ups, and a
+/// forged cursor can only name a starting point inside the caller's own namespace.
+fn cursor_key(tenant: &str, namespace: &str) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("sanctum-storage 2026 list cursor v2");
+    hasher.update(tenant.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(namespace.as_bytes());
+    *hasher.finalize().as_bytes()
 }
 
-/// Decodes a listing cursor into the key to continue after.
-pub(crate) fn decode_cursor(cursor: &str) -> Result<String> {
-    let bad = || Error::invalid("malformed list cursor");
+/// XORs `bytes` with a keystream of the cursor key, so a cursor does not show the key.
+fn mask(key: &[u8; 32], bytes: &mut [u8]) {
+    let mut stream = blake3::Hasher::new_keyed(key);
+    stream.update(b"mask");
+    let mut pad = vec![0u8; bytes.len()];
+    stream.finalize_xof().fill(&mut pad);
+    bytes.iter_mut().zip(pad).for_each(|(b, p)| *b ^= p);
+}
+
+fn cursor_tag(key: &[u8; 32], plain: &[u8]) -> [u8; CURSOR_TAG_LEN] {
+    let mut tag = [0u8; CURSOR_TAG_LEN];
+    tag.copy_from_slice(&blake3::keyed_hash(key, plain).as_bytes()[..CURSOR_TAG_LEN]);
+    tag
+}
+
+/// Encodes a listing cursor for `tenant`/`namespace`: the last key scanned, masked and bound.
+pub(crate) fn encode_cursor(tenant: &str, namespace: &str, last_key: &str) -> String {
+    let key = cursor_key(tenant, namespace);
+    let mut bytes = cursor_tag(&key, last_key.as_bytes()).to_vec();
+    let mut body = last_key.as_bytes().to_vec();
+    mask(&key, &mut body);
+    bytes.extend_from_slice(&body);
+    format!("{CURSOR_TAG}{}", crate::hex::encode(&bytes))
+}
+
+/// Decodes a listing cursor of `tenant`/`namespace` into the key to continue after. A cursor
+/// that is not one is `InvalidInput`; one made for another namespace or tenant is `NotFound`,
+/// as every other name of another tenant is.
+pub(crate) fn decode_cursor(tenant: &str, namespace: &str, cursor: &str) -> Result<String> {
+    let bad = || Error::invalid("malformed list cursor: pass back a next_cursor exactly as given");
     let hex = cursor.strip_prefix(CURSOR_TAG).ok_or_else(bad)?;
-    let key = crate::hex::decode(hex)
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    crate::types::limits::validate_key(&key).map_err(|_| bad())?;
-    Ok(key)
+    let bytes = crate::hex::decode(hex).ok_or_else(bad)?;
+    if bytes.len() <= CURSOR_TAG_LEN {
+        return Err(bad());
+    }
+    let key = cursor_key(tenant, namespace);
+    let (tag, body) = bytes.split_at(CURSOR_TAG_LEN);
+    let mut plain = body.to_vec();
+    mask(&key, &mut plain);
+    let expected = cursor_tag(&key, &plain);
+    // Not a secret (see `cursor_key`), so a plain comparison is fine.
+    if tag != expected {
+        return Err(Error::not_found(format!(
+            "no such list cursor in namespace '{namespace}' (a cursor works only in the namespace that returned it)"
+        )));
+    }
+    let last_key = String::from_utf8(plain).map_err(|_| bad())?;
+    crate::types::limits::validate_key(&last_key).map_err(|_| bad())?;
+    Ok(last_key)
 }
 
 #[cfg(test)]
@@ -213,9 +285,36 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor("a/b ü")).unwrap(), "a/b ü");
-        for bad in ["", "c1.", "c1.zz", "c1.2e2e", "x1.61", "c1.2f61"] {
-            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        let c = encode_cursor("acme", "docs", "a/b ü");
+        assert_eq!(decode_cursor("acme", "docs", &c).unwrap(), "a/b ü");
+        assert!(!c.contains(&crate::hex::encode("a/b ü".as_bytes())), "{c}");
+        for bad in ["", "c2.", "c2.zz", "c2.2e2e", "x1.61", "c1.61", "c1.2f61"] {
+            let err = decode_cursor("acme", "docs", bad).unwrap_err();
+            assert_eq!(err.code(), crate::ErrorCode::InvalidInput, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cursors_are_bound_to_tenant_and_namespace() {
+        let c = encode_cursor("acme", "docs", "k");
+        for (tenant, ns) in [("other", "docs"), ("acme", "other"), ("acmedocs", "")] {
+            let err = decode_cursor(tenant, ns, &c).unwrap_err();
+            assert_eq!(err.code(), crate::ErrorCode::NotFound, "{tenant}/{ns}");
+        }
+        // A flipped bit anywhere is caught.
+        let mut bytes = crate::hex::decode(c.strip_prefix("c2.").unwrap()).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let tampered = format!("c2.{}", crate::hex::encode(&bytes));
+        assert!(decode_cursor("acme", "docs", &tampered).is_err());
+    }
+
+    #[test]
+    fn reversed_range_says_start_is_after_end() {
+        let err = "200-100".parse::<ByteRange>().unwrap_err();
+        assert!(
+            err.message().contains("start (200) is after its end (100)"),
+            "{err}"
+        );
     }
 }

@@ -292,17 +292,38 @@ impl Authorizer {
             ..AuditEvent::for_request(self.clock.now_ms(), operation, ctx)
         });
         if decision.allowed {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorCode::Unauthorized,
-                format!(
-                    "actor '{}' may not {} here ({} required)",
-                    ctx.actor(),
-                    action.as_str().replace('_', " "),
-                    action.permission().as_str()
-                ),
-            ))
+            return Ok(());
         }
+        let action_name = action.as_str().replace('_', " ");
+        let subject = match (namespace, key) {
+            (TENANT_WIDE, _) => format!("in tenant '{}' (all namespaces)", ctx.tenant()),
+            (ns, Some(key)) if action == Action::List => {
+                format!("keys under '{}' in namespace '{ns}'", key.escape_debug())
+            }
+            (ns, Some(key)) => format!("key '{}' in namespace '{ns}'", key.escape_debug()),
+            (ns, None) => format!("in namespace '{ns}'"),
+        };
+        let mut message = format!(
+            "actor '{}' may not {action_name} {subject} ({} required)",
+            ctx.actor().escape_debug(),
+            action.permission().as_str()
+        );
+        // A tenant with no grants at all has never been set up: say how to let someone in.
+        let tenant_is_empty = self
+            .store
+            .load(ctx.tenant().as_str())
+            .await
+            .is_ok_and(|p| p.grants.is_empty());
+        if tenant_is_empty {
+            message.push_str(&format!(
+                "; tenant '{}' has no grants at all yet: make a first admin with `sanctum init \
+                 --admin ACTOR` (library: `PolicyAdmin::bootstrap_admin`), or name the actor in \
+                 `[policy] superusers`",
+                ctx.tenant()
+            ));
+        } else {
+            message.push_str("; ask an admin of the tenant for a grant (`sanctum policy grant`)");
+        }
+        Err(Error::new(ErrorCode::Unauthorized, message))
     }
 }

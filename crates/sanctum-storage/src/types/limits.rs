@@ -19,22 +19,28 @@ pub const MAX_CONTENT_TYPE_LEN: usize = 256;
 pub const MAX_ACTOR_LEN: usize = 256;
 
 /// Checks a tenant or namespace id: 1-63 of `[a-z0-9-]`, not starting or ending with `-`.
+/// The error quotes the id (the caller's own input) and says what is wrong with it.
 pub fn validate_id(kind: &str, id: &str) -> Result<()> {
-    let ok_chars = id
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if id.is_empty()
-        || id.len() > MAX_ID_LEN
-        || !ok_chars
-        || id.starts_with('-')
-        || id.ends_with('-')
+    let why = if id.is_empty() {
+        "it is empty".to_string()
+    } else if id.len() > MAX_ID_LEN {
+        format!("it is {} bytes long", id.len())
+    } else if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        "uppercase letters are not allowed (use lowercase)".to_string()
+    } else if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Err(Error::invalid(format!(
-            "invalid {kind} id: must be 1-{MAX_ID_LEN} characters of [a-z0-9-], not starting or ending with '-' (got {} bytes)",
-            id.len()
-        )));
-    }
-    Ok(())
+        format!("{c:?} is not allowed")
+    } else if id.starts_with('-') || id.ends_with('-') {
+        "it starts or ends with '-'".to_string()
+    } else {
+        return Ok(());
+    };
+    let shown: String = id.chars().take(MAX_ID_LEN + 1).collect();
+    Err(Error::invalid(format!(
+        "invalid {kind} id {shown:?}: {why}; an id is 1-{MAX_ID_LEN} characters of [a-z0-9-], not starting or ending with '-'"
+    )))
 }
 
 /// Checks an actor (user or service) name: 1-256 bytes without control characters.
