@@ -63,7 +63,8 @@ impl Session {
         })
     }
 
-    /// Connects to storage, runs `f`, then closes the client.
+    /// Connects to storage, runs `f`, then closes the client. Warns once on stderr if audit
+    /// events could not be recorded (a read-only home, say).
     pub async fn with_storage<T>(
         &self,
         f: impl AsyncFnOnce(&Storage) -> anyhow::Result<T>,
@@ -81,6 +82,12 @@ impl Session {
             create_storage_client(self.config.clone(), StorageDependencies::default()).await?;
         let result = f(&storage).await;
         let closed = storage.close().await;
+        if let Some(dropped) = storage.audit_dropped() {
+            eprintln!(
+                "warning: audit events were not recorded ({}): {}",
+                dropped.events, dropped.reason
+            );
+        }
         let value = result?;
         closed?;
         Ok(value)

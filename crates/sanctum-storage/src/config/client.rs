@@ -116,13 +116,19 @@ pub async fn create_storage_client(
                 .path
                 .as_ref()
                 .expect("validated: jsonl needs a path");
-            Arc::new(JsonLinesAuditSink::open(path).map_err(|e| {
-                Error::config(format!(
-                    "audit.path: cannot open {} for appending: {e}",
-                    path.display()
-                ))
-                .with_source(e)
-            })?)
+            if config.audit_required() {
+                Arc::new(JsonLinesAuditSink::open(path).map_err(|e| {
+                    Error::config(format!(
+                        "audit.path: cannot append to {}: {}; audit is required (audit.required, \
+                         on by default in production), so nothing runs unaudited",
+                        path.display(),
+                        e.kind()
+                    ))
+                    .with_source(e)
+                })?)
+            } else {
+                Arc::new(JsonLinesAuditSink::new(path))
+            }
         }
     };
     let engine: Arc<dyn PolicyEngine> = match config.policy.engine {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::adapters::registry::AdapterRegistry;
 use crate::config::Environment;
 use crate::error::Result;
+use crate::observability::audit::AuditDropped;
 
 /// The storage client: one handle to every kind of storage. Build it with
 /// [`create_storage_client`](crate::create_storage_client).
@@ -115,6 +116,13 @@ impl Storage {
             keys_ok: keys.is_ok(),
             keys_error: keys.err().map(|e| e.to_string()),
         }
+    }
+
+    /// The audit events that could not be recorded so far (none with a sink that cannot fail):
+    /// an application should warn that operations went unaudited, as the CLI does. See
+    /// [`AuditSink::dropped`](crate::observability::audit::AuditSink::dropped).
+    pub fn audit_dropped(&self) -> Option<AuditDropped> {
+        self.blobs.audit.dropped()
     }
 
     /// Disposes every adapter. The client must not be used afterwards.
