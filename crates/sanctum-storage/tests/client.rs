@@ -376,3 +376,60 @@ async fn audit_is_lazy_unless_required() {
     assert_eq!(err.code(), ErrorCode::Config);
     assert!(err.to_string().contains("audit.path"), "{err}");
 }
+
+#[tokio::test]
+async fn sweep_removes_what_killed_writers_left() {
+    let home = tempfile::tempdir().unwrap();
+    let storage = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
+    let ctx = StorageContext::new("default", "local").unwrap();
+    storage
+        .blobs()
+        .put_bytes(&ctx, "docs", "k", "v", PutOptions::default())
+        .await
+        .unwrap();
+    let objects = home.path().join("blobs/objects");
+    let planted = [
+        objects.join("t/default/n/docs/h/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        objects.join("k/default/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        objects.join("k/default/n/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        // Another tenant's leftovers are not this sweep's business.
+        objects.join("t/other/n/docs/h/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        objects.join("k/other/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+    ];
+    for path in &planted {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"partial").unwrap();
+    }
+    let keyring_tmp = home.path().join(".keyring.json.tmp-1-00");
+    std::fs::write(&keyring_tmp, b"{").unwrap();
+
+    let hour = std::time::Duration::from_secs(3600);
+    let report = storage.blobs().sweep(&ctx, "docs", hour).await.unwrap();
+    assert_eq!(report.temp_files_deleted, 0, "young leftovers stay");
+    let report = storage
+        .blobs()
+        .sweep(&ctx, "docs", std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.temp_files_deleted, 3, "{report:?}");
+    assert_eq!(report.bytes_deleted, 3 * 7, "{report:?}");
+    assert!(planted[..3].iter().all(|p| !p.exists()));
+    assert!(planted[3..].iter().all(|p| p.exists()));
+    let keyring = storage
+        .sweep_keyring_leftovers(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((keyring.files, keyring.bytes), (1, 1));
+    assert!(!keyring_tmp.exists());
+    let (_, body) = storage
+        .blobs()
+        .get_bytes(&ctx, "docs", "k", GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"v");
+}

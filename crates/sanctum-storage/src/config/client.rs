@@ -81,6 +81,7 @@ pub async fn create_storage_client(
         let report = ConfigReport { problems };
         return Err(Error::config(format!("invalid configuration: {report}")).with_source(report));
     }
+    let injected_provider = deps.key_provider.is_some();
     let provider: Arc<dyn KeyProvider> = match deps.key_provider {
         Some(custom) => custom,
         None => configured_provider(&config)?,
@@ -158,7 +159,11 @@ pub async fn create_storage_client(
         ..Default::default()
     };
     let blobs = BlobStore::new(adapter, keys, clock, audit, settings).with_access(access);
-    Ok(Storage::new(blobs, registry, config.environment))
+    let keyring = match (injected_provider, config.key_provider()) {
+        (false, KeyProviderKind::Local) => config.keyring_path(),
+        _ => None,
+    };
+    Ok(Storage::new(blobs, registry, config.environment).with_keyring(keyring))
 }
 
 /// The KEK provider the configuration names.

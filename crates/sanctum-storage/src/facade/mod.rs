@@ -18,11 +18,15 @@ pub use options::{
     BlobList, BlobRead, ByteRange, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions, SweepReport,
 };
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::adapters::LeftoverReport;
 use crate::adapters::registry::AdapterRegistry;
 use crate::config::Environment;
-use crate::error::Result;
+use crate::crypto::LocalKeyring;
+use crate::error::{Error, Result};
 use crate::observability::audit::AuditDropped;
 
 /// The storage client: one handle to every kind of storage. Build it with
@@ -32,6 +36,8 @@ pub struct Storage {
     blobs: BlobStore,
     registry: Arc<AdapterRegistry>,
     environment: Environment,
+    /// The file of the configured local keyring, if that is the key provider.
+    keyring: Option<PathBuf>,
 }
 
 /// What [`Storage::health`] found.
@@ -72,7 +78,13 @@ impl Storage {
             blobs,
             registry,
             environment,
+            keyring: None,
         }
+    }
+
+    /// Sets the file of the configured local keyring.
+    pub(crate) fn with_keyring(self, keyring: Option<PathBuf>) -> Self {
+        Self { keyring, ..self }
     }
 
     /// Versioned blobs.
@@ -123,6 +135,34 @@ impl Storage {
     /// [`AuditSink::dropped`](crate::observability::audit::AuditSink::dropped).
     pub fn audit_dropped(&self) -> Option<AuditDropped> {
         self.blobs.audit.dropped()
+    }
+
+    /// Removes the temporary files that killed writers of the configured local keyring left
+    /// next to it, once last written at least `older_than` ago (see
+    /// [`LocalKeyring::sweep_temp_files`]). With any other key provider there is nothing to
+    /// remove. The keyring serves every tenant, so this is for the operator of the store, not
+    /// an operation on behalf of a tenant: it takes no context and checks no grant.
+    pub async fn sweep_keyring_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        let Some(path) = self.keyring.clone() else {
+            return Ok(LeftoverReport::default());
+        };
+        let swept = tokio::task::spawn_blocking(move || {
+            LocalKeyring::sweep_temp_files(&path, older_than).map_err(|e| {
+                let folder = path.parent().unwrap_or(&path).display().to_string();
+                Error::from_backend_io(
+                    e,
+                    &format!("cannot remove the keyring's temp files in {folder}"),
+                )
+            })
+        })
+        .await
+        .map_err(|e| {
+            Error::new(crate::ErrorCode::PermanentAdapter, "keyring sweep failed").with_source(e)
+        })??;
+        Ok(LeftoverReport {
+            files: swept.0,
+            bytes: swept.1,
+        })
     }
 
     /// Disposes every adapter. The client must not be used afterwards.
