@@ -366,7 +366,10 @@ async fn audit_is_lazy_unless_required() {
         .unwrap();
     let dropped = storage.audit_dropped().unwrap();
     assert_eq!(dropped.events, 1);
-    assert!(dropped.reason.starts_with("cannot append to "), "{dropped:?}");
+    assert!(
+        dropped.reason.starts_with("cannot append to "),
+        "{dropped:?}"
+    );
 
     // Required: the client fails closed.
     config.audit.required = Some(true);
