@@ -212,8 +212,9 @@ pub trait BlobAdapter: Send + Sync + fmt::Debug + 'static {
     /// paths that may start with `prefix`, once it is older than `older_than`: staging files
     /// that are not objects and that `list` never shows. An adapter may remove a little more
     /// than the prefix strictly names (leftovers do not say which path they were for) and its
-    /// own leftovers outside any path. The default has nothing to remove: object stores abort
-    /// an interrupted upload themselves.
+    /// own leftovers outside any path. The default removes nothing: an object store shows no
+    /// partial object (a multipart upload of a killed process stays invisible until the
+    /// bucket's lifecycle rule for incomplete uploads removes it).
     ///
     /// With a short `older_than` this can break writes still in progress: like the facade's
     /// sweeper, it needs a grace period longer than the slowest put.
