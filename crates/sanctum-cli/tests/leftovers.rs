@@ -3,6 +3,7 @@
 //!
 //! - Writers killed with SIGKILL leave temp files; `blob sweep` removes every kind of them.
 //! - A read-only home (a mounted snapshot or backup) can be read; writes name the folder.
+//! - A full disk leaves no file behind, and the failed write names its file.
 //! - Folders are `0700` and files `0600` whatever the umask; a root others can write is refused.
 
 use std::fs::{self, Metadata};
@@ -411,9 +412,9 @@ fn sweep_removes_every_kind_of_leftover_past_the_grace_period() {
     );
 }
 
-/// Whether this machine lets the tests mount the home read-only (a private mount namespace
+/// Whether this machine lets the tests mount over the home privately (a mount namespace
 /// needs root or user namespaces). Under `CI=true` it must.
-fn can_mount_read_only(sb: &Sandbox) -> bool {
+fn can_mount_privately(sb: &Sandbox) -> bool {
     fs::create_dir_all(sb.home()).unwrap();
     let probe = sb
         .bare("unshare")
@@ -451,7 +452,7 @@ fn assert_one_audit_warning(out: &Output, home: &Path) {
 #[test]
 fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
     let sb = Sandbox::new();
-    if !can_mount_read_only(&sb) {
+    if !can_mount_privately(&sb) {
         return;
     }
     let body = random_bytes(300 * 1024, 3);
@@ -593,4 +594,73 @@ fn folders_are_0700_and_files_0600_whatever_the_umask() {
         fs::set_permissions(&folder, fs::Permissions::from_mode(0o700)).unwrap();
     }
     sb.ok(&["blob", "ls", "docs"]);
+}
+
+/// Runs `sanctum` commands in a private mount namespace where the home is a fresh 4 MiB tmpfs:
+/// a small put, then (with the disk filled) `blob ls`, `health` and a put of 300 KiB, then the
+/// leftover files. Returns the script's stdout: `<name>=<status>` lines, each command's stderr
+/// after `# <name>`, then the leftovers after `# leftovers`.
+const FULL_DISK_SCRIPT: &str = r##"
+home="$0"; bin="$1"; small="$2"; big="$3"
+mount -t tmpfs -o size=4m,mode=0700 tmpfs "$home" || exit 99
+run() { name="$1"; shift; "$bin" --home "$home" "$@" >/dev/null 2>"$home.$name.err"; echo "$name=$?"; }
+run put_small blob put docs small "$small"
+dd if=/dev/zero of="$home/filler" bs=4k 2>/dev/null
+run ls blob ls docs
+run health health
+run put_big blob put docs big "$big"
+rm -f "$home/filler"
+run ls_after blob ls docs
+for name in put_small ls health put_big ls_after; do echo "# $name"; cat "$home.$name.err"; done
+echo "# leftovers"
+find "$home" -name '*.tmp*' -o -name '*tmp-*' -o -name 'health-*'
+"##;
+
+#[test]
+fn a_full_disk_leaves_nothing_and_names_the_file() {
+    let sb = Sandbox::new();
+    if !can_mount_privately(&sb) {
+        return;
+    }
+    let small = sb.file("small.txt", b"hello");
+    let big = sb.file("big.bin", &random_bytes(300 * 1024, 5));
+    let out = sb
+        .bare("unshare")
+        .args(["-m", "sh", "-c", FULL_DISK_SCRIPT])
+        .arg(sb.home())
+        .arg(env!("CARGO_BIN_EXE_sanctum"))
+        .arg(&small)
+        .arg(&big)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let section = |name: &str| {
+        let start = text
+            .find(&format!("# {name}\n"))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            + name.len()
+            + 3;
+        let end = text[start..]
+            .find("\n# ")
+            .map_or(text.len(), |e| start + e + 1);
+        text[start..end].to_string()
+    };
+    // Reads work on a full disk; the one write fails naming its temp file, and removes it.
+    for expected in [
+        "put_small=0",
+        "ls=0",
+        "health=0",
+        "put_big=10",
+        "ls_after=0",
+    ] {
+        assert!(text.lines().any(|l| l == expected), "{expected}: {text}");
+    }
+    let put = section("put_big");
+    let objects = sb.home().join("blobs/objects/t/default/n/docs");
+    assert!(
+        put.contains("error[permanent_adapter]")
+            && put.contains(&format!("{}/", objects.display())),
+        "{text}"
+    );
+    assert!(section("leftovers").trim().is_empty(), "{text}");
 }
