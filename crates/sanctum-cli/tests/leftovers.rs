@@ -496,6 +496,15 @@ fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
         }
     }
     assert!(fs::read(&out_file).unwrap() == body);
+    // With --json, the warning is a JSON document too, as errors are.
+    let got = sb.read_only(&["--json", "blob", "ls", "docs"], &[]);
+    assert!(got.status.success(), "{}", describe(&got));
+    let warning = parse(&got.stderr);
+    let message = warning["warning"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("audit events were not recorded (1): cannot append to "),
+        "{warning}"
+    );
     // `health` records no audit event, and writes nothing either.
     let health = sb.read_only(&["health"], &[]);
     assert!(health.status.success(), "{}", describe(&health));
