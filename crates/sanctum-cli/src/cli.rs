@@ -123,7 +123,7 @@ pub enum BlobCommand {
     Restore(RestoreArgs),
     /// Remove a key with all its versions and history, for good.
     Purge(KeyArgs),
-    /// Remove bodies left behind by crashed or interrupted writers.
+    /// Remove what crashed or interrupted writers left: unreferenced bodies and pages, temp files.
     Sweep(SweepArgs),
 }
 

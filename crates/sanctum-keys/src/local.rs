@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -46,7 +47,11 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 /// - Every change is a read-modify-write under an in-process `tokio` mutex and an exclusive OS lock
 ///   (`flock`) on `<path>.lock`, and is written atomically (temporary file, `fsync`, `rename`,
 ///   `fsync` of the directory). So two keyrings on the same file, in one process or in two, never
-///   lose each other's tenants or versions. Reads take no lock: a rename is atomic.
+///   lose each other's tenants or versions. Reads take no lock: a rename is atomic, and a
+///   keyring that is only read (on a read-only file system, say) is never opened for writing.
+/// - A writer killed between creating its temporary file (`.<name>.tmp-<pid>-<random>`, next to
+///   the keyring) and the rename leaves that file behind; [`LocalKeyring::sweep_temp_files`]
+///   removes such files.
 ///
 /// # Wrapping
 ///
@@ -137,6 +142,59 @@ impl LocalKeyring {
     /// The keyring file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes the temporary files that writers of the keyring at `path` left in its folder when
+    /// they were killed mid-write (`.<name>.tmp-*`), if last written at least `older_than` ago.
+    /// Returns how many it removed and their total size in bytes. A missing folder has none.
+    ///
+    /// A short `older_than` can break a write of another process still under way.
+    pub fn sweep_temp_files(
+        path: impl AsRef<Path>,
+        older_than: Duration,
+    ) -> io::Result<(u64, u64)> {
+        let path = path.as_ref();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut stem = std::ffi::OsString::from(".");
+        stem.push(path.file_name().unwrap_or_default());
+        stem.push(".tmp-");
+        let stem = stem.into_encoded_bytes();
+        let read = match fs::read_dir(dir) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(e),
+        };
+        let now = SystemTime::now();
+        let (mut files, mut bytes) = (0, 0);
+        for entry in read {
+            let entry = entry?;
+            if !entry.file_name().into_encoded_bytes().starts_with(&stem) {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let old = meta
+                .modified()
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= older_than);
+            if !meta.is_file() || !old {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    files += 1;
+                    bytes += meta.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((files, bytes))
     }
 
     /// Runs `f` on the current contents (no lock: files are replaced atomically).

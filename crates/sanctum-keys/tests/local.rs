@@ -211,3 +211,32 @@ async fn two_instances_lose_no_updates() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(file["tenants"].as_object().unwrap().len(), 1 + 2 * PER);
 }
+
+#[tokio::test]
+async fn sweep_removes_temp_files_of_killed_writers() {
+    let (dir, ring) = keyring();
+    let t = tenant("sweep");
+    let aad = aad(&t, "ns", "dek");
+    ring.wrap(&t, &key(), &aad).await.unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    // What a writer killed between creating its temporary file and the rename leaves.
+    let old = dir.path().join(".keyring.json.tmp-123-00112233aabbccdd");
+    let young = dir.path().join(".keyring.json.tmp-456-00112233aabbccdd");
+    let other = dir.path().join(".other.json.tmp-1-00");
+    for (path, age) in [(&old, 2 * hour), (&young, hour / 2), (&other, 2 * hour)] {
+        std::fs::write(path, b"{\"partial").unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+    }
+    let swept = LocalKeyring::sweep_temp_files(ring.path(), hour).unwrap();
+    assert_eq!(swept, (1, 9));
+    assert!(!old.exists() && young.exists() && other.exists());
+    let swept = LocalKeyring::sweep_temp_files(ring.path(), std::time::Duration::ZERO).unwrap();
+    assert_eq!(swept, (1, 9));
+    assert!(other.exists() && ring.path().exists());
+    // The keyring still works, and a missing folder has nothing to sweep.
+    ring.wrap(&t, &key(), &aad).await.unwrap();
+    let gone = dir.path().join("missing/keyring.json");
+    assert_eq!(LocalKeyring::sweep_temp_files(gone, hour).unwrap(), (0, 0));
+}

@@ -319,3 +319,120 @@ async fn verify_checksum_rehashes_full_reads() {
         format!("blake3:{}", blake3::hash(&body).to_hex())
     );
 }
+
+#[tokio::test]
+async fn audit_is_lazy_unless_required() {
+    use sanctum_storage::config::Environment;
+    let home = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::embedded(home.path());
+    assert!(!config.audit_required(), "development default");
+    config.environment = Environment::Production;
+    assert!(config.audit_required(), "production default");
+    let config = StorageConfig::embedded(home.path())
+        .with_env_overrides([("SANCTUM_AUDIT__REQUIRED", "true")])
+        .unwrap();
+    assert_eq!(config.audit.required, Some(true));
+
+    // Not required: the file is opened on the first event, and events that cannot be appended
+    // are dropped and reported.
+    let audit = home.path().join("audit.jsonl");
+    let storage = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
+    assert!(!audit.exists(), "opened before any event");
+    let ctx = StorageContext::new("default", "local").unwrap();
+    storage
+        .blobs()
+        .put_bytes(&ctx, "docs", "k", "v", PutOptions::default())
+        .await
+        .unwrap();
+    assert!(audit.exists());
+    assert_eq!(storage.audit_dropped(), None);
+
+    let blocked = home.path().join("not-a-folder");
+    std::fs::write(&blocked, b"").unwrap();
+    let mut config = StorageConfig::embedded(home.path());
+    config.audit.path = Some(blocked.join("audit.jsonl"));
+    let storage = create_storage_client(config.clone(), StorageDependencies::default())
+        .await
+        .unwrap();
+    storage
+        .blobs()
+        .get_bytes(&ctx, "docs", "k", GetOptions::default())
+        .await
+        .unwrap();
+    let dropped = storage.audit_dropped().unwrap();
+    assert_eq!(dropped.events, 1);
+    assert!(
+        dropped.reason.starts_with("cannot append to "),
+        "{dropped:?}"
+    );
+
+    // Required: the client fails closed.
+    config.audit.required = Some(true);
+    let err = create_storage_client(config, StorageDependencies::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config);
+    assert!(err.to_string().contains("audit.path"), "{err}");
+}
+
+#[tokio::test]
+async fn sweep_removes_what_killed_writers_left() {
+    let home = tempfile::tempdir().unwrap();
+    let storage = create_storage_client(
+        StorageConfig::embedded(home.path()),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap();
+    let ctx = StorageContext::new("default", "local").unwrap();
+    storage
+        .blobs()
+        .put_bytes(&ctx, "docs", "k", "v", PutOptions::default())
+        .await
+        .unwrap();
+    let objects = home.path().join("blobs/objects");
+    let planted = [
+        objects.join("t/default/n/docs/h/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        objects.join("k/default/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        objects.join("k/default/n/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        // Another tenant's leftovers are not this sweep's business.
+        objects.join("t/other/n/docs/h/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+        objects.join("k/other/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp"),
+    ];
+    for path in &planted {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"partial").unwrap();
+    }
+    let keyring_tmp = home.path().join(".keyring.json.tmp-1-00");
+    std::fs::write(&keyring_tmp, b"{").unwrap();
+
+    let hour = std::time::Duration::from_secs(3600);
+    let report = storage.blobs().sweep(&ctx, "docs", hour).await.unwrap();
+    assert_eq!(report.temp_files_deleted, 0, "young leftovers stay");
+    let report = storage
+        .blobs()
+        .sweep(&ctx, "docs", std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.temp_files_deleted, 3, "{report:?}");
+    assert_eq!(report.bytes_deleted, 3 * 7, "{report:?}");
+    assert!(planted[..3].iter().all(|p| !p.exists()));
+    assert!(planted[3..].iter().all(|p| p.exists()));
+    let keyring = storage
+        .sweep_keyring_leftovers(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((keyring.files, keyring.bytes), (1, 1));
+    assert!(!keyring_tmp.exists());
+    let (_, body) = storage
+        .blobs()
+        .get_bytes(&ctx, "docs", "k", GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"v");
+}

@@ -395,22 +395,36 @@ async fn purge(session: &Session, args: KeyArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `blob sweep NS`.
+/// `blob sweep NS`: unreferenced bodies and pages, and what killed writers left (temp files of
+/// the namespace, its key records and the tenant's grants, and of the local keyring).
 async fn sweep(session: &Session, args: SweepArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(args.grace_secs);
     let report = session
-        .with_storage(async |s| Ok(s.blobs().sweep(&session.ctx, &args.ns, grace).await?))
+        .with_storage(async |s| {
+            let mut report = s.blobs().sweep(&session.ctx, &args.ns, grace).await?;
+            let keyring = s.sweep_keyring_leftovers(grace).await?;
+            report.temp_files_deleted += keyring.files;
+            report.bytes_deleted += keyring.bytes;
+            Ok(report)
+        })
         .await?;
     if session.json {
         output::json(&json!({
             "namespace": args.ns,
             "bodies_deleted": report.bodies_deleted,
             "pages_deleted": report.pages_deleted,
+            "temp_files_deleted": report.temp_files_deleted,
+            "bytes_deleted": report.bytes_deleted,
         }))
     } else {
         output::line(format_args!(
-            "swept {}: {} bodies and {} history pages deleted",
-            args.ns, report.bodies_deleted, report.pages_deleted
+            "swept {}: {} bodies, {} history pages and {} leftover temp files deleted, {} bytes \
+             freed",
+            args.ns,
+            report.bodies_deleted,
+            report.pages_deleted,
+            report.temp_files_deleted,
+            report.bytes_deleted
         ))
     }
 }

@@ -124,7 +124,9 @@ impl Session {
         Ok(())
     }
 
-    /// Connects to storage, runs `f`, then closes the client.
+    /// Connects to storage, runs `f`, then closes the client. Warns once on stderr if audit
+    /// events could not be recorded (a read-only home, say): `warning: …`, or with `--json`
+    /// `{"warning": {"message": …}}`.
     pub async fn with_storage<T>(
         &self,
         f: impl AsyncFnOnce(&Storage) -> anyhow::Result<T>,
@@ -134,6 +136,17 @@ impl Session {
             create_storage_client(self.config.clone(), StorageDependencies::default()).await?;
         let result = f(&storage).await;
         let closed = storage.close().await;
+        if let Some(d) = storage.audit_dropped() {
+            let message = format!(
+                "audit events were not recorded ({}): {}",
+                d.events, d.reason
+            );
+            if self.json {
+                output::note(serde_json::json!({ "warning": { "message": message } }));
+            } else {
+                output::note(format_args!("warning: {message}"));
+            }
+        }
         let value = result?;
         closed?;
         Ok(value)

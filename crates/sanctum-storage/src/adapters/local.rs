@@ -6,11 +6,23 @@
 //!   inode numbers and coarse mtimes can repeat, and compare-and-swap must never accept a stale tag.
 //! - `objects/<dir>/.<id>.tmp`: an object being written. A write streams into a temp file in
 //!   the object's own folder (on a blocking thread, fed through a small bounded channel), fsyncs
-//!   it, then renames it into place under a lock and fsyncs the folder. Temp files left by a
-//!   crash are removed by a later listing of their folder once a day old.
+//!   it, then renames it into place under a lock and fsyncs the folder. A failed or dropped
+//!   write removes its temp file; one whose process was killed leaves it behind, and
+//!   [`BlobAdapter::sweep_leftovers`] removes it (with any folder that only it kept alive).
 //! - `FORMAT`: the layout version; a root written by another layout is refused.
 //! - `locks/NN.lock`: 256 lock stripes taken with `File::lock`. The OS releases them when a
 //!   process dies, so compare-and-swap is safe across processes, not only across tasks.
+//! - `tmp/`: unused; earlier versions wrote health probes (`health-*`) there, which
+//!   `sweep_leftovers` removes.
+//!
+//! Reads (`get`, `head`, `list`) and `health_check` take no lock and open nothing for writing,
+//! and `init` of an existing root writes nothing, so a read-only copy of a root (a mounted
+//! snapshot or backup) can be read. A write that fails names the file or folder it could not
+//! change.
+//!
+//! Permissions (Unix): every folder this adapter creates is `0700` and every file `0600`,
+//! whatever the process's umask (a umask can only narrow them), as PostgreSQL does with its data
+//! folder. `init` refuses a root, `objects/` or `locks/` that group or others can write to.
 //!
 //! Durability [`Durability::Fsync`] (the default) fsyncs the file and its directory before a put
 //! returns; [`Durability::Os`] leaves both to the page cache (for tests and benchmarks of it).
@@ -30,8 +42,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{
-    BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, ListEntry, ListPage,
-    PutMode, check_range, once_stream,
+    BlobAdapter, BlobCapabilities, BlobGet, BlobMeta, BlobPath, ByteStream, LeftoverReport,
+    ListEntry, ListPage, PutMode, check_range, once_stream,
 };
 use crate::error::{Error, ErrorCode, Result};
 
@@ -47,8 +59,14 @@ const FORMAT: &str = "sanctum-local 1\n";
 /// Chunks in flight between the async side and the blocking file thread.
 const CHANNEL_DEPTH: usize = 4;
 const LOCK_STRIPES: usize = 256;
-/// Temp files older than this are left-overs of dead processes; listings remove them.
-const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
+/// Folders under the root that `init` creates and `health_check` expects.
+const SUBFOLDERS: [&str; 2] = ["objects", "locks"];
+/// Mode of every folder the adapter creates (Unix).
+#[cfg(unix)]
+const DIR_MODE: u32 = 0o700;
+/// Mode of every file the adapter creates (Unix).
+#[cfg(unix)]
+const FILE_MODE: u32 = 0o600;
 
 /// When a local write counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -133,6 +151,27 @@ fn io_err(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
     move |e| Error::from_backend_io(e, what)
 }
 
+/// Like [`io_err`], naming the file or folder: `"{what} {path}: {error kind}"`.
+fn io_err_at<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |e| Error::from_backend_io(e, &format!("{what} {}", path.display()))
+}
+
+/// Creates one folder with mode `0700`.
+fn make_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder.create(dir)
+}
+
+/// Options that create files with mode `0600`.
+fn new_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options
+}
+
 fn join_err(e: tokio::task::JoinError) -> Error {
     Error::new(ErrorCode::PermanentAdapter, "local adapter worker failed").with_source(e)
 }
@@ -177,7 +216,7 @@ fn create_dirs(dir: &Path, fsync: bool) -> io::Result<()> {
         if let Some(parent) = dir.parent() {
             create_dirs(parent, fsync)?;
         }
-        match fs::create_dir(dir) {
+        match make_dir(dir) {
             Ok(()) => {
                 if fsync && let Some(parent) = dir.parent() {
                     sync_dir(parent)?;
@@ -203,20 +242,22 @@ fn write_temp(
         let dir = tmp.parent().expect("temp files have a parent");
         let mut attempts = 0;
         let mut file = loop {
-            create_dirs(dir, fsync).map_err(io_err("create directory"))?;
-            match OpenOptions::new().write(true).create_new(true).open(tmp) {
+            create_dirs(dir, fsync).map_err(io_err_at("cannot create the folder", dir))?;
+            match new_file_options().write(true).create_new(true).open(tmp) {
                 Ok(f) => break f,
                 // A concurrent delete removed the emptied folder: create it again.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
-                Err(e) => return Err(Error::from_backend_io(e, "create temp file")),
+                Err(e) => return Err(io_err_at("cannot create a temp file in", dir)(e)),
             }
         };
-        file.write_all(&header).map_err(io_err("write temp file"))?;
+        file.write_all(&header)
+            .map_err(io_err_at("cannot write the temp file", tmp))?;
         let mut size = 0u64;
         loop {
             match rx.blocking_recv() {
                 Some(WriteMsg::Chunk(bytes)) => {
-                    file.write_all(&bytes).map_err(io_err("write temp file"))?;
+                    file.write_all(&bytes)
+                        .map_err(io_err_at("cannot write the temp file", tmp))?;
                     size += bytes.len() as u64;
                 }
                 Some(WriteMsg::Finish) => break,
@@ -224,7 +265,8 @@ fn write_temp(
             }
         }
         if fsync {
-            file.sync_all().map_err(io_err("fsync temp file"))?;
+            file.sync_all()
+                .map_err(io_err_at("cannot fsync the temp file", tmp))?;
         }
         Ok(size)
     })();
@@ -250,20 +292,22 @@ impl LocalAdapter {
         let mut guard = self.stripes[stripe]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let lock_path = || self.root.join("locks").join(format!("{stripe:02x}.lock"));
         if guard.is_none() {
-            let file = OpenOptions::new()
+            let path = lock_path();
+            let file = new_file_options()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(self.root.join("locks").join(format!("{stripe:02x}.lock")))
-                .map_err(io_err("open lock file"))?;
+                .open(&path)
+                .map_err(io_err_at("cannot open the lock file", &path))?;
             *guard = Some(file);
         }
         guard
             .as_ref()
             .expect("opened above")
             .lock()
-            .map_err(io_err("take lock"))?;
+            .map_err(|e| io_err_at("cannot lock", &lock_path())(e))?;
         Ok(StripeGuard(guard))
     }
 
@@ -273,10 +317,10 @@ impl LocalAdapter {
         let target = self.object_file(path);
         let _lock = self.lock_stripe(path)?;
         check_mode(current_meta(&target)?.as_ref(), mode)?;
-        fs::rename(tmp, &target).map_err(io_err("rename into place"))?;
+        let dir = target.parent().expect("object files have a parent");
+        fs::rename(tmp, &target).map_err(io_err_at("cannot rename a temp file in", dir))?;
         if self.fsync() {
-            sync_dir(target.parent().expect("object files have a parent"))
-                .map_err(io_err("fsync directory"))?;
+            sync_dir(dir).map_err(io_err_at("cannot fsync the folder", dir))?;
         }
         Ok(())
     }
@@ -290,13 +334,13 @@ impl LocalAdapter {
         {
             return Err(Error::conflict("object changed since it was read"));
         }
-        fs::remove_file(&target).map_err(io_err("remove object"))?;
+        fs::remove_file(&target).map_err(io_err_at("cannot remove", &target))?;
         let objects = self.root.join("objects");
         let mut dir = target.parent().map(Path::to_path_buf);
         if self.fsync()
             && let Some(d) = &dir
         {
-            sync_dir(d).map_err(io_err("fsync directory"))?;
+            sync_dir(d).map_err(io_err_at("cannot fsync the folder", d))?;
         }
         // Remove emptied directories so no trace of a purged key's name stays behind.
         while let Some(d) = dir {
@@ -339,14 +383,161 @@ fn file_stream(mut file: File, len: u64) -> ByteStream {
     }))
 }
 
-/// Removes a temp file a dead writer left behind, once it is a day old.
-fn remove_if_stale(path: &Path) {
-    let stale = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_TMP);
-    if stale {
-        let _ = fs::remove_file(path);
+/// Refuses a folder that group or others can write to (Unix).
+fn check_private(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir)
+            .map_err(io_err_at("cannot read the folder", dir))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            let who = if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            };
+            return Err(Error::config(format!(
+                "{} is writable by {who} (mode {:04o}), so others could change the store; run \
+                 `chmod 700 {}`",
+                dir.display(),
+                mode & 0o7777,
+                dir.display()
+            )));
+        }
     }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes the `FORMAT` marker (mode `0600`).
+fn write_format(marker: &Path, fsync: bool) -> Result<()> {
+    let cannot = || io_err_at("cannot write", marker);
+    let mut file = new_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(marker)
+        .map_err(cannot())?;
+    file.write_all(FORMAT.as_bytes()).map_err(cannot())?;
+    if fsync {
+        file.sync_all().map_err(cannot())?;
+    }
+    Ok(())
+}
+
+/// Whether `name` is a write's temp file, `.<id>.tmp` (object files end in `=`, and no path
+/// segment starts with `.`).
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// Whether a temp file directly in the folder `rel` (`""`, or ending in `/`) may be a write of
+/// a path starting with `prefix`: such writes are of `rel` + one segment.
+fn folder_may_hold(rel: &str, prefix: &str) -> bool {
+    rel.starts_with(prefix)
+        || prefix
+            .strip_prefix(rel)
+            .is_some_and(|rest| !rest.contains('/'))
+}
+
+/// Removes `path` if it is a regular file last written at least `older_than` ago, counting it.
+/// Returns whether it removed it.
+fn remove_leftover(
+    path: &Path,
+    now: SystemTime,
+    older_than: Duration,
+    report: &mut LeftoverReport,
+) -> Result<bool> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err_at("cannot read", path)(e)),
+    };
+    let old = meta
+        .modified()
+        .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= older_than);
+    if !meta.is_file() || !old {
+        return Ok(false);
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {
+            report.files += 1;
+            report.bytes += meta.len();
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err_at("cannot remove the leftover", path)(e)),
+    }
+}
+
+/// Removes the health probes (`health-*`) earlier versions left in `tmp`.
+fn sweep_probes(
+    tmp: &Path,
+    now: SystemTime,
+    older_than: Duration,
+    report: &mut LeftoverReport,
+) -> Result<()> {
+    let read = match fs::read_dir(tmp) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err_at("cannot list the folder", tmp)(e)),
+    };
+    for entry in read {
+        let entry = entry.map_err(io_err_at("cannot list the folder", tmp))?;
+        if entry.file_name().to_string_lossy().starts_with("health-") {
+            remove_leftover(&entry.path(), now, older_than, report)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the leftovers in `dir` (the folder `rel` under `objects/`) and below that may belong
+/// to paths starting with `prefix`, and the folders they alone kept alive. Returns whether it
+/// removed anything.
+fn sweep_dir(
+    dir: &Path,
+    rel: &str,
+    prefix: &str,
+    now: SystemTime,
+    older_than: Duration,
+    report: &mut LeftoverReport,
+) -> Result<bool> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err_at("cannot list the folder", dir)(e)),
+    };
+    let files_here = folder_may_hold(rel, prefix);
+    let mut removed = false;
+    for entry in read {
+        let entry = entry.map_err(io_err_at("cannot list the folder", dir))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let is_dir = entry
+            .file_type()
+            .map_err(io_err_at("cannot list the folder", dir))?
+            .is_dir();
+        if is_dir {
+            let sub_rel = format!("{rel}{name}/");
+            if !(sub_rel.starts_with(prefix) || prefix.starts_with(&sub_rel)) {
+                continue;
+            }
+            let sub = entry.path();
+            if sweep_dir(&sub, &sub_rel, prefix, now, older_than, report)? {
+                removed = true;
+                // Fails unless empty. A write that just created the folder creates it again
+                // (`write_temp` retries), as it does after a concurrent delete.
+                let _ = fs::remove_dir(&sub);
+            }
+        } else if files_here && is_temp_name(&name) {
+            removed |= remove_leftover(&entry.path(), now, older_than, report)?;
+        }
+    }
+    Ok(removed)
 }
 
 /// Reads exactly `n` bytes.
@@ -400,12 +591,7 @@ fn walk(
         let name = match (is_dir, name.strip_suffix(FILE_SUFFIX)) {
             (true, _) => name,
             (false, Some(stem)) => stem.to_string(),
-            (false, None) => {
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    remove_if_stale(&entry.path());
-                }
-                continue; // not an object file
-            }
+            (false, None) => continue, // not an object file (a temp file, say)
         };
         // Sort as full paths sort: a directory's entries all carry a trailing '/'.
         let sort_key = if is_dir {
@@ -519,38 +705,82 @@ impl BlobAdapter for LocalAdapter {
         }
     }
 
+    /// Creates what is missing (folders `0700`, `FORMAT` `0600`) and checks what is there; an
+    /// existing root is only read. Refuses a root, `objects/` or `locks/` that group or others
+    /// can write to (`Config`), and a root of another layout version.
     async fn init(&self) -> Result<()> {
         let root = self.root.clone();
+        let fsync = self.fsync();
         tokio::task::spawn_blocking(move || {
-            for sub in ["objects", "tmp", "locks"] {
-                fs::create_dir_all(root.join(sub)).map_err(io_err("create root folder"))?;
+            if !root.is_dir() {
+                let mut builder = fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+                builder
+                    .create(&root)
+                    .map_err(io_err_at("cannot create the folder", &root))?;
+            }
+            check_private(&root)?;
+            for sub in SUBFOLDERS {
+                let dir = root.join(sub);
+                if !dir.is_dir() {
+                    match make_dir(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(io_err_at("cannot create the folder", &dir)(e)),
+                    }
+                }
+                check_private(&dir)?;
             }
             let marker = root.join("FORMAT");
             match fs::read_to_string(&marker) {
                 Ok(found) if found == FORMAT => Ok(()),
+                // A write of the marker cut short (or one still under way): write it whole.
+                Ok(found) if FORMAT.starts_with(found.as_str()) => write_format(&marker, fsync),
                 Ok(_) => Err(Error::config(format!(
                     "{} holds a local store of another layout version; this build reads {:?}",
                     root.display(),
                     FORMAT.trim_end()
                 ))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::write(&marker, FORMAT).map_err(io_err("write FORMAT marker"))
-                }
-                Err(e) => Err(Error::from_backend_io(e, "read FORMAT marker")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => write_format(&marker, fsync),
+                Err(e) => Err(io_err_at("cannot read", &marker)(e)),
             }
         })
         .await
         .map_err(join_err)?
     }
 
+    /// Checks, without writing anything, that the folders are there and listable and that
+    /// `FORMAT` reads back: a read-only root is healthy.
     async fn health_check(&self) -> Result<()> {
-        let probe = self
-            .root
-            .join("tmp")
-            .join(format!("health-{}", ulid::Ulid::new()));
+        let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
-            fs::write(&probe, b"ok").map_err(io_err("write health probe"))?;
-            fs::remove_file(&probe).map_err(io_err("remove health probe"))
+            for sub in SUBFOLDERS {
+                let dir = root.join(sub);
+                fs::read_dir(&dir).map_err(|e| {
+                    Error::new(
+                        ErrorCode::PermanentAdapter,
+                        format!("cannot list the folder {}: {}", dir.display(), e.kind()),
+                    )
+                    .with_source(e)
+                })?;
+            }
+            let marker = root.join("FORMAT");
+            let found = fs::read_to_string(&marker).map_err(|e| {
+                Error::new(
+                    ErrorCode::PermanentAdapter,
+                    format!("cannot read {}: {}", marker.display(), e.kind()),
+                )
+                .with_source(e)
+            })?;
+            if found != FORMAT {
+                return Err(Error::new(
+                    ErrorCode::PermanentAdapter,
+                    format!("{} does not hold {:?}", marker.display(), FORMAT.trim_end()),
+                ));
+            }
+            Ok(())
         })
         .await
         .map_err(join_err)?
@@ -647,5 +877,223 @@ impl BlobAdapter for LocalAdapter {
         })
         .await
         .map_err(join_err)?
+    }
+
+    /// Removes temp files (`.<id>.tmp`) older than `older_than` from every folder under
+    /// `objects/` that may hold a path starting with `prefix`, then the folders only they kept
+    /// alive; and, whatever the prefix, the health probes (`tmp/health-*`) of earlier versions.
+    /// Age is the time since the file was last written, so a slow write in progress is not
+    /// mistaken for a dead one unless `older_than` is shorter than its pauses.
+    async fn sweep_leftovers(&self, prefix: &str, older_than: Duration) -> Result<LeftoverReport> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            let now = SystemTime::now();
+            let mut report = LeftoverReport::default();
+            sweep_probes(&root.join("tmp"), now, older_than, &mut report)?;
+            sweep_dir(
+                &root.join("objects"),
+                "",
+                &prefix,
+                now,
+                older_than,
+                &mut report,
+            )?;
+            Ok(report)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::SystemTime;
+
+    use super::*;
+
+    async fn adapter() -> (tempfile::TempDir, LocalAdapter) {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = LocalAdapter::new("t", dir.path().join("root"), Durability::Os);
+        adapter.init().await.unwrap();
+        (dir, adapter)
+    }
+
+    fn path(p: &str) -> BlobPath {
+        BlobPath::new(p).unwrap()
+    }
+
+    async fn put(adapter: &LocalAdapter, p: &str, body: &'static [u8]) {
+        let body = once_stream(Bytes::from_static(body));
+        adapter
+            .put(&path(p), body, PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
+
+    /// Every file and folder under `dir` with its kind, size and modification time.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (bool, u64, SystemTime)> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                }
+                out.insert(
+                    entry.path(),
+                    (meta.is_dir(), meta.len(), meta.modified().unwrap()),
+                );
+            }
+        }
+        out
+    }
+
+    /// Writes a file whose last change was `age` ago.
+    fn leftover(path: &Path, len: usize, age: Duration) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, vec![7u8; len]).unwrap();
+        let file = File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    #[tokio::test]
+    async fn health_check_and_a_second_init_write_nothing() {
+        let (dir, adapter) = adapter().await;
+        put(&adapter, "t/a/x", b"body").await;
+        let before = snapshot(dir.path());
+        adapter.health_check().await.unwrap();
+        adapter.init().await.unwrap();
+        assert_eq!(snapshot(dir.path()), before);
+        // Nothing of the layout missing: unhealthy, naming what.
+        fs::remove_dir_all(adapter.root().join("locks")).unwrap();
+        let err = adapter.health_check().await.unwrap_err();
+        assert!(err.to_string().contains("locks"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn folders_are_0700_and_files_0600() {
+        let (dir, adapter) = adapter().await;
+        put(&adapter, "t/a/n/x/b/k.k/01", b"body").await;
+        adapter
+            .delete(&path("t/a/n/x/b/k.k/01"), None)
+            .await
+            .unwrap();
+        put(&adapter, "k/a/tenant", b"record").await;
+        for (p, (is_dir, _, _)) in snapshot(dir.path()) {
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, if is_dir { 0o700 } else { 0o600 }, "{}", p.display());
+        }
+    }
+
+    #[tokio::test]
+    async fn init_refuses_a_root_others_can_write() {
+        let (_dir, adapter) = adapter().await;
+        for (folder, mode) in [
+            (adapter.root().to_path_buf(), 0o777),
+            (adapter.root().join("objects"), 0o770),
+        ] {
+            fs::set_permissions(&folder, fs::Permissions::from_mode(mode)).unwrap();
+            let err = adapter.init().await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::Config);
+            let expected = format!("chmod 700 {}", folder.display());
+            assert!(err.to_string().contains(&expected), "{err}");
+            fs::set_permissions(&folder, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        adapter.init().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_writes_name_the_folder() {
+        let (_dir, adapter) = adapter().await;
+        // A file where a folder should be: creating the folder fails.
+        fs::write(adapter.root().join("objects/t"), b"").unwrap();
+        let body = once_stream(Bytes::from_static(b"x"));
+        let err = adapter
+            .put(&path("t/a/x"), body, PutMode::Overwrite)
+            .await
+            .unwrap_err();
+        let folder = adapter.root().join("objects/t/a");
+        assert!(
+            err.to_string()
+                .contains(&format!("cannot create the folder {}", folder.display())),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sweep_leftovers_removes_old_temp_files_under_the_prefix() {
+        let (dir, adapter) = adapter().await;
+        let root = adapter.root().to_path_buf();
+        let objects = root.join("objects");
+        let hour = Duration::from_secs(3600);
+        put(&adapter, "t/a/n/x/h/k.k", b"head").await;
+        put(&adapter, "t/a/policy", b"grants").await;
+        let mine = objects.join("t/a/n/x/b/k.k/.01aaaaaaaaaaaaaaaaaaaaaaaa.tmp");
+        let mine_head = objects.join("t/a/n/x/h/.01bbbbbbbbbbbbbbbbbbbbbbbb.tmp");
+        let young = objects.join("t/a/n/x/h/.01cccccccccccccccccccccccc.tmp");
+        let other_ns = objects.join("t/a/n/y/h/.01dddddddddddddddddddddddd.tmp");
+        let policy = objects.join("t/a/.01eeeeeeeeeeeeeeeeeeeeeeee.tmp");
+        let probe = root.join("tmp/health-01ffffffffffffffffffffffff");
+        leftover(&mine, 1000, 2 * hour);
+        leftover(&mine_head, 10, 2 * hour);
+        leftover(&young, 5, Duration::ZERO);
+        leftover(&other_ns, 7, 2 * hour);
+        leftover(&policy, 3, 2 * hour);
+        leftover(&probe, 2, 2 * hour);
+        let before = adapter.list("", None, 100).await.unwrap();
+
+        let report = adapter.sweep_leftovers("t/a/n/x/", hour).await.unwrap();
+        assert_eq!(
+            report,
+            LeftoverReport {
+                files: 3,
+                bytes: 1012
+            }
+        );
+        assert!(!mine.exists() && !mine_head.exists() && !probe.exists());
+        // The folder only the leftover kept alive is gone, with its parent `b/`.
+        assert!(!objects.join("t/a/n/x/b").exists());
+        assert!(young.exists() && other_ns.exists() && policy.exists());
+        assert_eq!(adapter.list("", None, 100).await.unwrap(), before);
+
+        // A path prefix reaches the folder its object lives in, not other namespaces.
+        let report = adapter.sweep_leftovers("t/a/policy", hour).await.unwrap();
+        assert_eq!(report, LeftoverReport { files: 1, bytes: 3 });
+        assert!(other_ns.exists());
+        // No grace: everything goes, objects stay.
+        let report = adapter.sweep_leftovers("", Duration::ZERO).await.unwrap();
+        assert_eq!(
+            report,
+            LeftoverReport {
+                files: 2,
+                bytes: 12
+            }
+        );
+        assert_eq!(adapter.list("", None, 100).await.unwrap(), before);
+        let names: Vec<_> = snapshot(dir.path())
+            .into_keys()
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.ends_with(".tmp") || name.starts_with("health-")
+            })
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+        assert!(!objects.join("t/a/n/y").exists());
+    }
+
+    #[test]
+    fn folders_that_may_hold_a_prefix() {
+        assert!(folder_may_hold("", ""));
+        assert!(folder_may_hold("t/a/n/x/b/", "t/a/n/x/"));
+        assert!(folder_may_hold("t/a/", "t/a/policy"));
+        assert!(folder_may_hold("k/a/n/", "k/a/n/x"));
+        assert!(!folder_may_hold("t/a/n/", "t/a/n/x/"));
+        assert!(!folder_may_hold("t/a/", "t/a/n/x/"));
+        assert!(!folder_may_hold("t/b/", "t/a/"));
     }
 }

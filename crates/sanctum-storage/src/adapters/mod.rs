@@ -13,7 +13,8 @@ pub mod object_store;
 pub mod registry;
 
 use std::fmt;
-use std::ops::Range;
+use std::ops::{AddAssign, Range};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -141,6 +142,22 @@ pub struct BlobCapabilities {
     pub persistent: bool,
 }
 
+/// What [`BlobAdapter::sweep_leftovers`] removed: files that interrupted writes left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LeftoverReport {
+    /// Files removed.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+}
+
+impl AddAssign for LeftoverReport {
+    fn add_assign(&mut self, other: Self) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+    }
+}
+
 /// A blob backend. Object-safe; the facade holds it as `Arc<dyn BlobAdapter>`.
 ///
 /// Contract (checked by the conformance suite):
@@ -191,6 +208,20 @@ pub trait BlobAdapter: Send + Sync + fmt::Debug + 'static {
     /// Lists up to `limit` paths that start with `prefix` and sort after `start_after`.
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
     -> Result<ListPage>;
+    /// Removes what writes that never finished (a killed process, a full disk) left behind for
+    /// paths that may start with `prefix`, once it is older than `older_than`: staging files
+    /// that are not objects and that `list` never shows. An adapter may remove a little more
+    /// than the prefix strictly names (leftovers do not say which path they were for) and its
+    /// own leftovers outside any path. The default removes nothing: an object store shows no
+    /// partial object (a multipart upload of a killed process stays invisible until the
+    /// bucket's lifecycle rule for incomplete uploads removes it).
+    ///
+    /// With a short `older_than` this can break writes still in progress: like the facade's
+    /// sweeper, it needs a grace period longer than the slowest put.
+    async fn sweep_leftovers(&self, prefix: &str, older_than: Duration) -> Result<LeftoverReport> {
+        let _ = (prefix, older_than);
+        Ok(LeftoverReport::default())
+    }
 }
 
 /// Checks that `range` lies within an object of `size` bytes.

@@ -81,6 +81,7 @@ pub async fn create_storage_client(
         let report = ConfigReport { problems };
         return Err(Error::config(format!("invalid configuration: {report}")).with_source(report));
     }
+    let injected_provider = deps.key_provider.is_some();
     let provider: Arc<dyn KeyProvider> = match deps.key_provider {
         Some(custom) => custom,
         None => configured_provider(&config)?,
@@ -116,13 +117,19 @@ pub async fn create_storage_client(
                 .path
                 .as_ref()
                 .expect("validated: jsonl needs a path");
-            Arc::new(JsonLinesAuditSink::open(path).map_err(|e| {
-                Error::config(format!(
-                    "audit.path: cannot open {} for appending: {e}",
-                    path.display()
-                ))
-                .with_source(e)
-            })?)
+            if config.audit_required() {
+                Arc::new(JsonLinesAuditSink::open(path).map_err(|e| {
+                    Error::config(format!(
+                        "audit.path: cannot append to {}: {}; audit is required (audit.required, \
+                         on by default in production), so nothing runs unaudited",
+                        path.display(),
+                        e.kind()
+                    ))
+                    .with_source(e)
+                })?)
+            } else {
+                Arc::new(JsonLinesAuditSink::new(path))
+            }
         }
     };
     let engine: Arc<dyn PolicyEngine> = match config.policy.engine {
@@ -152,7 +159,11 @@ pub async fn create_storage_client(
         ..Default::default()
     };
     let blobs = BlobStore::new(adapter, keys, clock, audit, settings).with_access(access);
-    Ok(Storage::new(blobs, registry, config.environment))
+    let keyring = match (injected_provider, config.key_provider()) {
+        (false, KeyProviderKind::Local) => config.keyring_path(),
+        _ => None,
+    };
+    Ok(Storage::new(blobs, registry, config.environment).with_keyring(keyring))
 }
 
 /// The KEK provider the configuration names.

@@ -271,6 +271,13 @@ pub struct AuditConfig {
     pub sink: AuditSinkKind,
     /// The file of the `jsonl` sink.
     pub path: Option<PathBuf>,
+    /// Whether the client must be able to record audit events: with `true`, a `jsonl` file
+    /// that cannot be appended to fails [`create_storage_client`](crate::create_storage_client)
+    /// with `Config` (fail closed). With `false`, the file is opened on the first event, and
+    /// events that cannot be appended (on a read-only copy of a store, say) are dropped,
+    /// counted and reported by [`Storage::audit_dropped`](crate::Storage::audit_dropped).
+    /// Default (unset): `true` in production, `false` in development.
+    pub required: Option<bool>,
 }
 
 impl StorageConfig {
@@ -280,6 +287,13 @@ impl StorageConfig {
             .keyring
             .clone()
             .or_else(|| self.blob.root.as_ref().map(|r| r.join("keyring.json")))
+    }
+
+    /// Whether audit is required: `audit.required`, else whether this is production.
+    pub fn audit_required(&self) -> bool {
+        self.audit
+            .required
+            .unwrap_or(self.environment == Environment::Production)
     }
 
     /// The key provider in effect (the configured one, or the backend's default).

@@ -131,4 +131,11 @@ impl BlobAdapter for CountingAdapter {
         self.bump(4);
         self.inner.list(prefix, start_after, limit).await
     }
+    async fn sweep_leftovers(
+        &self,
+        prefix: &str,
+        older_than: std::time::Duration,
+    ) -> Result<crate::adapters::LeftoverReport> {
+        self.inner.sweep_leftovers(prefix, older_than).await
+    }
 }

@@ -185,4 +185,11 @@ impl BlobAdapter for RecordingAdapter {
     ) -> Result<ListPage> {
         self.inner.list(prefix, start_after, limit).await
     }
+    async fn sweep_leftovers(
+        &self,
+        prefix: &str,
+        older_than: std::time::Duration,
+    ) -> Result<crate::adapters::LeftoverReport> {
+        self.inner.sweep_leftovers(prefix, older_than).await
+    }
 }

@@ -194,11 +194,13 @@ impl KeyManager {
         &self.provider
     }
 
-    fn tenant_path(tenant: &str) -> Result<BlobPath> {
+    /// Where the tenant key record of `tenant` lives.
+    pub(crate) fn tenant_path(tenant: &str) -> Result<BlobPath> {
         BlobPath::new(format!("k/{tenant}/tenant"))
     }
 
-    fn namespace_path(tenant: &str, ns: &str) -> Result<BlobPath> {
+    /// Where the key record of namespace `ns` of `tenant` lives.
+    pub(crate) fn namespace_path(tenant: &str, ns: &str) -> Result<BlobPath> {
         BlobPath::new(format!("k/{tenant}/n/{ns}"))
     }
 

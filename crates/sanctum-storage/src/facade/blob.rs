@@ -1168,7 +1168,11 @@ impl BlobStore {
     }
 
     /// Deletes bodies and history pages of `ns` that no head references and that are older than
-    /// `grace` (left by crashed or dropped writers, or by a purge that failed part-way).
+    /// `grace` (left by crashed or dropped writers, or by a purge that failed part-way), and
+    /// what interrupted writes left in the adapter ([`BlobAdapter::sweep_leftovers`]) under the
+    /// namespace, its key record and the tenant's grants. Leftovers do not say which path they
+    /// were for, so the local adapter also removes those of the tenant's other namespaces' key
+    /// records (they share a folder) and of its own health probes.
     pub async fn sweep(
         &self,
         ctx: &StorageContext,
@@ -1208,9 +1212,10 @@ impl BlobStore {
                             match self.adapter.delete(&entry.path, None).await {
                                 Ok(()) if kind == 'b' => report.bodies_deleted += 1,
                                 Ok(()) => report.pages_deleted += 1,
-                                Err(e) if e.code() == ErrorCode::NotFound => {}
+                                Err(e) if e.code() == ErrorCode::NotFound => continue,
                                 Err(e) => return Err(e),
                             }
+                            report.bytes_deleted += entry.size;
                         }
                     }
                     match page.entries.last() {
@@ -1218,6 +1223,17 @@ impl BlobStore {
                         _ => break,
                     }
                 }
+            }
+            let tenant = ns.tenant().as_str();
+            for prefix in [
+                layout.namespace_prefix(),
+                crate::policy::policy_path(tenant)?.to_string(),
+                KeyManager::tenant_path(tenant)?.to_string(),
+                KeyManager::namespace_path(tenant, ns.name())?.to_string(),
+            ] {
+                let left = self.adapter.sweep_leftovers(&prefix, grace).await?;
+                report.temp_files_deleted += left.files;
+                report.bytes_deleted += left.bytes;
             }
             Ok(report)
         })

@@ -68,6 +68,11 @@ impl Layout {
         format!("{}/h/{}", self.base, hex_segments(prefix.as_bytes()))
     }
 
+    /// The path prefix of everything in the namespace.
+    pub(crate) fn namespace_prefix(&self) -> String {
+        format!("{}/", self.base)
+    }
+
     /// The path prefix of a kind of object (`b` bodies, `p` pages) across all keys.
     pub(crate) fn kind_prefix(&self, kind: char) -> String {
         format!("{}/{kind}/", self.base)

@@ -19,11 +19,16 @@ pub use options::{
     SweepReport,
 };
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::adapters::LeftoverReport;
 use crate::adapters::registry::AdapterRegistry;
 use crate::config::Environment;
-use crate::error::Result;
+use crate::crypto::LocalKeyring;
+use crate::error::{Error, Result};
+use crate::observability::audit::AuditDropped;
 
 /// The storage client: one handle to every kind of storage. Build it with
 /// [`create_storage_client`](crate::create_storage_client).
@@ -32,6 +37,8 @@ pub struct Storage {
     blobs: BlobStore,
     registry: Arc<AdapterRegistry>,
     environment: Environment,
+    /// The file of the configured local keyring, if that is the key provider.
+    keyring: Option<PathBuf>,
 }
 
 /// What [`Storage::health`] found.
@@ -72,7 +79,13 @@ impl Storage {
             blobs,
             registry,
             environment,
+            keyring: None,
         }
+    }
+
+    /// Sets the file of the configured local keyring.
+    pub(crate) fn with_keyring(self, keyring: Option<PathBuf>) -> Self {
+        Self { keyring, ..self }
     }
 
     /// Versioned blobs.
@@ -116,6 +129,41 @@ impl Storage {
             keys_ok: keys.is_ok(),
             keys_error: keys.err().map(|e| e.to_string()),
         }
+    }
+
+    /// The audit events that could not be recorded so far (none with a sink that cannot fail):
+    /// an application should warn that operations went unaudited, as the CLI does. See
+    /// [`AuditSink::dropped`](crate::observability::audit::AuditSink::dropped).
+    pub fn audit_dropped(&self) -> Option<AuditDropped> {
+        self.blobs.audit.dropped()
+    }
+
+    /// Removes the temporary files that killed writers of the configured local keyring left
+    /// next to it, once last written at least `older_than` ago (see
+    /// [`LocalKeyring::sweep_temp_files`]). With any other key provider there is nothing to
+    /// remove. The keyring serves every tenant, so this is for the operator of the store, not
+    /// an operation on behalf of a tenant: it takes no context and checks no grant.
+    pub async fn sweep_keyring_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        let Some(path) = self.keyring.clone() else {
+            return Ok(LeftoverReport::default());
+        };
+        let swept = tokio::task::spawn_blocking(move || {
+            LocalKeyring::sweep_temp_files(&path, older_than).map_err(|e| {
+                let folder = path.parent().unwrap_or(&path).display().to_string();
+                Error::from_backend_io(
+                    e,
+                    &format!("cannot remove the keyring's temp files in {folder}"),
+                )
+            })
+        })
+        .await
+        .map_err(|e| {
+            Error::new(crate::ErrorCode::PermanentAdapter, "keyring sweep failed").with_source(e)
+        })??;
+        Ok(LeftoverReport {
+            files: swept.0,
+            bytes: swept.1,
+        })
     }
 
     /// Disposes every adapter. The client must not be used afterwards.

@@ -195,6 +195,11 @@ pub struct SweepReport {
     pub bodies_deleted: u64,
     /// History pages referenced by no head, older than the grace period.
     pub pages_deleted: u64,
+    /// Files that interrupted writes left in the adapter (such as the local adapter's temp
+    /// files), older than the grace period.
+    pub temp_files_deleted: u64,
+    /// Bytes freed: the stored sizes of the bodies and pages plus the sizes of the files.
+    pub bytes_deleted: u64,
 }
 
 const CURSOR_TAG: &str = "c2.";

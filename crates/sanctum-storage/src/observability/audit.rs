@@ -79,6 +79,22 @@ impl AuditEvent {
 pub trait AuditSink: Send + Sync + Debug + 'static {
     /// Records one event.
     fn record(&self, event: AuditEvent);
+
+    /// The events this sink failed to record so far, if any, so that the application can say
+    /// that operations went unaudited. Default: `None` (a sink that cannot fail, or does not
+    /// say).
+    fn dropped(&self) -> Option<AuditDropped> {
+        None
+    }
+}
+
+/// Events an [`AuditSink`] failed to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditDropped {
+    /// How many events were lost.
+    pub events: u64,
+    /// Why the first one was, e.g. `cannot append to /h/audit.jsonl: read-only filesystem`.
+    pub reason: String,
 }
 
 /// Keeps events in memory (for tests).
@@ -126,54 +142,161 @@ impl AuditSink for TracingAuditSink {
 /// Appends events to a file as JSON lines, one `write` per event on a file opened for appending,
 /// so lines from several processes do not interleave. Events are not fsynced one by one: a
 /// crash can lose the last few, as with any buffered log.
+///
+/// The file is created with mode `0600` and missing parent folders with `0700` (Unix),
+/// whatever the umask. [`JsonLinesAuditSink::new`] opens it on the first event, so a process
+/// that cannot write there (a read-only copy of a store, say) can still read: each event it
+/// cannot append is dropped, counted in [`AUDIT_ERRORS`] and in [`AuditSink::dropped`], and the
+/// first failure is logged. [`JsonLinesAuditSink::open`] opens it at once instead, failing if it
+/// cannot (for configurations that require audit).
 #[derive(Debug)]
 pub struct JsonLinesAuditSink {
     path: PathBuf,
-    file: Mutex<std::fs::File>,
+    state: Mutex<SinkState>,
+}
+
+/// The open file, once opened, and what could not be written.
+#[derive(Debug, Default)]
+struct SinkState {
+    file: Option<std::fs::File>,
+    dropped: u64,
+    first_error: Option<String>,
+}
+
+/// Opens `path` for appending, creating it (`0600`) and its missing parents (`0700`).
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 impl JsonLinesAuditSink {
-    /// Opens (creating it if needed, with its parent folder) `path` for appending.
-    pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
+    /// A sink appending to `path`, which it opens (creating it, and its parent folder, if
+    /// needed) on the first event.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Self {
+            path: path.as_ref().to_path_buf(),
+            state: Mutex::new(SinkState::default()),
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        Ok(Self {
-            path,
-            file: Mutex::new(file),
-        })
+    }
+
+    /// Opens (creating it if needed, with its parent folder) `path` for appending now, and
+    /// fails if it cannot.
+    pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let sink = Self::new(path);
+        let file = open_append(&sink.path)?;
+        sink.state.lock().expect("audit file lock poisoned").file = Some(file);
+        Ok(sink)
     }
 
     /// The file events go to.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Counts a lost event; logs and keeps the first failure.
+    fn drop_event(&self, state: &mut SinkState, why: impl FnOnce() -> String) {
+        metrics::counter!(AUDIT_ERRORS).increment(1);
+        state.dropped += 1;
+        if state.first_error.is_none() {
+            let why = why();
+            tracing::error!(path = %self.path.display(), "audit events are not recorded: {why}");
+            state.first_error = Some(why);
+        }
+    }
 }
 
 impl AuditSink for JsonLinesAuditSink {
     fn record(&self, event: AuditEvent) {
-        let mut line = match serde_json::to_vec(&event) {
+        let encoded = serde_json::to_vec(&event);
+        let mut state = self.state.lock().expect("audit file lock poisoned");
+        let mut line = match encoded {
             Ok(line) => line,
             Err(e) => {
-                metrics::counter!(AUDIT_ERRORS).increment(1);
-                tracing::error!(error = %e, "cannot encode an audit event");
-                return;
+                return self.drop_event(&mut state, || format!("cannot encode an event: {e}"));
             }
         };
         line.push(b'\n');
-        let written = self
-            .file
-            .lock()
-            .expect("audit file lock poisoned")
-            .write_all(&line);
-        if let Err(e) = written {
-            metrics::counter!(AUDIT_ERRORS).increment(1);
-            tracing::error!(error = %e, path = %self.path.display(), "cannot write an audit event");
+        let file = match &mut state.file {
+            Some(file) => file,
+            None => match open_append(&self.path) {
+                Ok(file) => state.file.insert(file),
+                Err(e) => {
+                    let path = self.path.display();
+                    return self.drop_event(&mut state, || {
+                        format!("cannot append to {path}: {}", e.kind())
+                    });
+                }
+            },
+        };
+        if let Err(e) = file.write_all(&line) {
+            let path = self.path.display();
+            self.drop_event(&mut state, || {
+                format!("cannot append to {path}: {}", e.kind())
+            });
         }
+    }
+
+    fn dropped(&self) -> Option<AuditDropped> {
+        let state = self.state.lock().expect("audit file lock poisoned");
+        (state.dropped > 0).then(|| AuditDropped {
+            events: state.dropped,
+            reason: state
+                .first_error
+                .clone()
+                .unwrap_or_else(|| "unknown error".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> AuditEvent {
+        let ctx = StorageContext::new("acme", "alice").unwrap();
+        AuditEvent::for_request(1, "blob.get", &ctx)
+    }
+
+    #[test]
+    fn the_jsonl_sink_opens_lazily_and_counts_what_it_cannot_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/audit.jsonl");
+        let sink = JsonLinesAuditSink::new(&path);
+        assert!(!path.exists() && !path.parent().unwrap().exists());
+        sink.record(event());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        assert_eq!(sink.dropped(), None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+        }
+
+        // A path that cannot be appended to: events are dropped, counted, the first error kept.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"").unwrap();
+        let bad = blocked.join("audit.jsonl");
+        assert!(JsonLinesAuditSink::open(&bad).is_err());
+        let sink = JsonLinesAuditSink::new(&bad);
+        sink.record(event());
+        sink.record(event());
+        let dropped = sink.dropped().unwrap();
+        assert_eq!(dropped.events, 2);
+        let expected = format!("cannot append to {}: ", bad.display());
+        assert!(dropped.reason.starts_with(&expected), "{dropped:?}");
     }
 }

@@ -25,7 +25,7 @@ use crate::observability::clock::Clock;
 use crate::types::StorageContext;
 pub use crate::types::policy::{AccessPolicy, Grant, Permission};
 
-pub(crate) use store::PolicyStore;
+pub(crate) use store::{PolicyStore, path as policy_path};
 
 /// The namespace value that stands for "the whole tenant" in grants and requests.
 pub const TENANT_WIDE: &str = "*";

@@ -28,7 +28,8 @@ pub(crate) struct PolicyStore {
     cache: Mutex<HashMap<String, (Arc<AccessPolicy>, Instant)>>,
 }
 
-fn path(tenant: &str) -> Result<BlobPath> {
+/// Where the grants of `tenant` live.
+pub(crate) fn path(tenant: &str) -> Result<BlobPath> {
     BlobPath::new(format!("t/{tenant}/policy"))
 }
 
