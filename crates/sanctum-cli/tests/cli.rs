@@ -1,137 +1,14 @@
 //! End-to-end tests of the `sanctum` binary: each test runs the real executable against its own
 //! temporary home folder.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use tempfile::TempDir;
 
-/// A temporary folder with a home for the embedded default.
-struct Sandbox {
-    dir: TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn home(&self) -> PathBuf {
-        self.path().join("home")
-    }
-
-    /// `sanctum` with a clean environment (no inherited `SANCTUM_*`), run inside the sandbox.
-    fn bare(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sanctum"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SANCTUM_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.current_dir(self.path()).stdin(Stdio::null());
-        cmd
-    }
-
-    /// `sanctum --home <sandbox>/home`.
-    fn cmd(&self) -> Command {
-        let mut cmd = self.bare();
-        cmd.arg("--home").arg(self.home());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", describe(&out));
-        out.stdout
-    }
-
-    /// Runs with `--json` and expects success; returns the parsed document.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        parse(&self.ok(&all))
-    }
-
-    /// Writes a file in the sandbox.
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}, stdout {:?}, stderr {:?}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn parse(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(bytes)))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit status and that stderr carries `error[<code>]:`.
-fn assert_fails(out: &Output, status: i32, code: &str) {
-    assert_eq!(out.status.code(), Some(status), "{}", describe(out));
-    let prefix = format!("error[{code}]: ");
-    // Notes (such as a new home) may come first; the error is the last line.
-    assert!(
-        stderr(out)
-            .lines()
-            .last()
-            .is_some_and(|l| l.starts_with(&prefix)),
-        "expected {prefix:?}: {}",
-        describe(out)
-    );
-    assert!(!stderr(out).contains("panicked"), "{}", describe(out));
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
-}
+mod common;
+use common::{Sandbox, assert_fails, describe, parse, random_bytes, stderr};
 
 fn version_id(v: &Value) -> String {
     v["version_id"]

@@ -9,162 +9,40 @@
 use std::fs::{self, Metadata};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::Value;
-use tempfile::TempDir;
+mod common;
+use common::{Rng, Sandbox, assert_fails, describe, parse, random_bytes, stderr};
 
-/// A temporary folder with a home for the embedded default.
-struct Sandbox {
-    dir: TempDir,
+/// `sanctum --home <home> ARGS` with the home mounted read-only in a private mount
+/// namespace (`unshare -m`; the mount disappears with the process).
+fn read_only(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = sb.program("unshare");
+    cmd.args(["-m", "sh", "-c", READ_ONLY_SCRIPT])
+        .arg(sb.home())
+        .arg(env!("CARGO_BIN_EXE_sanctum"))
+        .arg("--home")
+        .arg(sb.home())
+        .args(args)
+        .envs(env.iter().copied());
+    cmd.output().unwrap()
 }
 
-impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn home(&self) -> PathBuf {
-        self.path().join("home")
-    }
-
-    /// `program` with a clean environment (no inherited `SANCTUM_*`), run inside the sandbox.
-    fn bare(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new(program);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SANCTUM_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.current_dir(self.path()).stdin(Stdio::null());
-        cmd
-    }
-
-    /// `sanctum --home <sandbox>/home`.
-    fn cmd(&self) -> Command {
-        let mut cmd = self.bare(env!("CARGO_BIN_EXE_sanctum"));
-        cmd.arg("--home").arg(self.home());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", describe(&out));
-        out.stdout
-    }
-
-    /// Runs with `--json` and expects success; returns the parsed document.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        parse(&self.ok(&all))
-    }
-
-    /// Writes a file in the sandbox.
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path().join(name);
-        fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// `sanctum --home <home> ARGS` with the home mounted read-only in a private mount
-    /// namespace (`unshare -m`; the mount disappears with the process).
-    fn read_only(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = self.bare("unshare");
-        cmd.args(["-m", "sh", "-c", READ_ONLY_SCRIPT])
-            .arg(self.home())
-            .arg(env!("CARGO_BIN_EXE_sanctum"))
-            .arg("--home")
-            .arg(self.home())
-            .args(args)
-            .envs(env.iter().copied());
-        cmd.output().unwrap()
-    }
-
-    /// `sanctum --home <home> ARGS` under umask 000.
-    fn umask_000(&self, args: &[&str]) -> Output {
-        let mut cmd = self.bare("sh");
-        cmd.args(["-c", "umask 000; exec \"$0\" \"$@\""])
-            .arg(env!("CARGO_BIN_EXE_sanctum"))
-            .arg("--home")
-            .arg(self.home())
-            .args(args);
-        cmd.output().unwrap()
-    }
+/// `sanctum --home <home> ARGS` under umask 000.
+fn umask_000(sb: &Sandbox, args: &[&str]) -> Output {
+    let mut cmd = sb.program("sh");
+    cmd.args(["-c", "umask 000; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_sanctum"))
+        .arg("--home")
+        .arg(sb.home())
+        .args(args);
+    cmd.output().unwrap()
 }
 
 /// Bind-mounts `$0` on itself read-only, then runs `"$@"`.
 const READ_ONLY_SCRIPT: &str =
     "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\"";
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}, stdout {:?}, stderr {:?}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn parse(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(bytes)))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit status and that the error line (after any warnings) is `error[<code>]:`.
-fn assert_fails(out: &Output, status: i32, code: &str) {
-    assert_eq!(out.status.code(), Some(status), "{}", describe(out));
-    let prefix = format!("error[{code}]: ");
-    assert!(
-        stderr(out).lines().any(|l| l.starts_with(&prefix)),
-        "expected {prefix:?}: {}",
-        describe(out)
-    );
-    assert!(!stderr(out).contains("panicked"), "{}", describe(out));
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    (0..len).map(|_| (rng.next() >> 56) as u8).collect()
-}
-
-/// xorshift64*: enough randomness for kill times, reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Every file and folder under `dir` (not following symlinks), sorted by path.
 fn tree(dir: &Path) -> Vec<(PathBuf, Metadata)> {
@@ -417,7 +295,7 @@ fn sweep_removes_every_kind_of_leftover_past_the_grace_period() {
 fn can_mount_privately(sb: &Sandbox) -> bool {
     fs::create_dir_all(sb.home()).unwrap();
     let probe = sb
-        .bare("unshare")
+        .program("unshare")
         .args(["-m", "sh", "-c", READ_ONLY_SCRIPT])
         .arg(sb.home())
         .arg("true")
@@ -478,7 +356,7 @@ fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
         &["--actor", "bob", "blob", "ls", "docs"], // denied: still one warning, no more
     ];
     for args in reads {
-        let got = sb.read_only(args, &[]);
+        let got = read_only(&sb, args, &[]);
         if args[0] == "--actor" {
             assert_fails(&got, 5, "unauthorized");
             assert_eq!(stderr(&got).lines().count(), 2, "{}", describe(&got));
@@ -497,7 +375,7 @@ fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
     }
     assert!(fs::read(&out_file).unwrap() == body);
     // With --json, the warning is a JSON document too, as errors are.
-    let got = sb.read_only(&["--json", "blob", "ls", "docs"], &[]);
+    let got = read_only(&sb, &["--json", "blob", "ls", "docs"], &[]);
     assert!(got.status.success(), "{}", describe(&got));
     let warning = parse(&got.stderr);
     let message = warning["warning"]["message"].as_str().unwrap();
@@ -506,7 +384,7 @@ fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
         "{warning}"
     );
     // `health` records no audit event, and writes nothing either.
-    let health = sb.read_only(&["health"], &[]);
+    let health = read_only(&sb, &["health"], &[]);
     assert!(health.status.success(), "{}", describe(&health));
     assert!(
         stderr(&health)
@@ -518,7 +396,7 @@ fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
 
     // Writes fail as permanent_adapter, naming the folder they could not write.
     let objects = home.join("blobs/objects/t/default/n/docs");
-    let put = sb.read_only(&["blob", "put", "docs", "big", input], &[]);
+    let put = read_only(&sb, &["blob", "put", "docs", "big", input], &[]);
     assert_fails(&put, 10, "permanent_adapter");
     assert!(
         stderr(&put).contains(&format!(
@@ -528,7 +406,7 @@ fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
         "{}",
         describe(&put)
     );
-    let put = sb.read_only(&["blob", "put", "docs", "new", input], &[]);
+    let put = read_only(&sb, &["blob", "put", "docs", "new", input], &[]);
     assert_fails(&put, 10, "permanent_adapter");
     assert!(
         stderr(&put).contains(&format!("cannot create the folder {}/", objects.display())),
@@ -539,7 +417,7 @@ fn a_read_only_home_can_be_read_and_refuses_writes_by_folder() {
 
     // Audit required: reads fail closed.
     let required = [("SANCTUM_AUDIT__REQUIRED", "true")];
-    let ls = sb.read_only(&["blob", "ls", "docs"], &required);
+    let ls = read_only(&sb, &["blob", "ls", "docs"], &required);
     assert_fails(&ls, 12, "config");
     assert!(stderr(&ls).contains("audit"), "{}", describe(&ls));
     assert!(ls.stdout.is_empty(), "{}", describe(&ls));
@@ -574,7 +452,7 @@ fn folders_are_0700_and_files_0600_whatever_the_umask() {
         &["blob", "rm", "docs", "a/b/c"],
     ];
     for args in commands {
-        let out = sb.umask_000(args);
+        let out = umask_000(&sb, args);
         assert!(out.status.success(), "{args:?}: {}", describe(&out));
     }
     let mut seen = 0;
@@ -634,7 +512,7 @@ fn a_full_disk_leaves_nothing_and_names_the_file() {
     let small = sb.file("small.txt", b"hello");
     let big = sb.file("big.bin", &random_bytes(300 * 1024, 5));
     let out = sb
-        .bare("unshare")
+        .program("unshare")
         .args(["-m", "sh", "-c", FULL_DISK_SCRIPT])
         .arg(sb.home())
         .arg(env!("CARGO_BIN_EXE_sanctum"))

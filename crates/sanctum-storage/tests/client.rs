@@ -13,6 +13,16 @@ use sanctum_storage::{
 
 const NO_ENV: [(&str, &str); 0] = [];
 
+/// The embedded default (a folder and development keys) in `home`.
+async fn embedded(home: &std::path::Path) -> sanctum_storage::Storage {
+    create_storage_client(
+        StorageConfig::embedded(home),
+        StorageDependencies::default(),
+    )
+    .await
+    .unwrap()
+}
+
 /// A key provider that claims to be fit for production (to test the production path without
 /// a KMS): it delegates everything to a memory provider.
 #[derive(Debug)]
@@ -54,12 +64,7 @@ impl KeyProvider for ProductionLike {
 #[tokio::test]
 async fn embedded_default_stores_in_the_home_folder() {
     let home = tempfile::tempdir().unwrap();
-    let storage = create_storage_client(
-        StorageConfig::embedded(home.path()),
-        StorageDependencies::default(),
-    )
-    .await
-    .unwrap();
+    let storage = embedded(home.path()).await;
     let ctx = StorageContext::new("default", "local").unwrap();
     storage
         .blobs()
@@ -220,12 +225,7 @@ async fn cache_only_reads_are_refused_until_the_cache_exists() {
 #[tokio::test]
 async fn tampered_bodies_fail_with_an_encryption_error() {
     let home = tempfile::tempdir().unwrap();
-    let storage = create_storage_client(
-        StorageConfig::embedded(home.path()),
-        StorageDependencies::default(),
-    )
-    .await
-    .unwrap();
+    let storage = embedded(home.path()).await;
     let ctx = StorageContext::new("t1", "local").unwrap();
     let body = vec![7u8; 200_000];
     let v = storage
@@ -336,12 +336,7 @@ async fn audit_is_lazy_unless_required() {
     // Not required: the file is opened on the first event, and events that cannot be appended
     // are dropped and reported.
     let audit = home.path().join("audit.jsonl");
-    let storage = create_storage_client(
-        StorageConfig::embedded(home.path()),
-        StorageDependencies::default(),
-    )
-    .await
-    .unwrap();
+    let storage = embedded(home.path()).await;
     assert!(!audit.exists(), "opened before any event");
     let ctx = StorageContext::new("default", "local").unwrap();
     storage
@@ -383,12 +378,7 @@ async fn audit_is_lazy_unless_required() {
 #[tokio::test]
 async fn sweep_removes_what_killed_writers_left() {
     let home = tempfile::tempdir().unwrap();
-    let storage = create_storage_client(
-        StorageConfig::embedded(home.path()),
-        StorageDependencies::default(),
-    )
-    .await
-    .unwrap();
+    let storage = embedded(home.path()).await;
     let ctx = StorageContext::new("default", "local").unwrap();
     storage
         .blobs()
