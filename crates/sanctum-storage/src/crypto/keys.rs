@@ -7,13 +7,20 @@
 //! sanctum-crypto format). Both are replaced with compare-and-swap, so concurrent processes
 //! agree. Cached keys expire after [`CACHE_TTL`] so other processes' rotations and shreds are
 //! seen; a shred in this process drops the tenant's keys at once.
+//!
+//! A namespace key record (format 2) is authenticated under a key derived from the tenant key
+//! ([`integrity`](super::integrity)) and carries a record version that grows by one per write:
+//! an edited record is refused, and so is an older authentic one once this process has seen a
+//! newer one. Format 1 records (written before authentication existed) are refused until
+//! [`KeyManager::upgrade`] authenticates them, once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::integrity::{AuthKey, HighWater, Mark, Purpose, Seen};
 use super::{KeyProvider, WrappedKey, crypto_err, key_err};
 use crate::adapters::json::{read_json, write_json};
 use crate::adapters::{BlobAdapter, BlobPath, PutMode};
@@ -38,27 +45,120 @@ struct TenantRecord {
     created_at_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The format of namespace key records written now: authenticated, versioned, epoch states.
+const NAMESPACE_FORMAT: u32 = 2;
+/// The format written before key records were authenticated (read only by an upgrade).
+const LEGACY_NAMESPACE_FORMAT: u32 = 1;
+
+/// The life of a data-key epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochState {
+    /// The epoch new writes use (exactly one per namespace).
+    Active,
+    /// Older data under it still reads; nothing new is written under it.
+    DecryptOnly,
+    /// Nothing under it is accepted any more: data claiming it fails with `Encryption`.
+    Retired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct EpochRecord {
     epoch: u32,
     /// The data key, encrypted under the tenant key (sanctum-crypto message, hex).
     wrapped: String,
     created_at_ms: u64,
+    /// Absent in format 1 (where every epoch decrypts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<EpochState>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct NamespaceRecord {
     format: u32,
     key_id: String,
+    /// Grows by one per write (format 2): with the high-water mark, an older authentic record
+    /// is recognised.
+    #[serde(default)]
+    version: u64,
     current: u32,
     epochs: Vec<EpochRecord>,
+    /// Set by the upgrade from format 1: version records written before authentication existed
+    /// (untagged) are accepted until a complete re-encryption pass tags them all.
+    #[serde(default)]
+    legacy_manifests: bool,
+    /// The record's tag (format 2), over every other field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
 }
 
-/// The data keys of one namespace: every epoch, and which one new writes use.
+impl NamespaceRecord {
+    /// The bytes the tag covers: the record without its tag.
+    fn signed_bytes(&self) -> Result<Vec<u8>> {
+        let mut unsigned = self.clone();
+        unsigned.mac = None;
+        serde_json::to_vec(&unsigned)
+            .map_err(|e| Error::consistency("cannot encode a key record").with_source(e))
+    }
+
+    fn sign(&mut self, auth: &AuthKey) -> Result<()> {
+        let bytes = self.signed_bytes()?;
+        self.mac = Some(auth.tag(&[b"namespace-key-record/v2", &bytes]));
+        Ok(())
+    }
+
+    fn verify(&self, auth: &AuthKey) -> Result<()> {
+        let Some(mac) = &self.mac else {
+            return Err(enc(
+                "the namespace key record is not authenticated (refused; was it edited?)",
+            ));
+        };
+        if !auth.verify(&[b"namespace-key-record/v2", &self.signed_bytes()?], mac) {
+            return Err(enc(
+                "the namespace key record failed authentication: it was changed outside sanctum",
+            ));
+        }
+        Ok(())
+    }
+
+    fn state_of(&self, epoch: &EpochRecord) -> EpochState {
+        match epoch.state {
+            Some(state) => state,
+            None if epoch.epoch == self.current => EpochState::Active,
+            None => EpochState::DecryptOnly,
+        }
+    }
+}
+
+/// One epoch of a namespace, as [`KeyManager::epochs`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpochInfo {
+    /// The epoch number.
+    pub epoch: u32,
+    /// Its state.
+    pub state: EpochState,
+    /// When it was created (ms since the Unix epoch).
+    pub created_at_ms: u64,
+}
+
+/// What [`KeyManager::upgrade`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeyUpgradeReport {
+    /// Namespace key records authenticated now (they were format 1).
+    pub upgraded: Vec<String>,
+    /// Namespace key records that were already authenticated.
+    pub already_current: u64,
+}
+
+/// The data keys of one namespace: every epoch that still decrypts, which one new writes use,
+/// and the key that authenticates the namespace's version records.
 pub struct NamespaceKeys {
     key_id: String,
     current: u32,
     keys: BTreeMap<u32, DataKey>,
+    retired: BTreeSet<u32>,
+    versions_auth: AuthKey,
+    legacy_manifests: bool,
 }
 
 impl std::fmt::Debug for NamespaceKeys {
@@ -101,12 +201,33 @@ impl NamespaceKeys {
                 "encrypted data names a key of another namespace",
             ));
         }
+        if self.retired.contains(&key_ref.epoch) {
+            return Err(Error::new(
+                ErrorCode::Encryption,
+                format!(
+                    "encrypted data claims key epoch {}, which is retired: nothing under it is \
+                     accepted",
+                    key_ref.epoch
+                ),
+            ));
+        }
         self.keys.get(&key_ref.epoch).ok_or_else(|| {
             Error::new(
                 ErrorCode::Encryption,
                 "encrypted data names an unknown key epoch",
             )
         })
+    }
+
+    /// The key that authenticates this namespace's version records (derived from the tenant
+    /// key, so it outlives every data-key epoch).
+    pub(crate) fn versions_auth(&self) -> &AuthKey {
+        &self.versions_auth
+    }
+
+    /// Whether untagged version records (written before authentication existed) are accepted.
+    pub(crate) fn legacy_manifests(&self) -> bool {
+        self.legacy_manifests
     }
 }
 
@@ -125,6 +246,8 @@ pub struct KeyManager {
     /// Tenants shredded by this process: no key of theirs is loaded or cached again, even by a
     /// load that was already under way when the shred happened.
     shredded: Mutex<HashSet<String>>,
+    /// The newest key records and version chains this process has seen.
+    high_water: HighWater,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -169,6 +292,42 @@ fn dek_context<'a>(tenant: &'a str, ns: &'a str, key_epoch: &'a str) -> Context<
 
 use crate::hex::encode as hex;
 
+/// The key that authenticates the key record of `ns`.
+fn record_auth(tenant_key: &DataKey, tenant: &str, ns: &str) -> AuthKey {
+    AuthKey::derive(tenant_key, Purpose::KeyRecord, tenant, ns)
+}
+
+/// The high-water mark name of the key record of `ns`.
+fn record_mark(tenant: &str, ns: &str) -> String {
+    format!("k/{tenant}/n/{ns}")
+}
+
+/// Opens the wrapped data keys of `epochs` (AEAD under the tenant key, bound to tenant,
+/// namespace, key id and epoch). The plaintext copies are wiped.
+fn unwrap_epochs(
+    tenant: &str,
+    ns: &str,
+    tenant_key: &DataKey,
+    key_id: &str,
+    epochs: &[&EpochRecord],
+) -> Result<BTreeMap<u32, DataKey>> {
+    let mut keys = BTreeMap::new();
+    for epoch in epochs {
+        let message = unhex(&epoch.wrapped)?;
+        let key_epoch = format!("{key_id}.{}", epoch.epoch);
+        let ctx = dek_context(tenant, ns, &key_epoch);
+        let plain =
+            crate::crypto::decrypt_message(tenant_key, &ctx, &message).map_err(crypto_err)?;
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        if plain.len() != bytes.len() {
+            return Err(enc("a wrapped data key has the wrong length"));
+        }
+        bytes.copy_from_slice(&plain);
+        keys.insert(epoch.epoch, DataKey::from_bytes(*bytes));
+    }
+    Ok(keys)
+}
+
 fn unhex(s: &str) -> Result<Vec<u8>> {
     crate::hex::decode(s).ok_or_else(|| Error::consistency("key store record is corrupt"))
 }
@@ -186,7 +345,13 @@ impl KeyManager {
             clock,
             cache: Mutex::new(HashMap::new()),
             shredded: Mutex::new(HashSet::new()),
+            high_water: HighWater::default(),
         }
+    }
+
+    /// The per-process high-water marks (key records and version chains).
+    pub(crate) fn high_water(&self) -> &HighWater {
+        &self.high_water
     }
 
     /// The KEK provider.
@@ -310,9 +475,16 @@ impl KeyManager {
         let tenant_key = self.tenant_key(tenant, create).await?;
         let path = Self::namespace_path(tenant, ns)?;
         for _ in 0..MAX_ATTEMPTS {
+            let before = self.high_water.mark(&record_mark(tenant, ns));
             match self.read_record::<NamespaceRecord>(&path).await? {
                 Some((record, _)) => {
-                    let keys = Arc::new(self.unwrap_namespace(tenant, ns, &tenant_key, &record)?);
+                    let keys = Arc::new(self.open_namespace(
+                        tenant,
+                        ns,
+                        &tenant_key,
+                        &record,
+                        before.as_ref(),
+                    )?);
                     if let Some(cached) = self
                         .cache
                         .lock()
@@ -329,12 +501,16 @@ impl KeyManager {
                 None => {
                     let key_id = new_id(self.clock.as_ref());
                     let first = self.new_epoch(tenant, ns, &tenant_key, &key_id, 1)?;
-                    let record = NamespaceRecord {
-                        format: 1,
+                    let mut record = NamespaceRecord {
+                        format: NAMESPACE_FORMAT,
                         key_id,
+                        version: 1,
                         current: 1,
                         epochs: vec![first],
+                        legacy_manifests: false,
+                        mac: None,
                     };
+                    record.sign(&record_auth(&tenant_key, tenant, ns))?;
                     match self.write_record(&path, &record, PutMode::Create).await {
                         // Re-read: ours, or a concurrent creator's.
                         Ok(()) => {}
@@ -374,29 +550,27 @@ impl KeyManager {
             epoch,
             wrapped: hex(&wrapped),
             created_at_ms: self.clock.now_ms(),
+            state: Some(EpochState::Active),
         })
     }
 
-    fn unwrap_namespace(
+    /// Checks `record` (format, tag, freshness) and unwraps the data keys of its epochs that
+    /// still decrypt.
+    fn open_namespace(
         &self,
         tenant: &str,
         ns: &str,
         tenant_key: &DataKey,
         record: &NamespaceRecord,
+        before: Option<&Mark>,
     ) -> Result<NamespaceKeys> {
-        let mut keys = BTreeMap::new();
-        for epoch in &record.epochs {
-            let message = unhex(&epoch.wrapped)?;
-            let key_epoch = format!("{}.{}", record.key_id, epoch.epoch);
-            let ctx = dek_context(tenant, ns, &key_epoch);
-            let plain =
-                crate::crypto::decrypt_message(tenant_key, &ctx, &message).map_err(crypto_err)?;
-            let bytes: [u8; 32] = plain
-                .as_slice()
-                .try_into()
-                .map_err(|_| enc("a wrapped data key has the wrong length"))?;
-            keys.insert(epoch.epoch, DataKey::from_bytes(bytes));
-        }
+        self.check_record(tenant, ns, tenant_key, record, before)?;
+        let usable: Vec<&EpochRecord> = record
+            .epochs
+            .iter()
+            .filter(|e| record.state_of(e) != EpochState::Retired)
+            .collect();
+        let keys = unwrap_epochs(tenant, ns, tenant_key, &record.key_id, &usable)?;
         if !keys.contains_key(&record.current) {
             return Err(Error::consistency(
                 "the namespace key record lacks its current epoch",
@@ -406,40 +580,278 @@ impl KeyManager {
             key_id: record.key_id.clone(),
             current: record.current,
             keys,
+            retired: record
+                .epochs
+                .iter()
+                .filter(|e| record.state_of(e) == EpochState::Retired)
+                .map(|e| e.epoch)
+                .collect(),
+            versions_auth: AuthKey::derive(tenant_key, Purpose::VersionRecords, tenant, ns),
+            legacy_manifests: record.legacy_manifests,
         })
     }
 
-    /// Adds a data-key epoch to `ns`: new writes use it; data under older epochs stays readable.
+    /// Refuses a record that is unauthenticated, edited, or older than one this process had
+    /// seen before it read this one (`before`, the mark taken then).
+    fn check_record(
+        &self,
+        tenant: &str,
+        ns: &str,
+        tenant_key: &DataKey,
+        record: &NamespaceRecord,
+        before: Option<&Mark>,
+    ) -> Result<()> {
+        match record.format {
+            NAMESPACE_FORMAT => {}
+            LEGACY_NAMESPACE_FORMAT => {
+                return Err(Error::new(
+                    ErrorCode::Encryption,
+                    format!(
+                        "the key record of namespace '{ns}' predates authenticated key records: \
+                         run `sanctum keys upgrade` once to authenticate it"
+                    ),
+                ));
+            }
+            other => {
+                return Err(Error::consistency(format!(
+                    "the key record of namespace '{ns}' has unknown format {other}"
+                )));
+            }
+        }
+        record.verify(&record_auth(tenant_key, tenant, ns))?;
+        match self.high_water.observe(
+            &record_mark(tenant, ns),
+            before,
+            &record.key_id,
+            record.version,
+        ) {
+            Seen::Fresh => Ok(()),
+            Seen::RolledBack { seen } => Err(enc(&format!(
+                "the key record of namespace '{ns}' was rolled back to version {} after this \
+                 process saw version {seen}",
+                record.version
+            ))),
+        }
+    }
+
+    /// Reads, checks and changes the key record of `ns` with `change`, then writes it back
+    /// signed, with its version one higher (compare-and-swap; retried on a lost race).
+    async fn update_record<T>(
+        &self,
+        tenant: &str,
+        ns: &str,
+        what: &str,
+        mut change: impl FnMut(&mut NamespaceRecord, &DataKey) -> Result<T>,
+    ) -> Result<T> {
+        let path = Self::namespace_path(tenant, ns)?;
+        let no_keys = || {
+            Error::not_found(format!(
+                "namespace '{ns}' has no keys to {what}: nothing has been stored in it"
+            ))
+        };
+        // A namespace that never stored anything has no key to change: saying so catches a
+        // mistyped name, where creating keys for it would hide the mistake.
+        if self.read_record::<NamespaceRecord>(&path).await?.is_none() {
+            return Err(no_keys());
+        }
+        let tenant_key = self.tenant_key(tenant, false).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let before = self.high_water.mark(&record_mark(tenant, ns));
+            let Some((mut record, etag)) = self.read_record::<NamespaceRecord>(&path).await? else {
+                return Err(no_keys());
+            };
+            self.check_record(tenant, ns, &tenant_key, &record, before.as_ref())?;
+            let out = change(&mut record, &tenant_key)?;
+            record.version += 1;
+            record.sign(&record_auth(&tenant_key, tenant, ns))?;
+            match self
+                .write_record(&path, &record, PutMode::Update(etag))
+                .await
+            {
+                Ok(()) => {
+                    self.high_water.observe(
+                        &record_mark(tenant, ns),
+                        None,
+                        &record.key_id,
+                        record.version,
+                    );
+                    self.forget_namespace(tenant, ns);
+                    return Ok(out);
+                }
+                Err(e) if e.code() == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(format!(
+            "gave up trying to {what} the namespace key after repeated concurrent changes"
+        )))
+    }
+
+    /// Adds a data-key epoch to `ns`: new writes use it; data under older epochs stays readable
+    /// (they become decrypt-only).
     pub async fn rotate_namespace(&self, tenant: &str, ns: &str) -> Result<u32> {
-        let tenant_key = self.tenant_key(tenant, true).await?;
+        self.update_record(tenant, ns, "rotate", |record, tenant_key| {
+            let epoch = record.epochs.iter().map(|e| e.epoch).max().unwrap_or(0) + 1;
+            for e in &mut record.epochs {
+                if e.state != Some(EpochState::Retired) {
+                    e.state = Some(EpochState::DecryptOnly);
+                }
+            }
+            let next = self.new_epoch(tenant, ns, tenant_key, &record.key_id, epoch)?;
+            record.epochs.push(next);
+            record.current = epoch;
+            Ok(epoch)
+        })
+        .await
+    }
+
+    /// The epochs of `ns` and their states, oldest first.
+    pub async fn epochs(&self, tenant: &str, ns: &str) -> Result<Vec<EpochInfo>> {
+        let path = Self::namespace_path(tenant, ns)?;
+        let tenant_key = self.tenant_key(tenant, false).await?;
+        let before = self.high_water.mark(&record_mark(tenant, ns));
+        let Some((record, _)) = self.read_record::<NamespaceRecord>(&path).await? else {
+            return Err(Error::not_found(format!(
+                "namespace '{ns}' has no keys: nothing has been stored in it"
+            )));
+        };
+        self.check_record(tenant, ns, &tenant_key, &record, before.as_ref())?;
+        Ok(record
+            .epochs
+            .iter()
+            .map(|e| EpochInfo {
+                epoch: e.epoch,
+                state: record.state_of(e),
+                created_at_ms: e.created_at_ms,
+            })
+            .collect())
+    }
+
+    /// Retires `epochs` of `ns` (never the active one): from now on data under them, or
+    /// claiming them, fails with `Encryption`. The caller checks that no data needs them.
+    /// Returns the epochs retired now (already retired ones are skipped).
+    pub(crate) async fn retire_epochs(
+        &self,
+        tenant: &str,
+        ns: &str,
+        epochs: &[u32],
+    ) -> Result<Vec<u32>> {
+        self.update_record(tenant, ns, "retire", |record, _| {
+            let mut retired = Vec::new();
+            for &epoch in epochs {
+                if epoch == record.current {
+                    return Err(Error::invalid(format!(
+                        "epoch {epoch} is the active epoch of '{ns}' and cannot be retired: \
+                         rotate first"
+                    )));
+                }
+                let Some(e) = record.epochs.iter_mut().find(|e| e.epoch == epoch) else {
+                    return Err(Error::not_found(format!(
+                        "namespace '{ns}' has no key epoch {epoch}"
+                    )));
+                };
+                if e.state != Some(EpochState::Retired) {
+                    e.state = Some(EpochState::Retired);
+                    retired.push(epoch);
+                }
+            }
+            Ok(retired)
+        })
+        .await
+    }
+
+    /// Stops accepting untagged version records in `ns` (after a complete re-encryption pass
+    /// tagged every one). Does nothing when they are not accepted already.
+    pub(crate) async fn clear_legacy_manifests(&self, tenant: &str, ns: &str) -> Result<()> {
+        let cached = self.namespace(tenant, ns, false).await?;
+        if !cached.legacy_manifests() {
+            return Ok(());
+        }
+        self.update_record(tenant, ns, "update", |record, _| {
+            record.legacy_manifests = false;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Authenticates every namespace key record of `tenant` written before key records were
+    /// authenticated (format 1): each is checked (every epoch's wrapped key must open under the
+    /// tenant key) and rewritten as format 2. Untagged version records in those namespaces stay
+    /// readable until `keys reencrypt` tags them. Run it once, on a store you trust as it is:
+    /// it authenticates what it finds.
+    pub async fn upgrade(&self, tenant: &str) -> Result<KeyUpgradeReport> {
+        let tenant_key = self.tenant_key(tenant, false).await?;
+        let prefix = format!("k/{tenant}/n/");
+        let mut report = KeyUpgradeReport::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.adapter.list(&prefix, after.as_deref(), 1000).await?;
+            for entry in &page.entries {
+                let ns = &entry.path.as_str()[prefix.len()..];
+                if self.upgrade_namespace(tenant, ns, &tenant_key).await? {
+                    report.upgraded.push(ns.to_string());
+                } else {
+                    report.already_current += 1;
+                }
+            }
+            match page.entries.last() {
+                Some(last) if page.more => after = Some(last.path.as_str().to_string()),
+                _ => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Upgrades one record; false when it is format 2 already.
+    async fn upgrade_namespace(
+        &self,
+        tenant: &str,
+        ns: &str,
+        tenant_key: &DataKey,
+    ) -> Result<bool> {
         let path = Self::namespace_path(tenant, ns)?;
         for _ in 0..MAX_ATTEMPTS {
-            // A namespace that never stored anything has no key to rotate: saying so catches
-            // a mistyped name, where creating keys for it would hide the mistake.
+            let before = self.high_water.mark(&record_mark(tenant, ns));
             let Some((mut record, etag)) = self.read_record::<NamespaceRecord>(&path).await? else {
-                return Err(Error::not_found(format!(
-                    "namespace '{ns}' has no keys to rotate: nothing has been stored in it"
-                )));
+                return Ok(false);
             };
-            let epoch = record.epochs.iter().map(|e| e.epoch).max().unwrap_or(0) + 1;
-            record
-                .epochs
-                .push(self.new_epoch(tenant, ns, &tenant_key, &record.key_id, epoch)?);
-            record.current = epoch;
+            if record.format != LEGACY_NAMESPACE_FORMAT {
+                self.check_record(tenant, ns, tenant_key, &record, before.as_ref())?;
+                return Ok(false);
+            }
+            let all: Vec<&EpochRecord> = record.epochs.iter().collect();
+            unwrap_epochs(tenant, ns, tenant_key, &record.key_id, &all)?;
+            if !record.epochs.iter().any(|e| e.epoch == record.current) {
+                return Err(Error::consistency(format!(
+                    "the key record of namespace '{ns}' lacks its current epoch"
+                )));
+            }
+            let current = record.current;
+            for e in &mut record.epochs {
+                e.state = Some(if e.epoch == current {
+                    EpochState::Active
+                } else {
+                    EpochState::DecryptOnly
+                });
+            }
+            record.format = NAMESPACE_FORMAT;
+            record.version = 1;
+            record.legacy_manifests = true;
+            record.sign(&record_auth(tenant_key, tenant, ns))?;
             match self
                 .write_record(&path, &record, PutMode::Update(etag))
                 .await
             {
                 Ok(()) => {
                     self.forget_namespace(tenant, ns);
-                    return Ok(epoch);
+                    return Ok(true);
                 }
                 Err(e) if e.code() == ErrorCode::Conflict => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(Error::conflict(
-            "gave up rotating the namespace key after repeated concurrent changes",
+            "gave up upgrading a namespace key record after repeated concurrent changes",
         ))
     }
 

@@ -133,10 +133,17 @@ impl KeyProvider for MemoryKeyProvider {
             .ok_or_else(invalid)?;
         let aad_hex = hex(aad);
         let ctx = context(tenant, &aad_hex);
-        let plain = sanctum_crypto::decrypt(kek, &header, header_len, &ctx, &message)
-            .map_err(|_| invalid())?;
-        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| invalid())?;
-        Ok(Zeroizing::new(bytes))
+        // The plaintext is a key: every copy is wiped.
+        let plain = Zeroizing::new(
+            sanctum_crypto::decrypt(kek, &header, header_len, &ctx, &message)
+                .map_err(|_| invalid())?,
+        );
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        if plain.len() != bytes.len() {
+            return Err(invalid());
+        }
+        bytes.copy_from_slice(&plain);
+        Ok(bytes)
     }
 
     async fn rewrap(

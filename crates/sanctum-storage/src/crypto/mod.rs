@@ -16,11 +16,14 @@
 //! is cached. A header never selects a key on its own: its key id must be the namespace's
 //! (from the key store under the caller's tenant), and only that namespace's epochs exist.
 
+pub(crate) mod integrity;
 pub mod keys;
 pub mod memory_provider;
 pub(crate) mod streams;
 
-pub use keys::{KekRotation, KeyManager, NamespaceKeys};
+pub use keys::{
+    EpochInfo, EpochState, KekRotation, KeyManager, KeyUpgradeReport, NamespaceKeys,
+};
 pub use memory_provider::MemoryKeyProvider;
 pub use sanctum_keys::{KeyError, KeyErrorKind, KeyProvider, WrappedKey};
 pub use sanctum_keys::{LocalKeyring, OpenBaoTransit};
@@ -28,14 +31,15 @@ pub use sanctum_keys::{LocalKeyring, OpenBaoTransit};
 use crate::error::{Error, ErrorCode};
 
 /// Decrypts a whole small message with `key` (already chosen from trusted state). The header
-/// is parsed from the message; the caller checked (or fixed) which key it names.
+/// is parsed from the message; the caller checked (or fixed) which key it names. The plaintext
+/// is wiped when dropped (it may be a data key).
 pub(crate) fn decrypt_message(
     key: &sanctum_crypto::DataKey,
     ctx: &sanctum_crypto::Context<'_>,
     message: &[u8],
-) -> Result<Vec<u8>, sanctum_crypto::CryptoError> {
+) -> Result<zeroize::Zeroizing<Vec<u8>>, sanctum_crypto::CryptoError> {
     let (header, header_len) = sanctum_crypto::Header::parse(message)?;
-    sanctum_crypto::decrypt(key, &header, header_len, ctx, message)
+    sanctum_crypto::decrypt(key, &header, header_len, ctx, message).map(zeroize::Zeroizing::new)
 }
 
 /// Maps a format error to the project's `Encryption` error (messages carry no key or plaintext).

@@ -31,6 +31,7 @@ use super::sealing::{self, Place, Sealed};
 use super::stream::{Tap, Verify};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
 use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
+use crate::crypto::integrity::Mark;
 use crate::crypto::{KeyManager, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
@@ -104,7 +105,11 @@ pub(super) struct Head {
 
 /// A version to append to a head, and how.
 struct Append<'a> {
+    /// The new version; `commit` chains it onto the head it commits on (`sealing::link`).
     version: &'a StoredVersion,
+    /// The namespace's keys (the chain's authentication key) and the key's place.
+    keys: &'a NamespaceKeys,
+    place: Place<'a>,
     /// The body, when small enough to inline.
     inline: Option<&'a [u8]>,
     /// Whether a lost compare-and-swap re-reads the head and retries (else it is a `Conflict`).
@@ -503,6 +508,11 @@ impl BlobStore {
                 restored_from: None,
                 body_header: (!header.is_empty()).then(|| sealing::hex(&header)),
                 sealed: Some(sealing::seal(&keys, place, &version_id, &sealed)?),
+                // Set by `commit`, which knows the head it commits on.
+                seq: 0,
+                lineage: None,
+                prev: None,
+                tag: None,
             };
             let body_durable: BoxFuture<'static, Result<()>> = Box::pin(async move {
                 match durable_rx.await {
@@ -515,6 +525,8 @@ impl BlobStore {
             });
             let append = Append {
                 version: &stored,
+                keys: &keys,
+                place,
                 inline: inline.as_deref(),
                 retry: !conditional,
                 ready: Some(body_durable),
@@ -590,6 +602,13 @@ impl BlobStore {
         self.access
             .check(ctx, "blob.get", Action::Read, ns, Some(key))
             .await?;
+        let place = Place {
+            clear: self.settings.clear(),
+            tenant: ctx.tenant().as_str(),
+            namespace: ns,
+            key,
+        };
+        let before = sealing::mark_before(self.keys.high_water(), place);
         let head = self
             .read_head(&paths.head)
             .await?
@@ -604,13 +623,13 @@ impl BlobStore {
                 .ok_or_else(|| paths.missing_version(id))?,
         };
         let keys = self.read_keys(ctx, ns).await?;
-        let place = Place {
-            clear: self.settings.clear(),
-            tenant: ctx.tenant().as_str(),
-            namespace: ns,
-            key,
-        };
-        let public = sealing::public(Some(&keys), place, &stored)?;
+        sealing::check_fresh(
+            self.keys.high_water(),
+            place,
+            before.as_ref(),
+            head.manifest.current(),
+        )?;
+        let public = sealing::public(&keys, place, &stored)?;
         let range = match opts.range {
             Some(r) => r.resolve(stored.size)?,
             None => 0..stored.size,
@@ -727,19 +746,26 @@ impl BlobStore {
             self.access
                 .check(ctx, "blob.head", Action::Read, ns.name(), Some(key))
                 .await?;
-            let head = self
-                .read_head(&paths.head)
-                .await?
-                .ok_or_else(|| paths.missing())?;
-            let stored = head.manifest.live().ok_or_else(|| paths.missing())?;
-            let keys = self.read_keys(ctx, ns.name()).await?;
             let place = Place {
                 clear: self.settings.clear(),
                 tenant: ctx.tenant().as_str(),
                 namespace: ns.name(),
                 key,
             };
-            let version = sealing::public(Some(&keys), place, stored)?;
+            let before = sealing::mark_before(self.keys.high_water(), place);
+            let head = self
+                .read_head(&paths.head)
+                .await?
+                .ok_or_else(|| paths.missing())?;
+            let stored = head.manifest.live().ok_or_else(|| paths.missing())?;
+            let keys = self.read_keys(ctx, ns.name()).await?;
+            sealing::check_fresh(
+                self.keys.high_water(),
+                place,
+                before.as_ref(),
+                head.manifest.current(),
+            )?;
+            let version = sealing::public(&keys, place, stored)?;
             Ok(StorageObject {
                 namespace: ns.name().to_string(),
                 key: key.to_string(),
@@ -764,6 +790,13 @@ impl BlobStore {
             };
             let head = self.read_head(&paths.head).await?;
             check(head.as_ref())?;
+            let keys = self.read_keys(ctx, ns.name()).await?;
+            let place = Place {
+                clear: self.settings.clear(),
+                tenant: ctx.tenant().as_str(),
+                namespace: ns.name(),
+                key,
+            };
             let now = self.clock.now_ms();
             let tombstone = StoredVersion {
                 version_id: new_id(self.clock.as_ref()),
@@ -775,9 +808,15 @@ impl BlobStore {
                 restored_from: None,
                 body_header: None,
                 sealed: None,
+                seq: 0,
+                lineage: None,
+                prev: None,
+                tag: None,
             };
             let append = Append {
                 version: &tombstone,
+                keys: &keys,
+                place,
                 inline: None,
                 retry: true,
                 ready: None,
@@ -796,13 +835,7 @@ impl BlobStore {
                 objects: -i64::from(was_live),
             };
             self.settle_usage(ctx, ns.name(), freed).await;
-            let place = Place {
-                clear: self.settings.clear(),
-                tenant: ctx.tenant().as_str(),
-                namespace: ns.name(),
-                key,
-            };
-            sealing::public(None, place, &tombstone)
+            Ok(sealing::with_sealed(&tombstone, Sealed::empty()))
         })
         .await
     }
@@ -820,6 +853,13 @@ impl BlobStore {
             self.access
                 .check(ctx, "blob.versions", Action::Read, ns, Some(key))
                 .await?;
+            let place = Place {
+                clear: self.settings.clear(),
+                tenant: ctx.tenant().as_str(),
+                namespace: ns,
+                key,
+            };
+            let before = sealing::mark_before(self.keys.high_water(), place);
             let head = self
                 .read_head(&paths.head)
                 .await?
@@ -831,18 +871,16 @@ impl BlobStore {
             for page_id in &head.manifest.history_pages {
                 all.extend(self.read_page(&paths, page_id).await?);
             }
-            let keys = match all.iter().all(|v| v.tombstone) {
-                true => None,
-                false => Some(self.read_keys(ctx, ns).await?),
-            };
-            let place = Place {
-                clear: self.settings.clear(),
-                tenant: ctx.tenant().as_str(),
-                namespace: ns,
-                key,
-            };
+            let keys = self.read_keys(ctx, ns).await?;
+            sealing::check_fresh(
+                self.keys.high_water(),
+                place,
+                before.as_ref(),
+                head.manifest.current(),
+            )?;
+            sealing::verify_chain(&keys, place, &all)?;
             all.iter()
-                .map(|v| sealing::public(keys.as_deref(), place, v))
+                .map(|v| sealing::public(&keys, place, v))
                 .collect()
         })
         .await
@@ -917,6 +955,8 @@ impl BlobStore {
             };
             let append = Append {
                 version: &version,
+                keys: &keys,
+                place,
                 inline: inline.as_deref(),
                 retry: true,
                 ready: None,
@@ -1092,30 +1132,46 @@ impl BlobStore {
             };
             after = Some(last.path.as_str().to_string());
             // A head that cannot be read or decoded is the key's damage, not the listing's.
-            let heads: Vec<(String, Result<Option<Head>>)> =
-                futures::stream::iter(page.entries.iter())
-                    .map(|entry| async {
-                        let key = layout.key_of_head(entry.path.as_str())?;
-                        Ok::<_, Error>((key, self.read_head(&entry.path).await))
-                    })
-                    .buffered(LIST_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-            let last_key = heads.last().map(|(k, _)| k.clone());
-            for (key, head) in heads {
+            type Read = (String, Option<Mark>, Result<Option<Head>>);
+            let heads: Vec<Read> = futures::stream::iter(page.entries.iter())
+                .map(|entry| async {
+                    let key = layout.key_of_head(entry.path.as_str())?;
+                    let place = Place {
+                        clear: self.settings.clear(),
+                        tenant,
+                        namespace: ns.name(),
+                        key: &key,
+                    };
+                    let before = sealing::mark_before(self.keys.high_water(), place);
+                    let head = self.read_head(&entry.path).await;
+                    Ok::<_, Error>((key, before, head))
+                })
+                .buffered(LIST_CONCURRENCY)
+                .try_collect()
+                .await?;
+            let last_key = heads.last().map(|(k, _, _)| k.clone());
+            for (key, before, head) in heads {
                 let version = match head {
                     Ok(head) => match head.as_ref().and_then(|h| h.manifest.live()) {
                         Some(stored) => {
-                            if keys.is_none() {
-                                keys = Some(self.read_keys(ctx, ns.name()).await?);
-                            }
+                            let keys = match &keys {
+                                Some(keys) => keys.clone(),
+                                None => keys.insert(self.read_keys(ctx, ns.name()).await?).clone(),
+                            };
                             let place = Place {
                                 clear: self.settings.clear(),
                                 tenant,
                                 namespace: ns.name(),
                                 key: &key,
                             };
-                            sealing::public(keys.as_deref(), place, stored)
+                            let current = head.as_ref().and_then(|h| h.manifest.current());
+                            sealing::check_fresh(
+                                self.keys.high_water(),
+                                place,
+                                before.as_ref(),
+                                current,
+                            )
+                            .and_then(|()| sealing::public(&keys, place, stored))
                         }
                         None => continue,
                     },
@@ -1327,6 +1383,8 @@ impl BlobStore {
     ) -> Result<bool> {
         let Append {
             version,
+            keys,
+            place,
             inline,
             retry,
             ready,
@@ -1336,8 +1394,11 @@ impl BlobStore {
         let ready = ready.map(|f| f.map(|r| r.map_err(|e| e.to_string())).boxed().shared());
         for _ in 0..MAX_CAS_ATTEMPTS {
             check(head.as_ref())?;
+            let prior = head.as_ref().and_then(|h| h.manifest.current());
+            let mut linked = version.clone();
+            sealing::link(keys, place, &mut linked, prior)?;
             let (next, spill) =
-                HeadManifest::with_new(head.as_ref().map(|h| &h.manifest), version, || {
+                HeadManifest::with_new(head.as_ref().map(|h| &h.manifest), &linked, || {
                     new_id(self.clock.as_ref())
                 })?;
             let mut spilled = None;
@@ -1371,7 +1432,11 @@ impl BlobStore {
                 }
             };
             match written {
-                Ok(_) => return Ok(head.as_ref().and_then(|h| h.manifest.live()).is_some()),
+                Ok(_) => {
+                    // Remembered, so a later read of an older head is caught.
+                    sealing::check_fresh(self.keys.high_water(), place, None, Some(&linked))?;
+                    return Ok(head.as_ref().and_then(|h| h.manifest.live()).is_some());
+                }
                 Err(e) if e.code() == ErrorCode::Conflict => {
                     if let Some(page) = spilled {
                         let _ = self.adapter.delete(&page, None).await;
@@ -1461,17 +1526,32 @@ impl BlobStore {
 
     /// What `ns` uses now, counted from its heads and histories (for a new quota).
     pub(super) async fn usage_of(&self, ns: &Namespace) -> Result<QuotaUsage> {
+        let mut usage = QuotaUsage::default();
+        self.scan_histories(ns, |manifest, versions| {
+            usage.bytes += body_bytes(versions);
+            usage.objects += u64::from(manifest.live().is_some());
+        })
+        .await?;
+        Ok(usage)
+    }
+
+    /// Calls `f` with each key's head and whole history (head and pages, newest first), key by
+    /// key; purged keys are skipped.
+    pub(super) async fn scan_histories(
+        &self,
+        ns: &Namespace,
+        mut f: impl FnMut(&HeadManifest, &[StoredVersion]),
+    ) -> Result<()> {
         let layout = Layout::new(ns);
         let prefix = layout.head_prefix("");
         let mut after: Option<String> = None;
-        let mut usage = QuotaUsage::default();
         loop {
             let page = self
                 .adapter
                 .list(&prefix, after.as_deref(), MAX_LIST_LIMIT)
                 .await?;
             let Some(last) = page.entries.last() else {
-                return Ok(usage);
+                return Ok(());
             };
             after = Some(last.path.as_str().to_string());
             for entry in &page.entries {
@@ -1487,11 +1567,10 @@ impl BlobStore {
                 for page_id in &head.manifest.history_pages {
                     versions.extend(self.read_page(&paths, page_id).await?);
                 }
-                usage.bytes += body_bytes(&versions);
-                usage.objects += u64::from(head.manifest.live().is_some());
+                f(&head.manifest, &versions);
             }
             if !page.more {
-                return Ok(usage);
+                return Ok(());
             }
         }
     }

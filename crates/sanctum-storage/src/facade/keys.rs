@@ -1,7 +1,8 @@
 //! [`KeyAdmin`]: key operations on the facade: rotate a tenant's KEK, rotate a namespace's data
-//! key, re-encrypt a namespace to its newest key, and crypto-shred a tenant.
+//! key, re-encrypt a namespace to its newest key, retire old epochs, authenticate key records
+//! written before authentication existed, and crypto-shred a tenant.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -11,7 +12,7 @@ use super::manifest::{self, HeadManifest, StoredVersion};
 use super::sealing::{self, Place};
 use crate::adapters::{BlobPath, PutMode, collect_bytes, once_stream};
 use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
-use crate::crypto::{KekRotation, NamespaceKeys};
+use crate::crypto::{EpochInfo, EpochState, KekRotation, KeyUpgradeReport, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::clock::new_id;
 use crate::observability::observe;
@@ -56,6 +57,15 @@ pub struct ReencryptReport {
     pub next_cursor: Option<String>,
 }
 
+/// What [`KeyAdmin::retire_epochs`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetireReport {
+    /// Epochs retired by this call.
+    pub retired: Vec<u32>,
+    /// Epochs that were retired already.
+    pub already_retired: Vec<u32>,
+}
+
 /// Key operations (admin). Get it from [`Storage::keys`](super::Storage::keys).
 #[derive(Debug, Clone)]
 pub struct KeyAdmin {
@@ -71,6 +81,124 @@ fn epoch_of(hex: Option<&str>) -> Result<Option<u32>> {
 }
 
 impl KeyAdmin {
+    /// Authenticates the namespace key records of the caller's tenant that were written before
+    /// key records were authenticated. Until then such a namespace fails with `Encryption` and
+    /// a message naming this operation. Run it once, on a store you trust as it is: it
+    /// authenticates what it finds. Version records stay readable untagged until
+    /// [`reencrypt_namespace`](Self::reencrypt_namespace) completes a pass.
+    pub async fn upgrade(&self, ctx: &StorageContext) -> Result<KeyUpgradeReport> {
+        let b = &self.blobs;
+        observe("keys.upgrade", b.adapter.as_ref(), ctx, async {
+            b.access
+                .check(ctx, "keys.upgrade", Action::ManageKeys, TENANT_WIDE, None)
+                .await?;
+            let report = b.keys.upgrade(ctx.tenant().as_str()).await?;
+            b.audit_event(ctx, "keys.upgrade", None, None, None);
+            Ok(report)
+        })
+        .await
+    }
+
+    /// The data-key epochs of `ns` and their states, oldest first.
+    pub async fn epochs(&self, ctx: &StorageContext, ns: &str) -> Result<Vec<EpochInfo>> {
+        let b = &self.blobs;
+        observe("keys.epochs", b.adapter.as_ref(), ctx, async {
+            let ns = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(ctx, "keys.epochs", Action::ManageKeys, ns.name(), None)
+                .await?;
+            b.keys.epochs(ctx.tenant().as_str(), ns.name()).await
+        })
+        .await
+    }
+
+    /// Retires data-key epochs of `ns`: `epochs`, or every one but the active one when `None`.
+    /// Afterwards data under them, or claiming them, fails with `Encryption`, so a leaked old
+    /// data key can no longer forge data readers accept. Refused (`Conflict`, naming the epochs
+    /// and how many versions use them) while any version's body or metadata is still under
+    /// one of them: run [`reencrypt_namespace`](Self::reencrypt_namespace) first.
+    pub async fn retire_epochs(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        epochs: Option<Vec<u32>>,
+    ) -> Result<RetireReport> {
+        let b = &self.blobs;
+        observe("keys.retire", b.adapter.as_ref(), ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(ctx, "keys.retire", Action::ManageKeys, namespace.name(), None)
+                .await?;
+            let tenant = ctx.tenant().as_str();
+            let known = b.keys.epochs(tenant, namespace.name()).await?;
+            let wanted: Vec<u32> = match epochs {
+                Some(list) => list,
+                None => known
+                    .iter()
+                    .filter(|e| e.state == EpochState::DecryptOnly)
+                    .map(|e| e.epoch)
+                    .collect(),
+            };
+            let already: Vec<u32> = known
+                .iter()
+                .filter(|e| e.state == EpochState::Retired && wanted.contains(&e.epoch))
+                .map(|e| e.epoch)
+                .collect();
+            let in_use = self.epochs_in_use(&namespace).await?;
+            let blocking: Vec<String> = wanted
+                .iter()
+                .filter_map(|e| in_use.get(e).map(|n| format!("epoch {e} ({n} versions)")))
+                .collect();
+            if !blocking.is_empty() {
+                return Err(Error::conflict(format!(
+                    "cannot retire: data in namespace '{}' is still under {}; run `sanctum keys \
+                     reencrypt {}` first",
+                    namespace.name(),
+                    blocking.join(", "),
+                    namespace.name()
+                )));
+            }
+            let retired = b
+                .keys
+                .retire_epochs(tenant, namespace.name(), &wanted)
+                .await?;
+            b.audit_event(ctx, "keys.retire", Some(&namespace), None, None);
+            Ok(RetireReport {
+                retired,
+                already_retired: already,
+            })
+        })
+        .await
+    }
+
+    /// How many versions of `ns` have their body or metadata under each epoch.
+    async fn epochs_in_use(&self, ns: &Namespace) -> Result<BTreeMap<u32, u64>> {
+        let mut in_use = BTreeMap::new();
+        let mut damaged = None;
+        self.blobs
+            .scan_histories(ns, |_, versions| {
+                for v in versions {
+                    let mut epochs = Vec::with_capacity(2);
+                    for hex in [v.body_header.as_deref(), v.sealed.as_deref()] {
+                        match epoch_of(hex) {
+                            Ok(Some(epoch)) if !epochs.contains(&epoch) => epochs.push(epoch),
+                            Ok(_) => {}
+                            Err(e) => damaged = Some(e),
+                        }
+                    }
+                    for epoch in epochs {
+                        *in_use.entry(epoch).or_insert(0u64) += 1;
+                    }
+                }
+            })
+            .await?;
+        // A header that cannot be read might be under any epoch: refuse rather than guess.
+        match damaged {
+            Some(e) => Err(e),
+            None => Ok(in_use),
+        }
+    }
+
     /// Rotates the caller's tenant's KEK: the tenant key is re-wrapped under the new KEK
     /// version. No data and no data key is rewritten.
     pub async fn rotate_kek(&self, ctx: &StorageContext) -> Result<KekRotation> {
@@ -204,6 +332,13 @@ impl KeyAdmin {
             } else {
                 None
             };
+            if report.next_cursor.is_none() && report.epoch > 0 {
+                // The pass is complete: every version record is tagged now, so untagged ones
+                // (from before authentication) are refused from here on.
+                b.keys
+                    .clear_legacy_manifests(ctx.tenant().as_str(), namespace.name())
+                    .await?;
+            }
             b.audit_event(
                 ctx,
                 "keys.reencrypt_namespace",
@@ -286,16 +421,30 @@ impl KeyAdmin {
     ) -> Result<()> {
         let b = &self.blobs;
         let in_head = head.manifest.versions()?;
-        let mut new_head = Vec::with_capacity(in_head.len());
-        for v in &in_head {
-            new_head.push(self.renew(paths, v, pass).await?);
+        let mut old_all = in_head.clone();
+        for (_, versions) in pages {
+            old_all.extend(versions.iter().cloned());
         }
+        // Authenticated first: re-encryption tags what it writes, so it must never launder a
+        // record the backend forged.
+        sealing::verify_chain(pass.keys, pass.place, &old_all)?;
+        let mut all = Vec::with_capacity(old_all.len());
+        for v in &old_all {
+            all.push(self.renew(paths, v, pass).await?);
+        }
+        // Chain and tag every record anew, oldest first (records written before authentication
+        // get their first tags here; for tagged, unchanged ones this reproduces the same tags).
+        let mut prior: Option<StoredVersion> = None;
+        for v in all.iter_mut().rev() {
+            sealing::link(pass.keys, pass.place, v, prior.as_ref())?;
+            prior = Some(v.clone());
+        }
+        let mut rest = all.split_off(in_head.len());
+        let new_head = all;
         let mut page_ids = Vec::new();
         for (page_id, versions) in pages {
-            let mut renewed = Vec::with_capacity(versions.len());
-            for v in versions {
-                renewed.push(self.renew(paths, v, pass).await?);
-            }
+            let tail = rest.split_off(versions.len());
+            let renewed = std::mem::replace(&mut rest, tail);
             if renewed == *versions {
                 page_ids.push(page_id.clone());
                 continue;

@@ -42,6 +42,25 @@ pub(crate) struct StoredVersion {
     pub body_header: Option<String>,
     /// Checksum, content type and user metadata, encrypted (hex); `None` for tombstones.
     pub sealed: Option<String>,
+    /// Position in the key's chain of versions: the oldest is 1, each newer one adds 1. 0 in
+    /// records written before version records were authenticated.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+    /// The id of the oldest version of the chain (a key written again after a purge starts a
+    /// new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
+    /// The tag of the next older record (`None` for the oldest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    /// The record's tag over every other field, the tenant, namespace and key
+    /// (`sealing::link`); `None` in records written before version records were authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl StoredVersion {
@@ -125,6 +144,11 @@ impl HeadManifest {
         self.current
             .as_ref()
             .filter(|v| !v.tombstone && !self.purged)
+    }
+
+    /// The newest record (a tombstone too), unless the key is purged or empty.
+    pub(crate) fn current(&self) -> Option<&StoredVersion> {
+        self.current.as_ref().filter(|_| !self.purged)
     }
 
     /// Whether the manifest lists no version.
@@ -339,6 +363,10 @@ mod tests {
             restored_from: None,
             body_header: Some("00".repeat(HEADER)),
             sealed: None,
+            seq: 0,
+            lineage: None,
+            prev: None,
+            tag: None,
         }
     }
 

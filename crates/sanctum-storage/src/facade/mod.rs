@@ -13,7 +13,7 @@ mod stream;
 
 pub use admin::{PolicyAdmin, QuotaAdmin};
 pub use blob::{BlobSettings, BlobStore};
-pub use keys::{KeyAdmin, ReencryptOptions, ReencryptReport};
+pub use keys::{KeyAdmin, ReencryptOptions, ReencryptReport, RetireReport};
 pub use options::{
     BlobList, BlobRead, ByteRange, DamagedKey, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions,
     SweepReport,

@@ -1,11 +1,20 @@
 //! What of a version is sealed and how: the body and the caller's metadata are encrypted under
-//! the namespace's data key, bound to tenant, namespace, key and body (or version) id.
+//! the namespace's data key, bound to tenant, namespace, key and body (or version) id; every
+//! version record is authenticated as a whole and chained to the one before it.
+//!
+//! The chain: each record carries `seq` (1 for a key's oldest), `lineage` (the oldest's id),
+//! `prev` (the next older record's tag) and `tag`, a MAC over all of its fields and the key's
+//! place, under a key derived from the tenant key. So the backend cannot edit a field (a body
+//! id, a size, the tombstone flag, a time), move a record to another key, or drop or reorder
+//! older records, without the read failing. Dropping the newest records (a rollback of the whole
+//! head) is caught by a process that saw them (the high-water mark), not by a fresh one.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::manifest::StoredVersion;
+use crate::crypto::integrity::{HighWater, Mark, Seen};
 use crate::crypto::{NamespaceKeys, crypto_err};
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::ObjectVersion;
@@ -124,27 +133,178 @@ pub(crate) fn body_header(version: &StoredVersion) -> Result<(Header, Vec<u8>)> 
     Ok((header, bytes))
 }
 
-/// The caller's view of a stored version (unsealing its metadata).
+/// The caller's view of a stored version: its record authenticated, its metadata unsealed.
 pub(crate) fn public(
-    keys: Option<&NamespaceKeys>,
+    keys: &NamespaceKeys,
     place: Place<'_>,
     version: &StoredVersion,
 ) -> Result<ObjectVersion> {
-    let sealed = match (version.tombstone, keys) {
-        (true, _) => Sealed {
+    verify(keys, place, version)?;
+    let sealed = match version.tombstone {
+        true => Sealed::empty(),
+        false => unseal(keys, place, version)?,
+    };
+    Ok(with_sealed(version, sealed))
+}
+
+impl Sealed {
+    /// What a tombstone carries: nothing.
+    pub(crate) fn empty() -> Self {
+        Sealed {
             checksum: String::new(),
             content_type: None,
             metadata: BTreeMap::new(),
-        },
-        (false, Some(keys)) => unseal(keys, place, version)?,
-        (false, None) => {
-            return Err(Error::new(
-                ErrorCode::Encryption,
-                "no keys to read this version",
-            ));
         }
+    }
+}
+
+/// What a version record's tag covers: the key's place and the record without its tag.
+fn signed_bytes(version: &StoredVersion) -> Result<Vec<u8>> {
+    let mut unsigned = version.clone();
+    unsigned.tag = None;
+    serde_json::to_vec(&unsigned)
+        .map_err(|e| Error::consistency("cannot encode a version").with_source(e))
+}
+
+const RECORD_LABEL: &[u8] = b"version-record/v1";
+
+/// Chains `version` onto `prior` (the key's newest record, or `None` for a new chain) and tags
+/// it. Overwrites `seq`, `lineage`, `prev` and `tag`.
+pub(crate) fn link(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    version: &mut StoredVersion,
+    prior: Option<&StoredVersion>,
+) -> Result<()> {
+    // An untagged prior (written before authentication) starts a new chain.
+    let prior = prior.filter(|p| p.tag.is_some());
+    version.seq = prior.map_or(1, |p| p.seq + 1);
+    version.lineage = Some(match prior.and_then(|p| p.lineage.clone()) {
+        Some(lineage) => lineage,
+        None => version.version_id.clone(),
+    });
+    version.prev = prior.and_then(|p| p.tag.clone());
+    version.tag = None;
+    let bytes = signed_bytes(version)?;
+    version.tag = Some(
+        keys.versions_auth()
+            .tag(&[RECORD_LABEL, place.key.as_bytes(), &bytes]),
+    );
+    Ok(())
+}
+
+fn forged(what: &str) -> Error {
+    Error::new(
+        ErrorCode::Encryption,
+        format!("{what}: the key's history was changed outside sanctum"),
+    )
+}
+
+/// Authenticates one version record. An untagged record is accepted only in a namespace whose
+/// records predate authentication and have not all been tagged yet (`keys reencrypt`).
+pub(crate) fn verify(keys: &NamespaceKeys, place: Place<'_>, version: &StoredVersion) -> Result<()> {
+    let Some(tag) = &version.tag else {
+        if keys.legacy_manifests() && version.seq == 0 && version.prev.is_none() {
+            return Ok(());
+        }
+        return Err(forged("a version record is not authenticated"));
     };
-    Ok(with_sealed(version, sealed))
+    let bytes = signed_bytes(version)?;
+    if !keys
+        .versions_auth()
+        .verify(&[RECORD_LABEL, place.key.as_bytes(), &bytes], tag)
+    {
+        return Err(forged(&format!(
+            "version {} failed authentication",
+            version.version_id
+        )));
+    }
+    Ok(())
+}
+
+/// Authenticates a key's whole history (`versions` newest first, head then pages): every record,
+/// and every link, so that no record was dropped, reordered or moved from another chain.
+pub(crate) fn verify_chain(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    versions: &[StoredVersion],
+) -> Result<()> {
+    for v in versions {
+        verify(keys, place, v)?;
+    }
+    for pair in versions.windows(2) {
+        let (newer, older) = (&pair[0], &pair[1]);
+        let linked = match (&newer.tag, &older.tag) {
+            (Some(_), Some(older_tag)) => {
+                newer.prev.as_ref() == Some(older_tag)
+                    && newer.seq == older.seq + 1
+                    && newer.lineage == older.lineage
+            }
+            // The first tagged record on top of untagged (older) ones starts the chain.
+            (Some(_), None) => newer.prev.is_none() && newer.seq == 1,
+            // Nothing untagged is written after authentication existed.
+            (None, Some(_)) => false,
+            (None, None) => true,
+        };
+        if !linked {
+            return Err(forged(&format!(
+                "version {} does not follow version {}",
+                newer.version_id, older.version_id
+            )));
+        }
+    }
+    // The oldest tagged record must start its chain: otherwise older ones were dropped.
+    if let Some(oldest) = versions.last()
+        && oldest.tag.is_some()
+        && (oldest.seq != 1 || oldest.prev.is_some())
+    {
+        return Err(forged(&format!(
+            "the history of the key ends at version {}, which is not the first",
+            oldest.version_id
+        )));
+    }
+    Ok(())
+}
+
+/// The high-water mark name of a key's version chain.
+fn chain_mark(place: Place<'_>) -> String {
+    format!(
+        "t/{}/n/{}/k/{}",
+        place.tenant,
+        place.namespace,
+        crate::hex::encode(place.key.as_bytes())
+    )
+}
+
+/// The mark of the key's chain now: take it before reading the head.
+pub(crate) fn mark_before(high_water: &HighWater, place: Place<'_>) -> Option<Mark> {
+    high_water.mark(&chain_mark(place))
+}
+
+/// Refuses a head whose newest record is older than one this process had seen of the same
+/// chain before it read the head (`before`, from [`mark_before`]): the backend served an older
+/// head. Remembers the newest.
+pub(crate) fn check_fresh(
+    high_water: &HighWater,
+    place: Place<'_>,
+    before: Option<&Mark>,
+    current: Option<&StoredVersion>,
+) -> Result<()> {
+    let Some((current, lineage)) = current.and_then(|c| c.lineage.as_deref().map(|l| (c, l)))
+    else {
+        return Ok(());
+    };
+    match high_water.observe(&chain_mark(place), before, lineage, current.seq) {
+        Seen::Fresh => Ok(()),
+        Seen::RolledBack { seen } => Err(Error::new(
+            ErrorCode::Encryption,
+            format!(
+                "the head of the key was rolled back: its newest version is number {} of its \
+                 history, and this process has seen number {seen}",
+                current.seq
+            ),
+        )),
+    }
 }
 
 /// The caller's view of `version` whose sealed part is `sealed` (already known, so nothing is
