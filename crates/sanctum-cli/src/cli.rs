@@ -138,6 +138,24 @@ pub enum KeysCommand {
     Reencrypt(ReencryptArgs),
     /// Destroy the tenant's keys (crypto-shredding): all of its data becomes unreadable.
     Shred(ShredArgs),
+    /// Authenticate key records written before key records were authenticated (run once,
+    /// on a store you trust as it is; then run `keys reencrypt` on each namespace).
+    Upgrade,
+    /// Show a namespace's data-key epochs and their states (active, decrypt-only, retired).
+    Epochs(NsArgs),
+    /// Retire old data-key epochs of a namespace: data under them is refused from then on.
+    /// Refused while data under them remains (run `keys reencrypt` first).
+    Retire(RetireArgs),
+}
+
+/// `sanctum keys retire NS [--epochs N,..]`.
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The namespace.
+    pub ns: String,
+    /// The epochs to retire (comma-separated); default: every decrypt-only epoch.
+    #[arg(long, value_delimiter = ',')]
+    pub epochs: Option<Vec<u32>>,
 }
 
 /// `sanctum policy ...` (all act on the `--tenant`).

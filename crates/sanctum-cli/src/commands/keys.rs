@@ -1,9 +1,11 @@
-//! `sanctum keys ...`: key rotation, re-encryption and crypto-shredding for the `--tenant`.
+//! `sanctum keys ...`: key rotation, re-encryption, epoch retirement, the upgrade of key records
+//! and crypto-shredding for the `--tenant`.
 
+use sanctum_storage::crypto::EpochState;
 use sanctum_storage::facade::ReencryptOptions;
 
 use super::Session;
-use crate::cli::{KeysCommand, NsArgs, ReencryptArgs, ShredArgs};
+use crate::cli::{KeysCommand, NsArgs, ReencryptArgs, RetireArgs, ShredArgs};
 use crate::output::{self, UsageError};
 
 /// Runs a `keys` subcommand.
@@ -13,6 +15,76 @@ pub async fn run(session: &Session, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate(args) => rotate(session, args).await,
         KeysCommand::Reencrypt(args) => reencrypt(session, args).await,
         KeysCommand::Shred(args) => shred(session, args).await,
+        KeysCommand::Upgrade => upgrade(session).await,
+        KeysCommand::Epochs(args) => epochs(session, args).await,
+        KeysCommand::Retire(args) => retire(session, args).await,
+    }
+}
+
+async fn upgrade(session: &Session) -> anyhow::Result<()> {
+    let report = session
+        .with_storage(async |s| Ok(s.keys().upgrade(&session.ctx).await?))
+        .await?;
+    if session.json {
+        return output::json(&report);
+    }
+    for ns in &report.upgraded {
+        output::line(format_args!(
+            "namespace {ns}: key record authenticated; run `sanctum keys reencrypt {ns}` to \
+             authenticate its version history"
+        ))?;
+    }
+    output::line(format_args!(
+        "tenant {}: {} key records upgraded, {} already current",
+        session.ctx.tenant(),
+        report.upgraded.len(),
+        report.already_current
+    ))
+}
+
+async fn epochs(session: &Session, args: NsArgs) -> anyhow::Result<()> {
+    let epochs = session
+        .with_storage(async |s| Ok(s.keys().epochs(&session.ctx, &args.ns).await?))
+        .await?;
+    if session.json {
+        return output::json(&epochs);
+    }
+    for e in &epochs {
+        let state = match e.state {
+            EpochState::Active => "active",
+            EpochState::DecryptOnly => "decrypt-only",
+            EpochState::Retired => "retired",
+        };
+        output::line(format_args!("epoch {} {state}", e.epoch))?;
+    }
+    Ok(())
+}
+
+async fn retire(session: &Session, args: RetireArgs) -> anyhow::Result<()> {
+    let report = session
+        .with_storage(async |s| {
+            Ok(s.keys()
+                .retire_epochs(&session.ctx, &args.ns, args.epochs.clone())
+                .await?)
+        })
+        .await?;
+    if session.json {
+        return output::json(&report);
+    }
+    let list = |epochs: &[u32]| {
+        epochs
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match report.retired.is_empty() {
+        true => output::line(format_args!("namespace {}: no epoch to retire", args.ns)),
+        false => output::line(format_args!(
+            "namespace {}: retired epoch {}; data claiming it is refused from now on",
+            args.ns,
+            list(&report.retired)
+        )),
     }
 }
 
