@@ -15,6 +15,10 @@
 //! or [`Decryptor`] as they arrive, or use [`encrypt`] / [`decrypt`] for
 //! small values.
 //!
+//! Every salt comes straight from the OS ([`fill_random`]: one `getrandom`
+//! per salt, nothing pooled in the process, so forks and clones of the
+//! process never share one).
+//!
 //! ```
 //! use sanctum_crypto::{Context, DataKey, Header, KeyRef, decrypt, encrypt};
 //!
@@ -211,46 +215,33 @@ impl ChunkCipher {
     }
 }
 
-/// Bytes of OS randomness a thread reads at once for salts (42 salts).
-const SALT_POOL_LEN: usize = 42 * SALT_LEN;
-
-/// Unused salt bytes of this thread, and the process that read them.
-struct SaltPool {
-    pid: u32,
-    bytes: [u8; SALT_POOL_LEN],
-    used: usize,
+/// A fresh 24-byte salt, straight from the OS CSPRNG: one `getrandom` call per salt and nothing
+/// kept in the process (see [`fill_random`]), so no copy of the process (a forked child, a
+/// child in a new PID namespace, a restored checkpoint) can hand out a salt another copy hands
+/// out too.
+fn fresh_salt() -> Result<[u8; SALT_LEN], CryptoError> {
+    let mut salt = [0u8; SALT_LEN];
+    fill_random(&mut salt)?;
+    Ok(salt)
 }
 
-/// A fresh 24-byte salt from the OS CSPRNG. Salts are read in batches: one `getrandom` call
-/// costs about as much as deriving a message key, and a small put needs two salts. Every salt
-/// is still OS randomness used once (its bytes are wiped from the pool when handed out), and
-/// a forked child, which inherits the pool, reads a new batch before its first salt.
-fn fresh_salt() -> Result<[u8; SALT_LEN], CryptoError> {
-    thread_local! {
-        static POOL: std::cell::RefCell<SaltPool> = const {
-            std::cell::RefCell::new(SaltPool {
-                pid: 0,
-                bytes: [0; SALT_POOL_LEN],
-                used: SALT_POOL_LEN,
-            })
-        };
-    }
-    POOL.with_borrow_mut(|pool| {
-        let pid = std::process::id();
-        if pool.pid != pid || pool.used + SALT_LEN > SALT_POOL_LEN {
-            SystemRandom::new()
-                .fill(&mut pool.bytes)
-                .map_err(|_| CryptoError::Random)?;
-            pool.pid = pid;
-            pool.used = 0;
-        }
-        let taken = &mut pool.bytes[pool.used..pool.used + SALT_LEN];
-        let mut salt = [0u8; SALT_LEN];
-        salt.copy_from_slice(taken);
-        taken.fill(0);
-        pool.used += SALT_LEN;
-        Ok(salt)
-    })
+/// Fills `buf` with bytes from the operating system's CSPRNG (the `getrandom(2)` system call on
+/// Linux, through ring's `SystemRandom`). Use it for anything that must never repeat: salts,
+/// nonces, ids.
+///
+/// **Fork safe.** Every call asks the kernel; nothing is pooled, buffered or cached in the
+/// process. A forked child, a child in a new PID namespace (which may have its parent's pid)
+/// and a process restored from a checkpoint (CRIU) share no unused random bytes with the
+/// process they were copied from, since the kernel's generator is not in the copied memory. A
+/// cloned virtual machine copies the kernel too: Linux (5.18 and later) reseeds its generator
+/// when the hypervisor announces the clone through a VM generation ID, which is the protection
+/// a VM clone has; a process that caches nothing adds no window of its own.
+///
+/// Errors with [`CryptoError::Random`] if the OS refuses.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| CryptoError::Random)
 }
 
 /// `ring::hkdf` output length.
@@ -1077,14 +1068,23 @@ mod tests {
     }
 
     #[test]
-    fn salts_are_fresh_across_pool_refills() {
-        // More salts than one pool holds: all distinct, none all-zero (a wiped slot).
-        let salts: Vec<[u8; SALT_LEN]> = (0..3 * SALT_POOL_LEN / SALT_LEN)
-            .map(|_| fresh_salt().unwrap())
-            .collect();
+    fn salts_are_fresh_os_randomness() {
+        // Many salts, all distinct and none all-zero (an unfilled buffer).
+        let salts: Vec<[u8; SALT_LEN]> = (0..1000).map(|_| fresh_salt().unwrap()).collect();
         let distinct: std::collections::HashSet<_> = salts.iter().collect();
         assert_eq!(distinct.len(), salts.len());
         assert!(salts.iter().all(|s| s != &[0; SALT_LEN]));
+        // fill_random fills the whole buffer, whatever its length.
+        for len in [0usize, 1, 24, 1000] {
+            let mut a = vec![0u8; len];
+            let mut b = vec![0u8; len];
+            fill_random(&mut a).unwrap();
+            fill_random(&mut b).unwrap();
+            if len >= 24 {
+                assert_ne!(a, b);
+                assert!(a[len - 8..] != [0; 8], "tail left unfilled");
+            }
+        }
     }
 
     #[test]
