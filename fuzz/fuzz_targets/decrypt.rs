@@ -14,6 +14,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sanctum_crypto::hazmat::encryptor_with_salt;
 use sanctum_crypto::{
     Suite,
     Context, CryptoError, DataKey, Decryptor, Encryptor, Header, KeyRef, chunk_span, decrypt,
@@ -51,13 +52,13 @@ fn stream(dec: Decryptor, body: &[u8], piece: usize) -> (Result<(), CryptoError>
 }
 
 fn valid_header() -> Vec<u8> {
-    Encryptor::with_salt(Suite::default(), &key(), key_ref(), &ctx(), [3; 24])
+    encryptor_with_salt(Suite::default(), &key(), key_ref(), &ctx(), [3; 24])
         .unwrap()
         .1
 }
 
 fn encrypt_with(plain: &[u8], piece: usize) -> Vec<u8> {
-    let (mut enc, mut msg) = Encryptor::with_salt(Suite::default(), &key(), key_ref(), &ctx(), [4; 24]).unwrap();
+    let (mut enc, mut msg) = encryptor_with_salt(Suite::default(), &key(), key_ref(), &ctx(), [4; 24]).unwrap();
     for p in plain.chunks(piece.max(1)) {
         enc.update(p, &mut msg).unwrap();
     }

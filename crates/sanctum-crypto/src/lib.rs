@@ -17,7 +17,9 @@
 //!
 //! Every salt comes straight from the OS ([`fill_random`]: one `getrandom`
 //! per salt, nothing pooled in the process, so forks and clones of the
-//! process never share one).
+//! process never share one). Encryption with a caller-chosen salt exists only
+//! for test vectors, in the `hazmat` module behind the cargo feature of the
+//! same name, which production builds never enable.
 //!
 //! ```
 //! use sanctum_crypto::{Context, DataKey, Header, KeyRef, decrypt, encrypt};
@@ -45,6 +47,8 @@
 
 mod context;
 mod error;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 mod header;
 mod span;
 
@@ -439,16 +443,14 @@ impl Encryptor {
         key_ref: KeyRef,
         ctx: &Context<'_>,
     ) -> Result<(Encryptor, Vec<u8>), CryptoError> {
-        Encryptor::with_salt(suite, key, key_ref, ctx, fresh_salt()?)
+        Encryptor::start(suite, key, key_ref, ctx, fresh_salt()?)
     }
 
-    /// Like [`Encryptor::with_suite`] with a caller-chosen salt.
-    ///
-    /// **For test vectors only.** Reusing a salt with the same key and
-    /// context reuses the AES-GCM key and nonces, which breaks both
-    /// confidentiality and integrity. Production code must use
-    /// [`Encryptor::new`].
-    pub fn with_salt(
+    /// Starts a message with `salt`. Not public: a caller-chosen salt is reachable only
+    /// through the `hazmat` module (cargo feature `hazmat`, for test vectors) and the unit
+    /// tests, since reusing a salt with the same key and context reuses the AES-GCM key and
+    /// nonces.
+    pub(crate) fn start(
         suite: Suite,
         key: &DataKey,
         key_ref: KeyRef,
@@ -813,21 +815,8 @@ pub fn encrypt(
     seal_message(enc, header, plaintext)
 }
 
-/// [`encrypt`] with a caller-chosen salt. **For test vectors only**; see
-/// [`Encryptor::with_salt`].
-pub fn encrypt_with_salt(
-    suite: Suite,
-    key: &DataKey,
-    key_ref: KeyRef,
-    ctx: &Context<'_>,
-    salt: [u8; SALT_LEN],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    let (enc, header) = Encryptor::with_salt(suite, key, key_ref, ctx, salt)?;
-    seal_message(enc, header, plaintext)
-}
-
-fn seal_message(
+/// Seals the whole `plaintext` as the message that `enc` started (`message` holds its header).
+pub(crate) fn seal_message(
     enc: Encryptor,
     mut message: Vec<u8>,
     plaintext: &[u8],
@@ -1010,7 +999,7 @@ mod tests {
     fn encryption_stops_at_the_chunk_limit() {
         let key = DataKey::from_bytes([7; 32]);
         // Room for exactly the final chunk: a full chunk is refused.
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 1);
         let mut out = Vec::new();
         enc.update(&[0u8; 100], &mut out).unwrap();
@@ -1024,13 +1013,13 @@ mod tests {
         assert_eq!(enc.finish(&mut out), Err(CryptoError::Limit));
 
         // The last index can still hold the short final chunk ...
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 1);
         enc.update(&[5u8; 10], &mut out).unwrap();
         enc.finish(&mut out).unwrap();
         assert_eq!(out.len(), 10 + TAG_LEN);
         // ... and the decryptor accepts it at that index.
-        let mut message = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24])
+        let mut message = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24])
             .unwrap()
             .1;
         let (header, _) = Header::parse(&message).unwrap();
@@ -1042,7 +1031,7 @@ mod tests {
         assert_eq!(pt, [5u8; 10]);
 
         // A counter past the limit refuses even the final chunk.
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let enc = enc.with_counter(MAX_CHUNKS);
         let mut out = Vec::new();
         assert_eq!(enc.finish(&mut out), Err(CryptoError::Limit));
@@ -1056,7 +1045,7 @@ mod tests {
     #[test]
     fn full_chunks_cross_the_limit_one_by_one() {
         let key = DataKey::from_bytes([7; 32]);
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 3);
         let mut out = Vec::new();
         // Two full chunks fit (indices 2^38-3 and 2^38-2), the third does not.
