@@ -60,11 +60,14 @@ pub use header::{
 };
 pub use span::{ChunkSpan, chunk_span, ciphertext_len, plaintext_len};
 
+use hmac::digest::{FixedOutput, Output};
+use hmac::{Hmac, KeyInit, Mac};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
+use sha2::Sha512;
 use std::fmt;
 use std::ops::Range;
+use std::sync::OnceLock;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Plaintext bytes per chunk (every chunk but the final one is full).
@@ -93,42 +96,72 @@ const OKM_LEN: usize = KEY_LEN + NONCE_LEN + COMMITMENT_LEN;
 /// The BLAKE3 `derive_key` context string of suite 0x0003 (fixed forever).
 pub const BLAKE3_KDF_CONTEXT: &str = "sanctum-storage 2026-11-29 envelope suite 0x0003 message key";
 
-/// A 32-byte namespace data key (the C2SP input key). Zeroized on drop; its
-/// `Debug` output never shows the bytes.
+/// A 32-byte namespace data key (the C2SP input key). Its bytes, and the
+/// keyed HMAC-SHA-512 state that suite 0x0001 derives from them, are
+/// zeroized on drop; its `Debug` output never shows the bytes.
 #[derive(Clone)]
 pub struct DataKey {
     bytes: Zeroizing<[u8; KEY_LEN]>,
-    /// The HKDF-SHA-512 PRK keyed with `bytes`, set up once: HMAC's padded key
-    /// states cost two SHA-512 blocks, a fifth of a small message's derivation.
-    /// (ring does not zeroize them; before this cache every derivation left the
-    /// same states on the stack.)
-    prk: hkdf::Prk,
+    /// Suite 0x0001's PRK: HMAC-SHA-512 keyed with `bytes` (its inner and
+    /// outer padded-key states), set up on the first suite 0x0001 derivation
+    /// and cloned for every message after it (the two padded-key blocks are a
+    /// fifth of a small message's derivation). Never set up for a key used
+    /// only with suite 0x0003. `hmac` and `sha2` are built with their
+    /// `zeroize` feature, so this state and every clone of it are wiped on
+    /// drop.
+    hkdf_prk: OnceLock<Hmac<Sha512>>,
 }
+
+/// Compile-time check that an HMAC-SHA-512 state is wiped on drop. `Hmac<Sha512>` is two
+/// SHA-512 block states (inner and outer padded key) and a block buffer, and each of them wipes
+/// itself only when `sha2` and `hmac` (hence `digest` and `block-buffer`) are built with their
+/// `zeroize` feature (workspace Cargo.toml); without it this does not compile.
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<<Sha512 as hmac::EagerHash>::Core>();
+    wiped_on_drop::<hmac::digest::block_api::Buffer<hmac::block_api::HmacCore<Sha512>>>();
+};
 
 impl DataKey {
     /// Wraps existing key bytes (which must be uniformly random: CSPRNG or
     /// KDF output).
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> DataKey {
-        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, &bytes);
         DataKey {
             bytes: Zeroizing::new(bytes),
-            prk,
+            hkdf_prk: OnceLock::new(),
         }
     }
 
     /// Generates a fresh key from the system CSPRNG.
     pub fn generate() -> Result<DataKey, CryptoError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        SystemRandom::new()
-            .fill(&mut bytes[..])
-            .map_err(|_| CryptoError::Random)?;
-        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, &bytes[..]);
-        Ok(DataKey { bytes, prk })
+        fill_random(&mut bytes[..])?;
+        Ok(DataKey {
+            bytes,
+            hkdf_prk: OnceLock::new(),
+        })
     }
 
     /// The key bytes, e.g. for wrapping under a KEK. Do not log or store them.
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes
+    }
+
+    /// Suite 0x0001's PRK (HMAC-SHA-512 keyed with the data key), set up on
+    /// first use. The setup builds the padded key block (key XOR ipad, then
+    /// opad) in a stack temporary of `hmac` that is not wiped: once per key
+    /// and process, overwritten by later calls.
+    fn hkdf_prk(&self) -> &Hmac<Sha512> {
+        self.hkdf_prk.get_or_init(|| {
+            <Hmac<Sha512> as KeyInit>::new_from_slice(&self.bytes[..])
+                .expect("HMAC takes keys of any length")
+        })
+    }
+
+    /// Whether suite 0x0001's PRK has been set up (unit tests).
+    #[cfg(test)]
+    fn has_hkdf_prk(&self) -> bool {
+        self.hkdf_prk.get().is_some()
     }
 }
 
@@ -248,15 +281,6 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
         .map_err(|_| CryptoError::Random)
 }
 
-/// `ring::hkdf` output length.
-struct OkmLen(usize);
-
-impl hkdf::KeyType for OkmLen {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 /// KDF input up to this many bytes is assembled on the stack; longer input (very long context
 /// fields) on the heap.
 const KDF_STACK_LEN: usize = 576;
@@ -320,11 +344,8 @@ fn derive_parts(
     let mut okm = Zeroizing::new([0u8; OKM_LEN]);
     match suite {
         Suite::Cobblestone256 => concatenated(C2SP_INFO_HEAD, parts, false, |info| {
-            key.prk
-                .expand(&[info], OkmLen(OKM_LEN))
-                .and_then(|o| o.fill(&mut okm[..]))
-        })
-        .map_err(failed)?,
+            hkdf_expand_sha512(key.hkdf_prk(), info, &mut okm)
+        }),
         Suite::Blake3Aes256Gcm => concatenated(&key.bytes[..], parts, true, |material| {
             blake3_kdf(material, &mut okm)
         }),
@@ -366,6 +387,30 @@ fn concatenated<R>(head: &[u8], parts: &[&[u8]], secret: bool, f: impl FnOnce(&[
         buf.zeroize();
     }
     result
+}
+
+/// Suite 0x0001's KDF: HKDF-Expand-SHA-512 (RFC 5869) with `prk` (HMAC-SHA-512 keyed with the
+/// data key) and `info`, 76 bytes into `okm`: `T(1) = HMAC(PRK, info || 0x01)`,
+/// `T(2) = HMAC(PRK, T(1) || info || 0x02)`, `okm = (T(1) || T(2))[..76]`.
+///
+/// The HMAC states are clones of `prk`, wiped on drop; `T(1)` and `T(2)` are wiped here. Not
+/// wiped: stack temporaries inside `hmac` and `sha2` (each HMAC's inner hash, SHA-512's message
+/// schedule and working variables), as in every software hash; later calls overwrite them.
+fn hkdf_expand_sha512(prk: &Hmac<Sha512>, info: &[u8], okm: &mut [u8; OKM_LEN]) {
+    const HASH_LEN: usize = 64;
+    let mut t = Output::<Hmac<Sha512>>::default();
+    let mut mac = prk.clone();
+    mac.update(info);
+    mac.update(&[1]);
+    mac.finalize_into(&mut t);
+    okm[..HASH_LEN].copy_from_slice(&t);
+    let mut mac = prk.clone();
+    mac.update(&t);
+    mac.update(info);
+    mac.update(&[2]);
+    mac.finalize_into(&mut t);
+    okm[HASH_LEN..].copy_from_slice(&t[..OKM_LEN - HASH_LEN]);
+    t.as_mut_slice().zeroize();
 }
 
 /// Suite 0x0003's KDF: BLAKE3 in `derive_key` mode over `material` (data key || salt ||
@@ -1074,6 +1119,59 @@ mod tests {
                 assert!(a[len - 8..] != [0; 8], "tail left unfilled");
             }
         }
+    }
+
+    /// Suite 0x0001's HKDF-Expand (hmac + sha2) equals ring's HKDF-Expand-SHA-512, which the
+    /// crate used before, for info lengths around SHA-512's 128-byte block.
+    #[test]
+    fn hkdf_expand_matches_ring() {
+        use ring::hkdf;
+        struct Len;
+        impl hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                OKM_LEN
+            }
+        }
+        for (k, info_len) in [0usize, 1, 63, 64, 111, 112, 127, 128, 129, 200, 1000]
+            .into_iter()
+            .enumerate()
+        {
+            let key = DataKey::from_bytes([k as u8 ^ 0xa5; KEY_LEN]);
+            let info: Vec<u8> = (0..info_len).map(|i| (i * 7 + k) as u8).collect();
+            let mut want = [0u8; OKM_LEN];
+            hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, key.as_bytes())
+                .expand(&[&info], Len)
+                .unwrap()
+                .fill(&mut want)
+                .unwrap();
+            let mut got = [0u8; OKM_LEN];
+            hkdf_expand_sha512(key.hkdf_prk(), &info, &mut got);
+            assert_eq!(got, want, "info of {info_len} bytes");
+        }
+    }
+
+    /// The PRK is set up only for suite 0x0001, once, and a clone of the key carries it.
+    #[test]
+    fn hkdf_prk_is_set_up_only_for_suite_0x0001() {
+        let key = DataKey::from_bytes([3; KEY_LEN]);
+        let header = |suite| Header {
+            suite,
+            key_ref: kr(),
+            salt: [4; SALT_LEN],
+            commitment: [0; COMMITMENT_LEN],
+        };
+        derive(&key, &ctx(), &header(Suite::Blake3Aes256Gcm)).unwrap();
+        assert!(!key.has_hkdf_prk(), "suite 0x0003 set up an HMAC state");
+        assert!(!DataKey::generate().unwrap().has_hkdf_prk());
+        let (_, first) = derive(&key, &ctx(), &header(Suite::Cobblestone256)).unwrap();
+        assert!(key.has_hkdf_prk());
+        let copy = key.clone();
+        assert!(copy.has_hkdf_prk());
+        // The cached state gives the same derivation as a fresh key's.
+        let (_, again) = derive(&copy, &ctx(), &header(Suite::Cobblestone256)).unwrap();
+        let fresh = DataKey::from_bytes([3; KEY_LEN]);
+        let (_, from_fresh) = derive(&fresh, &ctx(), &header(Suite::Cobblestone256)).unwrap();
+        assert_eq!((first, again), (from_fresh, from_fresh));
     }
 
     #[test]

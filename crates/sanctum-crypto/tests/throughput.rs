@@ -105,7 +105,7 @@ fn throughput_vs_raw_ring() {
                 t.elapsed().as_secs_f64() / f64::from(ITERS)
             });
             (
-                format!("key derivation (Decryptor::new), suite {suite:?}"),
+                format!("key derivation (Decryptor::new), suite {}", name(suite)),
                 per,
             )
         })
