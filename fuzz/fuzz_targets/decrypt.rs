@@ -1,22 +1,24 @@
-//! Decryption of arbitrary bytes with a fixed key and context: never panics,
+//! Decryption of arbitrary bytes with a fixed key and context, in both suites: never panics,
 //! never returns plaintext for a forged message.
 //!
-//! The first input byte selects a mode:
-//! - 0: the rest is a whole message (header + chunks), fed to the streaming
-//!   decryptor in pieces whose sizes come from the second byte, and to the
+//! The first input byte selects a mode (its low two bits) and, for the modes that encrypt,
+//! the suite (bit 2: clear for 0x0003, set for 0x0001), so every mode runs under both:
+//! - 0: the rest is a whole message (header + chunks, whatever suite its header names), fed
+//!   to the streaming decryptor in pieces whose sizes come from the second byte, and to the
 //!   one-shot `decrypt`.
-//! - 1: the rest is the chunk stream behind a *valid* header (so the
+//! - 1: the rest is the chunk stream behind a *valid* header of the chosen suite (so the
 //!   commitment check passes and chunk handling is exercised).
-//! - 2: the rest is a plaintext; encrypt it, decrypt it in pieces, and
-//!   check the round trip, then check a flipped byte is caught.
-//! - 3: ranged reads: the rest is a plaintext; encrypt it and decrypt a
+//! - 2: the rest is a plaintext; encrypt it in the chosen suite, decrypt it in pieces, and
+//!   check the round trip, then check that a flipped byte is caught and that the message
+//!   relabelled as the other suite is refused.
+//! - 3: ranged reads: the rest is a plaintext; encrypt it in the chosen suite and decrypt a
 //!   range chosen from the next bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sanctum_crypto::hazmat::encryptor_with_salt;
 use sanctum_crypto::{
-    Suite,
-    Context, CryptoError, DataKey, Decryptor, Encryptor, Header, KeyRef, chunk_span, decrypt,
+    Context, CryptoError, DataKey, Decryptor, Header, KeyRef, Suite, chunk_span, decrypt,
     decrypt_range,
 };
 
@@ -50,14 +52,32 @@ fn stream(dec: Decryptor, body: &[u8], piece: usize) -> (Result<(), CryptoError>
     (dec.finish(&mut out), out)
 }
 
-fn valid_header() -> Vec<u8> {
-    Encryptor::with_salt(Suite::default(), &key(), key_ref(), &ctx(), [3; 24])
+/// The suite that bit 2 of the mode byte names.
+fn suite(mode: u8) -> Suite {
+    if mode & 4 == 0 {
+        Suite::Blake3Aes256Gcm
+    } else {
+        Suite::Cobblestone256
+    }
+}
+
+/// The other implemented suite.
+fn other(suite: Suite) -> Suite {
+    match suite {
+        Suite::Blake3Aes256Gcm => Suite::Cobblestone256,
+        Suite::Cobblestone256 => Suite::Blake3Aes256Gcm,
+    }
+}
+
+fn valid_header(suite: Suite) -> Vec<u8> {
+    encryptor_with_salt(suite, &key(), key_ref(), &ctx(), [3; 24])
         .unwrap()
         .1
 }
 
-fn encrypt_with(plain: &[u8], piece: usize) -> Vec<u8> {
-    let (mut enc, mut msg) = Encryptor::with_salt(Suite::default(), &key(), key_ref(), &ctx(), [4; 24]).unwrap();
+fn encrypt_with(suite: Suite, plain: &[u8], piece: usize) -> Vec<u8> {
+    let (mut enc, mut msg) =
+        encryptor_with_salt(suite, &key(), key_ref(), &ctx(), [4; 24]).unwrap();
     for p in plain.chunks(piece.max(1)) {
         enc.update(p, &mut msg).unwrap();
     }
@@ -73,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let piece = 1 + piece as usize * 131;
+    let suite = suite(mode);
     match mode % 4 {
         0 => {
             if let Ok((header, hl)) = Header::parse(rest) {
@@ -83,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         1 => {
-            let header = valid_header();
+            let header = valid_header(suite);
             let (h, _) = Header::parse(&header).unwrap();
             let dec = Decryptor::new(&key(), &h, &ctx(), 0).unwrap();
             let (r, out) = stream(dec, rest, piece);
@@ -102,8 +123,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(decrypt(&key(), &h, header.len(), &ctx(), &msg).is_err());
         }
         2 => {
-            let msg = encrypt_with(rest, piece);
+            let msg = encrypt_with(suite, rest, piece);
             let (h, hl) = Header::parse(&msg).unwrap();
+            assert_eq!(h.suite, suite);
             let dec = Decryptor::new(&key(), &h, &ctx(), 0).unwrap();
             let (r, out) = stream(dec, &msg[hl..], piece.wrapping_mul(7) % 40_000 + 1);
             r.unwrap();
@@ -113,12 +135,20 @@ fuzz_target!(|data: &[u8]| {
             let at = hl + piece % (bad.len() - hl);
             bad[at] ^= 0x01;
             assert!(decrypt(&key(), &h, hl, &ctx(), &bad).is_err());
+            // Relabelled as the other suite: the commitment no longer matches.
+            let mut relabelled = msg.clone();
+            relabelled[5..7].copy_from_slice(&other(suite).id().to_be_bytes());
+            let (h, hl) = Header::parse(&relabelled).unwrap();
+            assert_eq!(
+                decrypt(&key(), &h, hl, &ctx(), &relabelled),
+                Err(CryptoError::Commitment)
+            );
         }
         _ => {
             let Some((range_bytes, plain)) = rest.split_at_checked(8) else {
                 return;
             };
-            let msg = encrypt_with(plain, 16384);
+            let msg = encrypt_with(suite, plain, 16384);
             let (h, hl) = Header::parse(&msg).unwrap();
             let n = plain.len() as u64;
             let a = u32::from_le_bytes(range_bytes[..4].try_into().unwrap()) as u64 % (n + 2);

@@ -15,6 +15,12 @@
 //! or [`Decryptor`] as they arrive, or use [`encrypt`] / [`decrypt`] for
 //! small values.
 //!
+//! Every salt comes straight from the OS ([`fill_random`]: one `getrandom`
+//! per salt, nothing pooled in the process, so forks and clones of the
+//! process never share one). Encryption with a caller-chosen salt exists only
+//! for test vectors, in the `hazmat` module behind the cargo feature of the
+//! same name, which production builds never enable.
+//!
 //! ```
 //! use sanctum_crypto::{Context, DataKey, Header, KeyRef, decrypt, encrypt};
 //!
@@ -41,6 +47,8 @@
 
 mod context;
 mod error;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 mod header;
 mod span;
 
@@ -52,11 +60,14 @@ pub use header::{
 };
 pub use span::{ChunkSpan, chunk_span, ciphertext_len, plaintext_len};
 
+use hmac::digest::{FixedOutput, Output};
+use hmac::{Hmac, KeyInit, Mac};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
+use sha2::Sha512;
 use std::fmt;
 use std::ops::Range;
+use std::sync::OnceLock;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Plaintext bytes per chunk (every chunk but the final one is full).
@@ -85,42 +96,72 @@ const OKM_LEN: usize = KEY_LEN + NONCE_LEN + COMMITMENT_LEN;
 /// The BLAKE3 `derive_key` context string of suite 0x0003 (fixed forever).
 pub const BLAKE3_KDF_CONTEXT: &str = "sanctum-storage 2026-11-29 envelope suite 0x0003 message key";
 
-/// A 32-byte namespace data key (the C2SP input key). Zeroized on drop; its
-/// `Debug` output never shows the bytes.
+/// A 32-byte namespace data key (the C2SP input key). Its bytes, and the
+/// keyed HMAC-SHA-512 state that suite 0x0001 derives from them, are
+/// zeroized on drop; its `Debug` output never shows the bytes.
 #[derive(Clone)]
 pub struct DataKey {
     bytes: Zeroizing<[u8; KEY_LEN]>,
-    /// The HKDF-SHA-512 PRK keyed with `bytes`, set up once: HMAC's padded key
-    /// states cost two SHA-512 blocks, a fifth of a small message's derivation.
-    /// (ring does not zeroize them; before this cache every derivation left the
-    /// same states on the stack.)
-    prk: hkdf::Prk,
+    /// Suite 0x0001's PRK: HMAC-SHA-512 keyed with `bytes` (its inner and
+    /// outer padded-key states), set up on the first suite 0x0001 derivation
+    /// and cloned for every message after it (the two padded-key blocks are a
+    /// fifth of a small message's derivation). Never set up for a key used
+    /// only with suite 0x0003. `hmac` and `sha2` are built with their
+    /// `zeroize` feature, so this state and every clone of it are wiped on
+    /// drop.
+    hkdf_prk: OnceLock<Hmac<Sha512>>,
 }
+
+/// Compile-time check that an HMAC-SHA-512 state is wiped on drop. `Hmac<Sha512>` is two
+/// SHA-512 block states (inner and outer padded key) and a block buffer, and each of them wipes
+/// itself only when `sha2` and `hmac` (hence `digest` and `block-buffer`) are built with their
+/// `zeroize` feature (workspace Cargo.toml); without it this does not compile.
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<<Sha512 as hmac::EagerHash>::Core>();
+    wiped_on_drop::<hmac::digest::block_api::Buffer<hmac::block_api::HmacCore<Sha512>>>();
+};
 
 impl DataKey {
     /// Wraps existing key bytes (which must be uniformly random: CSPRNG or
     /// KDF output).
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> DataKey {
-        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, &bytes);
         DataKey {
             bytes: Zeroizing::new(bytes),
-            prk,
+            hkdf_prk: OnceLock::new(),
         }
     }
 
     /// Generates a fresh key from the system CSPRNG.
     pub fn generate() -> Result<DataKey, CryptoError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        SystemRandom::new()
-            .fill(&mut bytes[..])
-            .map_err(|_| CryptoError::Random)?;
-        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, &bytes[..]);
-        Ok(DataKey { bytes, prk })
+        fill_random(&mut bytes[..])?;
+        Ok(DataKey {
+            bytes,
+            hkdf_prk: OnceLock::new(),
+        })
     }
 
     /// The key bytes, e.g. for wrapping under a KEK. Do not log or store them.
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes
+    }
+
+    /// Suite 0x0001's PRK (HMAC-SHA-512 keyed with the data key), set up on
+    /// first use. The setup builds the padded key block (key XOR ipad, then
+    /// opad) in a stack temporary of `hmac` that is not wiped: once per key
+    /// and process, overwritten by later calls.
+    fn hkdf_prk(&self) -> &Hmac<Sha512> {
+        self.hkdf_prk.get_or_init(|| {
+            <Hmac<Sha512> as KeyInit>::new_from_slice(&self.bytes[..])
+                .expect("HMAC takes keys of any length")
+        })
+    }
+
+    /// Whether suite 0x0001's PRK has been set up (unit tests).
+    #[cfg(test)]
+    fn has_hkdf_prk(&self) -> bool {
+        self.hkdf_prk.get().is_some()
     }
 }
 
@@ -211,55 +252,33 @@ impl ChunkCipher {
     }
 }
 
-/// Bytes of OS randomness a thread reads at once for salts (42 salts).
-const SALT_POOL_LEN: usize = 42 * SALT_LEN;
-
-/// Unused salt bytes of this thread, and the process that read them.
-struct SaltPool {
-    pid: u32,
-    bytes: [u8; SALT_POOL_LEN],
-    used: usize,
-}
-
-/// A fresh 24-byte salt from the OS CSPRNG. Salts are read in batches: one `getrandom` call
-/// costs about as much as deriving a message key, and a small put needs two salts. Every salt
-/// is still OS randomness used once (its bytes are wiped from the pool when handed out), and
-/// a forked child, which inherits the pool, reads a new batch before its first salt.
+/// A fresh 24-byte salt, straight from the OS CSPRNG: one `getrandom` call per salt and nothing
+/// kept in the process (see [`fill_random`]), so no copy of the process (a forked child, a
+/// child in a new PID namespace, a restored checkpoint) can hand out a salt another copy hands
+/// out too.
 fn fresh_salt() -> Result<[u8; SALT_LEN], CryptoError> {
-    thread_local! {
-        static POOL: std::cell::RefCell<SaltPool> = const {
-            std::cell::RefCell::new(SaltPool {
-                pid: 0,
-                bytes: [0; SALT_POOL_LEN],
-                used: SALT_POOL_LEN,
-            })
-        };
-    }
-    POOL.with_borrow_mut(|pool| {
-        let pid = std::process::id();
-        if pool.pid != pid || pool.used + SALT_LEN > SALT_POOL_LEN {
-            SystemRandom::new()
-                .fill(&mut pool.bytes)
-                .map_err(|_| CryptoError::Random)?;
-            pool.pid = pid;
-            pool.used = 0;
-        }
-        let taken = &mut pool.bytes[pool.used..pool.used + SALT_LEN];
-        let mut salt = [0u8; SALT_LEN];
-        salt.copy_from_slice(taken);
-        taken.fill(0);
-        pool.used += SALT_LEN;
-        Ok(salt)
-    })
+    let mut salt = [0u8; SALT_LEN];
+    fill_random(&mut salt)?;
+    Ok(salt)
 }
 
-/// `ring::hkdf` output length.
-struct OkmLen(usize);
-
-impl hkdf::KeyType for OkmLen {
-    fn len(&self) -> usize {
-        self.0
-    }
+/// Fills `buf` with bytes from the operating system's CSPRNG (the `getrandom(2)` system call on
+/// Linux, through ring's `SystemRandom`). Use it for anything that must never repeat: salts,
+/// nonces, ids.
+///
+/// **Fork safe.** Every call asks the kernel; nothing is pooled, buffered or cached in the
+/// process. A forked child, a child in a new PID namespace (which may have its parent's pid)
+/// and a process restored from a checkpoint (CRIU) share no unused random bytes with the
+/// process they were copied from, since the kernel's generator is not in the copied memory. A
+/// cloned virtual machine copies the kernel too: Linux (5.18 and later) reseeds its generator
+/// when the hypervisor announces the clone through a VM generation ID, which is the protection
+/// a VM clone has; a process that caches nothing adds no window of its own.
+///
+/// Errors with [`CryptoError::Random`] if the OS refuses.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| CryptoError::Random)
 }
 
 /// KDF input up to this many bytes is assembled on the stack; longer input (very long context
@@ -325,11 +344,8 @@ fn derive_parts(
     let mut okm = Zeroizing::new([0u8; OKM_LEN]);
     match suite {
         Suite::Cobblestone256 => concatenated(C2SP_INFO_HEAD, parts, false, |info| {
-            key.prk
-                .expand(&[info], OkmLen(OKM_LEN))
-                .and_then(|o| o.fill(&mut okm[..]))
-        })
-        .map_err(failed)?,
+            hkdf_expand_sha512(key.hkdf_prk(), info, &mut okm)
+        }),
         Suite::Blake3Aes256Gcm => concatenated(&key.bytes[..], parts, true, |material| {
             blake3_kdf(material, &mut okm)
         }),
@@ -371,6 +387,30 @@ fn concatenated<R>(head: &[u8], parts: &[&[u8]], secret: bool, f: impl FnOnce(&[
         buf.zeroize();
     }
     result
+}
+
+/// Suite 0x0001's KDF: HKDF-Expand-SHA-512 (RFC 5869) with `prk` (HMAC-SHA-512 keyed with the
+/// data key) and `info`, 76 bytes into `okm`: `T(1) = HMAC(PRK, info || 0x01)`,
+/// `T(2) = HMAC(PRK, T(1) || info || 0x02)`, `okm = (T(1) || T(2))[..76]`.
+///
+/// The HMAC states are clones of `prk`, wiped on drop; `T(1)` and `T(2)` are wiped here. Not
+/// wiped: stack temporaries inside `hmac` and `sha2` (each HMAC's inner hash, SHA-512's message
+/// schedule and working variables), as in every software hash; later calls overwrite them.
+fn hkdf_expand_sha512(prk: &Hmac<Sha512>, info: &[u8], okm: &mut [u8; OKM_LEN]) {
+    const HASH_LEN: usize = 64;
+    let mut t = Output::<Hmac<Sha512>>::default();
+    let mut mac = prk.clone();
+    mac.update(info);
+    mac.update(&[1]);
+    mac.finalize_into(&mut t);
+    okm[..HASH_LEN].copy_from_slice(&t);
+    let mut mac = prk.clone();
+    mac.update(&t);
+    mac.update(info);
+    mac.update(&[2]);
+    mac.finalize_into(&mut t);
+    okm[HASH_LEN..].copy_from_slice(&t[..OKM_LEN - HASH_LEN]);
+    t.as_mut_slice().zeroize();
 }
 
 /// Suite 0x0003's KDF: BLAKE3 in `derive_key` mode over `material` (data key || salt ||
@@ -448,16 +488,14 @@ impl Encryptor {
         key_ref: KeyRef,
         ctx: &Context<'_>,
     ) -> Result<(Encryptor, Vec<u8>), CryptoError> {
-        Encryptor::with_salt(suite, key, key_ref, ctx, fresh_salt()?)
+        Encryptor::start(suite, key, key_ref, ctx, fresh_salt()?)
     }
 
-    /// Like [`Encryptor::with_suite`] with a caller-chosen salt.
-    ///
-    /// **For test vectors only.** Reusing a salt with the same key and
-    /// context reuses the AES-GCM key and nonces, which breaks both
-    /// confidentiality and integrity. Production code must use
-    /// [`Encryptor::new`].
-    pub fn with_salt(
+    /// Starts a message with `salt`. Not public: a caller-chosen salt is reachable only
+    /// through the `hazmat` module (cargo feature `hazmat`, for test vectors) and the unit
+    /// tests, since reusing a salt with the same key and context reuses the AES-GCM key and
+    /// nonces.
+    pub(crate) fn start(
         suite: Suite,
         key: &DataKey,
         key_ref: KeyRef,
@@ -822,21 +860,8 @@ pub fn encrypt(
     seal_message(enc, header, plaintext)
 }
 
-/// [`encrypt`] with a caller-chosen salt. **For test vectors only**; see
-/// [`Encryptor::with_salt`].
-pub fn encrypt_with_salt(
-    suite: Suite,
-    key: &DataKey,
-    key_ref: KeyRef,
-    ctx: &Context<'_>,
-    salt: [u8; SALT_LEN],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    let (enc, header) = Encryptor::with_salt(suite, key, key_ref, ctx, salt)?;
-    seal_message(enc, header, plaintext)
-}
-
-fn seal_message(
+/// Seals the whole `plaintext` as the message that `enc` started (`message` holds its header).
+pub(crate) fn seal_message(
     enc: Encryptor,
     mut message: Vec<u8>,
     plaintext: &[u8],
@@ -1019,7 +1044,7 @@ mod tests {
     fn encryption_stops_at_the_chunk_limit() {
         let key = DataKey::from_bytes([7; 32]);
         // Room for exactly the final chunk: a full chunk is refused.
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 1);
         let mut out = Vec::new();
         enc.update(&[0u8; 100], &mut out).unwrap();
@@ -1033,13 +1058,13 @@ mod tests {
         assert_eq!(enc.finish(&mut out), Err(CryptoError::Limit));
 
         // The last index can still hold the short final chunk ...
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 1);
         enc.update(&[5u8; 10], &mut out).unwrap();
         enc.finish(&mut out).unwrap();
         assert_eq!(out.len(), 10 + TAG_LEN);
         // ... and the decryptor accepts it at that index.
-        let mut message = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24])
+        let mut message = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24])
             .unwrap()
             .1;
         let (header, _) = Header::parse(&message).unwrap();
@@ -1051,7 +1076,7 @@ mod tests {
         assert_eq!(pt, [5u8; 10]);
 
         // A counter past the limit refuses even the final chunk.
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let enc = enc.with_counter(MAX_CHUNKS);
         let mut out = Vec::new();
         assert_eq!(enc.finish(&mut out), Err(CryptoError::Limit));
@@ -1065,7 +1090,7 @@ mod tests {
     #[test]
     fn full_chunks_cross_the_limit_one_by_one() {
         let key = DataKey::from_bytes([7; 32]);
-        let (enc, _) = Encryptor::with_salt(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
+        let (enc, _) = Encryptor::start(Suite::default(), &key, kr(), &ctx(), [1; 24]).unwrap();
         let mut enc = enc.with_counter(MAX_CHUNKS - 3);
         let mut out = Vec::new();
         // Two full chunks fit (indices 2^38-3 and 2^38-2), the third does not.
@@ -1077,14 +1102,76 @@ mod tests {
     }
 
     #[test]
-    fn salts_are_fresh_across_pool_refills() {
-        // More salts than one pool holds: all distinct, none all-zero (a wiped slot).
-        let salts: Vec<[u8; SALT_LEN]> = (0..3 * SALT_POOL_LEN / SALT_LEN)
-            .map(|_| fresh_salt().unwrap())
-            .collect();
+    fn salts_are_fresh_os_randomness() {
+        // Many salts, all distinct and none all-zero (an unfilled buffer).
+        let salts: Vec<[u8; SALT_LEN]> = (0..1000).map(|_| fresh_salt().unwrap()).collect();
         let distinct: std::collections::HashSet<_> = salts.iter().collect();
         assert_eq!(distinct.len(), salts.len());
         assert!(salts.iter().all(|s| s != &[0; SALT_LEN]));
+        // fill_random fills the whole buffer, whatever its length.
+        for len in [0usize, 1, 24, 1000] {
+            let mut a = vec![0u8; len];
+            let mut b = vec![0u8; len];
+            fill_random(&mut a).unwrap();
+            fill_random(&mut b).unwrap();
+            if len >= 24 {
+                assert_ne!(a, b);
+                assert!(a[len - 8..] != [0; 8], "tail left unfilled");
+            }
+        }
+    }
+
+    /// Suite 0x0001's HKDF-Expand (hmac + sha2) equals ring's HKDF-Expand-SHA-512, which the
+    /// crate used before, for info lengths around SHA-512's 128-byte block.
+    #[test]
+    fn hkdf_expand_matches_ring() {
+        use ring::hkdf;
+        struct Len;
+        impl hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                OKM_LEN
+            }
+        }
+        for (k, info_len) in [0usize, 1, 63, 64, 111, 112, 127, 128, 129, 200, 1000]
+            .into_iter()
+            .enumerate()
+        {
+            let key = DataKey::from_bytes([k as u8 ^ 0xa5; KEY_LEN]);
+            let info: Vec<u8> = (0..info_len).map(|i| (i * 7 + k) as u8).collect();
+            let mut want = [0u8; OKM_LEN];
+            hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, key.as_bytes())
+                .expand(&[&info], Len)
+                .unwrap()
+                .fill(&mut want)
+                .unwrap();
+            let mut got = [0u8; OKM_LEN];
+            hkdf_expand_sha512(key.hkdf_prk(), &info, &mut got);
+            assert_eq!(got, want, "info of {info_len} bytes");
+        }
+    }
+
+    /// The PRK is set up only for suite 0x0001, once, and a clone of the key carries it.
+    #[test]
+    fn hkdf_prk_is_set_up_only_for_suite_0x0001() {
+        let key = DataKey::from_bytes([3; KEY_LEN]);
+        let header = |suite| Header {
+            suite,
+            key_ref: kr(),
+            salt: [4; SALT_LEN],
+            commitment: [0; COMMITMENT_LEN],
+        };
+        derive(&key, &ctx(), &header(Suite::Blake3Aes256Gcm)).unwrap();
+        assert!(!key.has_hkdf_prk(), "suite 0x0003 set up an HMAC state");
+        assert!(!DataKey::generate().unwrap().has_hkdf_prk());
+        let (_, first) = derive(&key, &ctx(), &header(Suite::Cobblestone256)).unwrap();
+        assert!(key.has_hkdf_prk());
+        let copy = key.clone();
+        assert!(copy.has_hkdf_prk());
+        // The cached state gives the same derivation as a fresh key's.
+        let (_, again) = derive(&copy, &ctx(), &header(Suite::Cobblestone256)).unwrap();
+        let fresh = DataKey::from_bytes([3; KEY_LEN]);
+        let (_, from_fresh) = derive(&fresh, &ctx(), &header(Suite::Cobblestone256)).unwrap();
+        assert_eq!((first, again), (from_fresh, from_fresh));
     }
 
     #[test]

@@ -15,6 +15,8 @@
 mod common;
 
 use common::{pattern, vector_ctx as ctx};
+#[cfg(feature = "hazmat")]
+use sanctum_crypto::hazmat::encryptor_with_salt;
 use sanctum_crypto::{
     CHUNK_SIZE, Context, CryptoError, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header,
     KeyRef, MAX_CHUNKS, Suite, TAG_LEN, ciphertext_len, decrypt, decrypt_range, encrypt,
@@ -177,6 +179,26 @@ fn every_header_bit_flip_is_rejected() {
             };
             expect_with(&key(), &ctx(), &m, &f.pt, want, 0, &what);
         }
+    }
+}
+
+/// A message of either suite relabelled as the other one: 0x0003 as 0x0001 and 0x0001 as
+/// 0x0003. The suite id is in the header prefix, hence in the context, and the other suite's
+/// KDF derives another commitment: refused before any chunk, in both directions.
+#[test]
+fn relabelling_the_suite_is_refused_both_ways() {
+    let pt = pattern(N);
+    for (from, to) in [
+        (Suite::Blake3Aes256Gcm, Suite::Cobblestone256),
+        (Suite::Cobblestone256, Suite::Blake3Aes256Gcm),
+    ] {
+        let (enc, mut msg) = Encryptor::with_suite(from, &key(), key_ref(), &ctx()).unwrap();
+        enc.finish_with(&pt, &mut msg).unwrap();
+        assert_eq!(msg[5..7], from.id().to_be_bytes());
+        assert_eq!(one_shot(&key(), &ctx(), &msg).unwrap(), pt);
+        msg[5..7].copy_from_slice(&to.id().to_be_bytes());
+        let what = format!("{from:?} relabelled as {to:?}");
+        expect(&msg, &pt, CryptoError::Commitment, 0, &what);
     }
 }
 
@@ -759,6 +781,8 @@ fn decryptor_is_poisoned_after_an_error() {
     assert_eq!(dec.finish_partial(&mut out), Err(err));
 }
 
+/// Needs a fixed salt, so the `hazmat` feature (on in CI's `--all-features` run).
+#[cfg(feature = "hazmat")]
 #[test]
 fn encryptor_output_is_independent_of_update_splits() {
     // Two encryptors with the same salt produce identical output however the
@@ -767,7 +791,7 @@ fn encryptor_output_is_independent_of_update_splits() {
     let salt = [9u8; 24];
     let run = |splits: &[usize]| {
         let (mut enc, mut out) =
-            Encryptor::with_salt(Suite::default(), &key(), key_ref(), &ctx(), salt).unwrap();
+            encryptor_with_salt(Suite::default(), &key(), key_ref(), &ctx(), salt).unwrap();
         let mut at = 0;
         for &s in splits {
             enc.update(&pt[at..s], &mut out).unwrap();

@@ -7,16 +7,17 @@
 //! It prints, in one run, raw ring sealing/opening a 256 MiB buffer in place
 //! in 16 KiB chunks (the floor for data that streams through memory), the
 //! envelope's streaming [`Encryptor`] and [`Decryptor`] fed the way
-//! sanctum-storage feeds them, each as a ratio to raw ring, and the time of a
-//! small whole-message encrypt + decrypt (dominated by the key derivation).
+//! sanctum-storage feeds them, each as a ratio to raw ring, the time of a
+//! small whole-message encrypt + decrypt in each suite (dominated by the key
+//! derivation), the key derivation alone, and the cost of one salt.
 
 mod common;
 
 use common::{vector_ctx as ctx, vector_key_ref as key_ref};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use sanctum_crypto::{
-    CHUNK_SIZE, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header, TAG_LEN, decrypt,
-    encrypt,
+    CHUNK_SIZE, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Encryptor, Header, SALT_LEN, Suite,
+    TAG_LEN, decrypt, fill_random,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -43,6 +44,11 @@ fn nonce(i: usize) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
+/// A suite's id, as docs/encryption.md writes it.
+fn name(suite: Suite) -> String {
+    format!("0x{:04x}", suite.id())
+}
+
 fn line(what: &str, secs: f64, raw: Option<f64>) {
     let rate = gbps(TOTAL, secs);
     match raw {
@@ -57,27 +63,61 @@ fn throughput_vs_raw_ring() {
     let ctx = ctx();
     let key = DataKey::generate().unwrap();
 
-    // Small whole messages, encrypt() then parse + decrypt(): measured
-    // first, before the big buffers exist (afterwards they time noticeably
-    // slower on the test machine).
-    let small: Vec<(usize, f64)> = [300usize, 4096]
+    // Small whole messages, encrypted then parsed + decrypt(), in each suite: measured
+    // first, before the big buffers exist (afterwards they time noticeably slower on the
+    // test machine). Then the key derivation alone (`Decryptor::new` on a parsed header:
+    // KDF, AES key setup, commitment check) and one salt (`fill_random`, 24 bytes).
+    const ITERS: u32 = 20_000;
+    let suites = [Suite::Blake3Aes256Gcm, Suite::Cobblestone256];
+    let small: Vec<(String, f64)> = suites
         .into_iter()
-        .map(|size| {
+        .flat_map(|suite| [300usize, 4096].map(|size| (suite, size)))
+        .map(|(suite, size)| {
             let data = vec![0x5au8; size];
-            const ITERS: u32 = 20_000;
             let per = best_of(RUNS, || {
                 let t = Instant::now();
                 for _ in 0..ITERS {
-                    let m = encrypt(&key, key_ref(), &ctx, black_box(&data)).unwrap();
+                    let (enc, mut m) = Encryptor::with_suite(suite, &key, key_ref(), &ctx).unwrap();
+                    enc.finish_with(black_box(&data), &mut m).unwrap();
                     let (h, hl) = Header::parse(&m).unwrap();
                     let p = decrypt(&key, &h, hl, &ctx, &m).unwrap();
                     black_box(p);
                 }
                 t.elapsed().as_secs_f64() / f64::from(ITERS)
             });
-            (size, per)
+            let what = format!(
+                "{size}-byte message encrypt + decrypt, suite {}",
+                name(suite)
+            );
+            (what, per)
         })
         .collect();
+    let derivation: Vec<(String, f64)> = suites
+        .into_iter()
+        .map(|suite| {
+            let (_, m) = Encryptor::with_suite(suite, &key, key_ref(), &ctx).unwrap();
+            let (h, _) = Header::parse(&m).unwrap();
+            let per = best_of(RUNS, || {
+                let t = Instant::now();
+                for _ in 0..ITERS {
+                    black_box(Decryptor::new(&key, black_box(&h), &ctx, 0).unwrap());
+                }
+                t.elapsed().as_secs_f64() / f64::from(ITERS)
+            });
+            (
+                format!("key derivation (Decryptor::new), suite {}", name(suite)),
+                per,
+            )
+        })
+        .collect();
+    let salt = best_of(RUNS, || {
+        let mut salt = [0u8; SALT_LEN];
+        let t = Instant::now();
+        for _ in 0..ITERS {
+            fill_random(black_box(&mut salt)).unwrap();
+        }
+        t.elapsed().as_secs_f64() / f64::from(ITERS)
+    });
 
     let pt: Vec<u8> = (0..TOTAL).map(|i| i as u8).collect();
 
@@ -289,11 +329,8 @@ fn throughput_vs_raw_ring() {
         Some(raw_open),
     );
 
-    for (size, per) in small {
-        println!(
-            "{:<52} {:5.2} us",
-            format!("{size}-byte message encrypt + decrypt"),
-            per * 1e6
-        );
+    let salt = ("one salt (fill_random, 24 bytes)".to_string(), salt);
+    for (what, per) in small.iter().chain(&derivation).chain([&salt]) {
+        println!("{what:<58} {:5.2} us", per * 1e6);
     }
 }
