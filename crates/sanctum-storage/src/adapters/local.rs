@@ -633,14 +633,17 @@ impl LocalAdapter {
     /// Streams `body` into a durable temp file next to the target; returns it and the metadata
     /// the object will have.
     async fn stage(&self, path: &BlobPath, mut body: ByteStream) -> Result<(TempFile, BlobMeta)> {
-        let etag_bytes = ulid::Ulid::new().0.to_be_bytes();
+        let etag_bytes = crate::observability::clock::fresh_ulid().0.to_be_bytes();
         let mut header = [0u8; HEADER_LEN as usize];
         header[..4].copy_from_slice(MAGIC);
         header[8..].copy_from_slice(&etag_bytes);
         let target = self.object_file(path);
         let dir = target.parent().expect("object files have a parent");
         let tmp = TempFile {
-            path: dir.join(format!(".{}.tmp", ulid::Ulid::new())),
+            path: dir.join(format!(
+                ".{}.tmp",
+                crate::observability::clock::fresh_ulid()
+            )),
             armed: true,
         };
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);

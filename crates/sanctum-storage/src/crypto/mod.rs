@@ -21,9 +21,7 @@ pub mod keys;
 pub mod memory_provider;
 pub(crate) mod streams;
 
-pub use keys::{
-    EpochInfo, EpochState, KekRotation, KeyManager, KeyUpgradeReport, NamespaceKeys,
-};
+pub use keys::{EpochInfo, EpochState, KekRotation, KeyManager, KeyUpgradeReport, NamespaceKeys};
 pub use memory_provider::MemoryKeyProvider;
 pub use sanctum_keys::{KeyError, KeyErrorKind, KeyProvider, WrappedKey};
 pub use sanctum_keys::{LocalKeyring, OpenBaoTransit};

@@ -30,8 +30,8 @@ use super::options::{
 use super::sealing::{self, Place, Sealed};
 use super::stream::{Tap, Verify};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
-use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
 use crate::crypto::integrity::Mark;
+use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
 use crate::crypto::{KeyManager, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};

@@ -127,7 +127,13 @@ impl KeyAdmin {
         observe("keys.retire", b.adapter.as_ref(), ctx, async {
             let namespace = Namespace::new(ctx.tenant(), ns)?;
             b.access
-                .check(ctx, "keys.retire", Action::ManageKeys, namespace.name(), None)
+                .check(
+                    ctx,
+                    "keys.retire",
+                    Action::ManageKeys,
+                    namespace.name(),
+                    None,
+                )
                 .await?;
             let tenant = ctx.tenant().as_str();
             let known = b.keys.epochs(tenant, namespace.name()).await?;

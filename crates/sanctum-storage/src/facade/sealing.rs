@@ -202,7 +202,11 @@ fn forged(what: &str) -> Error {
 
 /// Authenticates one version record. An untagged record is accepted only in a namespace whose
 /// records predate authentication and have not all been tagged yet (`keys reencrypt`).
-pub(crate) fn verify(keys: &NamespaceKeys, place: Place<'_>, version: &StoredVersion) -> Result<()> {
+pub(crate) fn verify(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    version: &StoredVersion,
+) -> Result<()> {
     let Some(tag) = &version.tag else {
         if keys.legacy_manifests() && version.seq == 0 && version.prev.is_none() {
             return Ok(());

@@ -22,11 +22,27 @@ impl Clock for SystemClock {
     }
 }
 
-/// A fresh time-ordered id (a lower-case ULID) stamped with `clock`'s time.
+/// A fresh time-ordered id (a lower-case ULID) stamped with `clock`'s time. Its 80 random bits
+/// come straight from the OS ([`fresh_ulid`]).
 pub(crate) fn new_id(clock: &dyn Clock) -> String {
-    ulid::Ulid::from_parts(clock.now_ms(), ulid::Ulid::new().random())
+    ulid::Ulid::from_parts(clock.now_ms(), fresh_ulid().random())
         .to_string()
         .to_ascii_lowercase()
+}
+
+/// A ULID whose random bits come straight from the OS (one `getrandom` call), so that a forked
+/// process or a cloned VM never repeats its parent's ids (a thread RNG is not reseeded on
+/// fork). If the OS source fails, ulid's own generator is the fallback.
+pub(crate) fn fresh_ulid() -> ulid::Ulid {
+    let mut random = [0u8; 10];
+    match sanctum_crypto::fill_random(&mut random) {
+        Ok(()) => {
+            let mut bits = [0u8; 16];
+            bits[6..].copy_from_slice(&random);
+            ulid::Ulid::from_parts(SystemClock.now_ms(), u128::from_be_bytes(bits))
+        }
+        Err(_) => ulid::Ulid::new(),
+    }
 }
 
 /// The timestamp of an id made by [`new_id`], if it is one.

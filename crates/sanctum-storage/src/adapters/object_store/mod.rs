@@ -191,7 +191,9 @@ impl BlobAdapter for ObjectStoreAdapter {
         }
         let probe = Path::from(format!(
             "health/cas-probe-{}",
-            ulid::Ulid::new().to_string().to_ascii_lowercase()
+            crate::observability::clock::fresh_ulid()
+                .to_string()
+                .to_ascii_lowercase()
         ));
         let create = || PutOptions::from(OsPutMode::Create);
         let payload = || PutPayload::from_static(b"probe");
