@@ -14,6 +14,7 @@ pub mod emulators;
 pub mod facade;
 pub mod raw;
 pub mod recording;
+pub mod tamper;
 
 use std::sync::Arc;
 

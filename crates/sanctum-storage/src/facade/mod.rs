@@ -6,7 +6,7 @@ mod admin;
 mod blob;
 mod keys;
 mod layout;
-mod manifest;
+pub(crate) mod manifest;
 pub mod options;
 mod sealing;
 mod stream;

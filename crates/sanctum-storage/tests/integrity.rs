@@ -1,0 +1,393 @@
+//! Attacks by a hostile backend on what it keeps in the clear: version records (a body swap
+//! between versions, edited times, an undelete, dropped or reordered history, a rolled-back
+//! head) and namespace key records (an edit, a rollback, a retired epoch's data replayed).
+//!
+//! Two clients over one adapter stand for two processes: each has its own high-water marks.
+
+use std::sync::Arc;
+
+use sanctum_storage::adapters::object_store::ObjectStoreAdapter;
+use sanctum_storage::adapters::{BlobAdapter, BlobPath, PutMode, collect_bytes, once_stream};
+use sanctum_storage::conformance::tamper::edit_head_records;
+use sanctum_storage::crypto::{EpochState, KeyProvider, MemoryKeyProvider};
+use sanctum_storage::facade::{GetOptions, PutOptions, ReencryptOptions};
+use sanctum_storage::{
+    Error, ErrorCode, Storage, StorageConfig, StorageContext, StorageDependencies,
+    create_storage_client,
+};
+use serde_json::Value;
+
+/// One store (adapter and KEKs) that several clients ("processes") open.
+struct Store {
+    adapter: Arc<dyn BlobAdapter>,
+    provider: Arc<dyn KeyProvider>,
+}
+
+impl Store {
+    fn new() -> Self {
+        Self {
+            adapter: Arc::new(ObjectStoreAdapter::in_memory("integrity")),
+            provider: Arc::new(MemoryKeyProvider::new()),
+        }
+    }
+
+    /// A new client: a process that has seen nothing yet.
+    async fn client(&self) -> Storage {
+        let config = StorageConfig::from_toml_str(
+            "[blob]\nbackend = \"memory\"\n[policy]\nsuperusers = [\"local\"]",
+            std::iter::empty::<(&str, &str)>(),
+        )
+        .unwrap();
+        let deps = StorageDependencies {
+            blob_adapter: Some(self.adapter.clone()),
+            key_provider: Some(self.provider.clone()),
+            ..Default::default()
+        };
+        create_storage_client(config, deps).await.unwrap()
+    }
+
+    async fn raw(&self, path: &str) -> Vec<u8> {
+        let got = self
+            .adapter
+            .get(&BlobPath::new(path).unwrap(), None)
+            .await
+            .unwrap();
+        collect_bytes(got.body).await.unwrap().to_vec()
+    }
+
+    async fn overwrite(&self, path: &str, bytes: Vec<u8>) {
+        self.adapter
+            .put(
+                &BlobPath::new(path).unwrap(),
+                once_stream(bytes.into()),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Rewrites the version records of `key`'s head in `ns` of tenant `t`.
+    async fn edit_head(&self, ns: &str, key: &str, edit: impl FnOnce(&mut Vec<Value>)) {
+        let path = head_path(ns, key);
+        let edited = edit_head_records(&self.raw(&path).await, edit).unwrap();
+        self.overwrite(&path, edited).await;
+    }
+}
+
+fn ctx() -> StorageContext {
+    StorageContext::new("t", "local").unwrap()
+}
+
+fn head_path(ns: &str, key: &str) -> String {
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("t/t/n/{ns}/h/{hex}.k")
+}
+
+fn key_record_path(ns: &str) -> String {
+    format!("k/t/n/{ns}")
+}
+
+async fn put(storage: &Storage, ns: &str, key: &str, body: &str) -> String {
+    storage
+        .blobs()
+        .put_bytes(&ctx(), ns, key, body.to_string(), PutOptions::default())
+        .await
+        .unwrap()
+        .version_id
+}
+
+async fn get(
+    storage: &Storage,
+    ns: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<Vec<u8>, Error> {
+    let opts = GetOptions {
+        version: version.map(str::to_string),
+        ..Default::default()
+    };
+    storage
+        .blobs()
+        .get_bytes(&ctx(), ns, key, opts)
+        .await
+        .map(|(_, body)| body.to_vec())
+}
+
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, Error>, needle: &str) {
+    let err = result.expect_err("the forged state must be refused");
+    assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
+    assert!(err.to_string().contains(needle), "{err}");
+}
+
+#[tokio::test]
+async fn a_body_swap_between_two_versions_is_refused() {
+    let store = Store::new();
+    let storage = store.client().await;
+    let v1 = put(&storage, "docs", "k", "version one").await;
+    put(&storage, "docs", "k", "version two").await;
+    store
+        .edit_head("docs", "k", |records| {
+            for field in ["body_id", "body_header"] {
+                let (newer, older) = (records[0][field].clone(), records[1][field].clone());
+                records[0][field] = older;
+                records[1][field] = newer;
+            }
+        })
+        .await;
+    // A fresh process too: the tags, not the high-water marks, catch this.
+    for client in [&storage, &store.client().await] {
+        assert_refused(
+            get(client, "docs", "k", None).await,
+            "failed authentication",
+        );
+        assert_refused(
+            get(client, "docs", "k", Some(&v1)).await,
+            "failed authentication",
+        );
+    }
+}
+
+#[tokio::test]
+async fn edited_times_sizes_and_restored_from_are_refused() {
+    let store = Store::new();
+    let storage = store.client().await;
+    let v1 = put(&storage, "docs", "k", "one").await;
+    storage
+        .blobs()
+        .restore(&ctx(), "docs", "k", &v1)
+        .await
+        .unwrap();
+    let edits: [(&str, Value); 4] = [
+        ("created_at_ms", Value::from(1u64)),
+        ("body_created_at_ms", Value::from(1u64)),
+        ("size", Value::from(2u64)),
+        ("restored_from", Value::from("01aaaaaaaaaaaaaaaaaaaaaaaa")),
+    ];
+    for (field, value) in edits {
+        let original = store.raw(&head_path("docs", "k")).await;
+        store
+            .edit_head("docs", "k", |records| records[0][field] = value)
+            .await;
+        let fresh = store.client().await;
+        assert_refused(
+            fresh.blobs().versions(&ctx(), "docs", "k").await,
+            "failed authentication",
+        );
+        assert_refused(
+            fresh.blobs().head(&ctx(), "docs", "k").await,
+            "failed authentication",
+        );
+        store.overwrite(&head_path("docs", "k"), original).await;
+        assert!(fresh.blobs().versions(&ctx(), "docs", "k").await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn an_undelete_by_editing_the_tombstone_is_refused() {
+    let store = Store::new();
+    let storage = store.client().await;
+    put(&storage, "docs", "k", "deleted data").await;
+    storage.blobs().delete(&ctx(), "docs", "k").await.unwrap();
+    // Flip the tombstone and give it the deleted version's body.
+    store
+        .edit_head("docs", "k", |records| {
+            let older = records[1].clone();
+            records[0]["tombstone"] = Value::from(false);
+            for field in ["body_id", "body_header", "sealed", "size"] {
+                records[0][field] = older[field].clone();
+            }
+        })
+        .await;
+    assert_refused(
+        get(&store.client().await, "docs", "k", None).await,
+        "failed authentication",
+    );
+}
+
+#[tokio::test]
+async fn dropped_or_reordered_history_is_refused() {
+    let store = Store::new();
+    let storage = store.client().await;
+    for body in ["one", "two", "three", "four"] {
+        put(&storage, "docs", "k", body).await;
+    }
+    let original = store.raw(&head_path("docs", "k")).await;
+    let attacks: [(&str, fn(&mut Vec<Value>)); 3] = [
+        ("a dropped middle entry", |r| {
+            r.remove(1);
+        }),
+        ("a dropped oldest entry", |r| {
+            r.pop();
+        }),
+        ("two older entries swapped", |r| r.swap(1, 2)),
+    ];
+    for (what, attack) in attacks {
+        store.edit_head("docs", "k", attack).await;
+        let result = store
+            .client()
+            .await
+            .blobs()
+            .versions(&ctx(), "docs", "k")
+            .await;
+        let err = result.expect_err(what);
+        assert_eq!(err.code(), ErrorCode::Encryption, "{what}: {err}");
+        store
+            .overwrite(&head_path("docs", "k"), original.clone())
+            .await;
+    }
+    let history = storage.blobs().versions(&ctx(), "docs", "k").await.unwrap();
+    assert_eq!(history.len(), 4);
+}
+
+#[tokio::test]
+async fn a_record_without_a_tag_is_refused_in_a_store_written_with_tags() {
+    let store = Store::new();
+    let storage = store.client().await;
+    put(&storage, "docs", "k", "one").await;
+    store
+        .edit_head("docs", "k", |records| {
+            let record = records[0].as_object_mut().unwrap();
+            for field in ["tag", "prev", "seq", "lineage"] {
+                record.remove(field);
+            }
+        })
+        .await;
+    assert_refused(
+        get(&store.client().await, "docs", "k", None).await,
+        "not authenticated",
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_back_head_is_caught_by_a_process_that_saw_newer() {
+    let store = Store::new();
+    let storage = store.client().await;
+    put(&storage, "docs", "k", "secret that was deleted").await;
+    let before_delete = store.raw(&head_path("docs", "k")).await;
+    storage.blobs().delete(&ctx(), "docs", "k").await.unwrap();
+    // The backend serves the older, authentic head: the delete is undone.
+    store
+        .overwrite(&head_path("docs", "k"), before_delete)
+        .await;
+    assert_refused(get(&storage, "docs", "k", None).await, "rolled back");
+    // Not defended across processes (docs/encryption.md): a fresh one has no mark to compare.
+    let fresh = store.client().await;
+    assert_eq!(
+        get(&fresh, "docs", "k", None).await.unwrap(),
+        b"secret that was deleted"
+    );
+}
+
+#[tokio::test]
+async fn an_edited_key_record_is_refused() {
+    let store = Store::new();
+    let storage = store.client().await;
+    put(&storage, "docs", "k", "one").await;
+    storage
+        .keys()
+        .rotate_namespace(&ctx(), "docs")
+        .await
+        .unwrap();
+    let original = store.raw(&key_record_path("docs")).await;
+    let edits: [(&str, fn(&mut Value)); 3] = [
+        ("current rolled to epoch 1", |r| {
+            r["current"] = Value::from(1)
+        }),
+        ("legacy records allowed", |r| {
+            r["legacy_manifests"] = Value::from(true)
+        }),
+        ("the tag removed", |r| {
+            r.as_object_mut().unwrap().remove("mac");
+        }),
+    ];
+    for (what, edit) in edits {
+        let mut record: Value = serde_json::from_slice(&original).unwrap();
+        edit(&mut record);
+        store
+            .overwrite(
+                &key_record_path("docs"),
+                serde_json::to_vec(&record).unwrap(),
+            )
+            .await;
+        let err = get(&store.client().await, "docs", "k", None)
+            .await
+            .expect_err(what);
+        assert_eq!(err.code(), ErrorCode::Encryption, "{what}: {err}");
+        assert!(err.to_string().contains("key record"), "{what}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_rolled_back_key_record_is_caught_by_a_process_that_saw_newer() {
+    let store = Store::new();
+    let storage = store.client().await;
+    put(&storage, "docs", "k", "one").await;
+    let epoch_one = store.raw(&key_record_path("docs")).await;
+    storage
+        .keys()
+        .rotate_namespace(&ctx(), "docs")
+        .await
+        .unwrap();
+    get(&storage, "docs", "k", None).await.unwrap(); // sees the rotated record
+    store.overwrite(&key_record_path("docs"), epoch_one).await;
+    storage.blobs().keys().forget_tenant("t"); // as when the cache expires
+    let err = storage
+        .blobs()
+        .put_bytes(&ctx(), "docs", "k2", "new data", PutOptions::default())
+        .await
+        .expect_err("new writes must not go under the rolled-back epoch");
+    assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+}
+
+#[tokio::test]
+async fn retired_epochs_refuse_replayed_data_and_retiring_waits_for_reencryption() {
+    let store = Store::new();
+    let storage = store.client().await;
+    let keys = storage.keys();
+    put(&storage, "docs", "k", "under epoch one").await;
+    let head_epoch_one = store.raw(&head_path("docs", "k")).await;
+    keys.rotate_namespace(&ctx(), "docs").await.unwrap();
+
+    let err = keys
+        .retire_epochs(&ctx(), "docs", None)
+        .await
+        .expect_err("data is still under epoch 1");
+    assert_eq!(err.code(), ErrorCode::Conflict, "{err}");
+    assert!(err.to_string().contains("epoch 1 (1 versions)"), "{err}");
+    let err = keys
+        .retire_epochs(&ctx(), "docs", Some(vec![2]))
+        .await
+        .expect_err("the active epoch");
+    assert_eq!(err.code(), ErrorCode::InvalidInput, "{err}");
+
+    let report = keys
+        .reencrypt_namespace(&ctx(), "docs", ReencryptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.bodies_rewritten, 1);
+    let retired = keys.retire_epochs(&ctx(), "docs", None).await.unwrap();
+    assert_eq!(retired.retired, [1]);
+    let states: Vec<_> = keys
+        .epochs(&ctx(), "docs")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.epoch, e.state))
+        .collect();
+    assert_eq!(states, [(1, EpochState::Retired), (2, EpochState::Active)]);
+    assert_eq!(
+        get(&storage, "docs", "k", None).await.unwrap(),
+        b"under epoch one"
+    );
+
+    // The backend replays the authentic head from before re-encryption (its old body is still
+    // there until a sweep): a fresh process has no mark to compare, but the epoch is retired.
+    store
+        .overwrite(&head_path("docs", "k"), head_epoch_one)
+        .await;
+    assert_refused(
+        get(&store.client().await, "docs", "k", None).await,
+        "retired",
+    );
+}
