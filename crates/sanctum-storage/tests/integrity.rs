@@ -74,6 +74,11 @@ impl Store {
     }
 }
 
+/// An attack on a head's version records (newest first).
+type EditRecords = fn(&mut Vec<Value>);
+/// An attack on a key record.
+type EditRecord = fn(&mut Value);
+
 fn ctx() -> StorageContext {
     StorageContext::new("t", "local").unwrap()
 }
@@ -212,7 +217,7 @@ async fn dropped_or_reordered_history_is_refused() {
         put(&storage, "docs", "k", body).await;
     }
     let original = store.raw(&head_path("docs", "k")).await;
-    let attacks: [(&str, fn(&mut Vec<Value>)); 3] = [
+    let attacks: [(&str, EditRecords); 3] = [
         ("a dropped middle entry", |r| {
             r.remove(1);
         }),
@@ -289,7 +294,7 @@ async fn an_edited_key_record_is_refused() {
         .await
         .unwrap();
     let original = store.raw(&key_record_path("docs")).await;
-    let edits: [(&str, fn(&mut Value)); 3] = [
+    let edits: [(&str, EditRecord); 3] = [
         ("current rolled to epoch 1", |r| {
             r["current"] = Value::from(1)
         }),
