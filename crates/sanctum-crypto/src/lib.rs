@@ -856,7 +856,18 @@ pub fn encrypt(
     ctx: &Context<'_>,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let (enc, header) = Encryptor::new(key, key_ref, ctx)?;
+    encrypt_with_suite(Suite::default(), key, key_ref, ctx, plaintext)
+}
+
+/// [`encrypt`] under a chosen suite.
+pub fn encrypt_with_suite(
+    suite: Suite,
+    key: &DataKey,
+    key_ref: KeyRef,
+    ctx: &Context<'_>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let (enc, header) = Encryptor::with_suite(suite, key, key_ref, ctx)?;
     seal_message(enc, header, plaintext)
 }
 

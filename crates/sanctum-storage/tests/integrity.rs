@@ -33,8 +33,13 @@ impl Store {
 
     /// A new client: a process that has seen nothing yet.
     async fn client(&self) -> Storage {
+        self.client_with("").await
+    }
+
+    /// A new client with more configuration (TOML sections).
+    async fn client_with(&self, extra: &str) -> Storage {
         let config = StorageConfig::from_toml_str(
-            "[blob]\nbackend = \"memory\"\n[policy]\nsuperusers = [\"local\"]",
+            &format!("[blob]\nbackend = \"memory\"\n[policy]\nsuperusers = [\"local\"]\n{extra}"),
             std::iter::empty::<(&str, &str)>(),
         )
         .unwrap();
@@ -395,4 +400,86 @@ async fn retired_epochs_refuse_replayed_data_and_retiring_waits_for_reencryption
         get(&store.client().await, "docs", "k", None).await,
         "retired",
     );
+}
+
+#[tokio::test]
+async fn a_shred_by_another_process_wipes_its_cached_keys_within_the_ttl() {
+    let store = Store::new();
+    let ttl = "[encryption]\nkey_cache_ttl_ms = 200";
+    let shredder = store.client_with(ttl).await;
+    let reader = store.client_with(ttl).await;
+    put(&shredder, "docs", "k", "to be shredded").await;
+    assert_eq!(
+        get(&reader, "docs", "k", None).await.unwrap(),
+        b"to be shredded"
+    );
+    let cached = reader.blobs().keys().cached();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(
+        (cached[0].tenant.as_str(), &cached[0].namespaces[..]),
+        ("t", &["docs".to_string()][..])
+    );
+
+    shredder.keys().shred_tenant(&ctx()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Past the TTL the reader reads the key store again, finds the shred and drops the tenant.
+    assert_refused(get(&reader, "docs", "k", None).await, "crypto-shredded");
+    assert!(
+        reader.blobs().keys().cached().is_empty(),
+        "no key of the shredded tenant stays in memory"
+    );
+}
+
+#[tokio::test]
+async fn expired_keys_leave_the_cache() {
+    let store = Store::new();
+    let storage = store
+        .client_with("[encryption]\nkey_cache_ttl_ms = 100")
+        .await;
+    put(&storage, "docs", "k", "one").await;
+    put(&storage, "photos", "k", "two").await;
+    assert_eq!(
+        storage.blobs().keys().cached()[0].namespaces,
+        ["docs", "photos"]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The next lookup removes every expired entry (photos too) and loads what it needs.
+    assert_eq!(get(&storage, "docs", "k", None).await.unwrap(), b"one");
+    assert_eq!(storage.blobs().keys().cached()[0].namespaces, ["docs"]);
+}
+
+/// The suite id (bytes 5-6 of the header) of `key`'s current body and sealed metadata.
+async fn suites_of(store: &Store, ns: &str, key: &str) -> (String, String) {
+    let mut out = (String::new(), String::new());
+    let head = store.raw(&head_path(ns, key)).await;
+    edit_head_records(&head, |records| {
+        let suite = |field: &str| records[0][field].as_str().unwrap()[10..14].to_string();
+        out = (suite("body_header"), suite("sealed"));
+    })
+    .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn new_data_uses_the_configured_suite_and_both_suites_read() {
+    let store = Store::new();
+    let standard = store.client().await;
+    let blake3 = store
+        .client_with("[encryption]\nsuite = \"blake3-chunked\"")
+        .await;
+    put(&standard, "docs", "standard", "under 0x0001").await;
+    put(&blake3, "docs", "blake3", "under 0x0003").await;
+    let hex = |s: &str| (s.to_string(), s.to_string());
+    assert_eq!(suites_of(&store, "docs", "standard").await, hex("0001"));
+    assert_eq!(suites_of(&store, "docs", "blake3").await, hex("0003"));
+    for client in [&standard, &blake3] {
+        assert_eq!(
+            get(client, "docs", "standard", None).await.unwrap(),
+            b"under 0x0001"
+        );
+        assert_eq!(
+            get(client, "docs", "blake3", None).await.unwrap(),
+            b"under 0x0003"
+        );
+    }
 }

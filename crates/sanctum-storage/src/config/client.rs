@@ -151,7 +151,11 @@ pub async fn create_storage_client(
         cache_ttl: Duration::from_millis(config.policy.cache_ttl_ms),
     };
     let clock: Arc<dyn Clock> = deps.clock.unwrap_or_else(|| Arc::new(SystemClock));
-    let keys = Arc::new(KeyManager::new(provider, adapter.clone(), clock.clone()));
+    let keys = Arc::new(
+        KeyManager::new(provider, adapter.clone(), clock.clone())
+            .with_cache_ttl(Duration::from_millis(config.encryption.key_cache_ttl_ms))
+            .with_suite(config.encryption.suite.suite()),
+    );
     // Other fields exist only under some features, so the update is needless without them.
     #[allow(clippy::needless_update)]
     let settings = BlobSettings {

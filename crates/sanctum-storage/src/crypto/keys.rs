@@ -5,8 +5,10 @@
 //! `k/<tenant>/tenant` (the tenant key, wrapped by the tenant's KEK) and `k/<tenant>/n/<ns>`
 //! (the namespace's data keys, one per epoch, each wrapped by the tenant key with the
 //! sanctum-crypto format). Both are replaced with compare-and-swap, so concurrent processes
-//! agree. Cached keys expire after [`CACHE_TTL`] so other processes' rotations and shreds are
-//! seen; a shred in this process drops the tenant's keys at once.
+//! agree. Cached keys expire after a TTL (`[encryption] key_cache_ttl_ms`, default
+//! [`CACHE_TTL`]) so other processes' rotations and shreds are seen within it; expired entries
+//! are removed (and their keys wiped, once no operation holds them), and so is a tenant whose
+//! record turns out shredded. A shred in this process drops the tenant's keys at once.
 //!
 //! A namespace key record (format 2) is authenticated under a key derived from the tenant key
 //! ([`integrity`](super::integrity)) and carries a record version that grows by one per write:
@@ -26,9 +28,9 @@ use crate::adapters::json::{read_json, write_json};
 use crate::adapters::{BlobAdapter, BlobPath, PutMode};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::clock::{Clock, new_id};
-use sanctum_crypto::{Context, DataKey, KeyRef};
+use sanctum_crypto::{Context, DataKey, KeyRef, Suite};
 
-/// How long unwrapped keys stay cached before the key store is read again.
+/// How long unwrapped keys stay cached before the key store is read again, by default.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 /// How many times a key-store update retries a lost compare-and-swap.
 const MAX_ATTEMPTS: usize = 20;
@@ -159,6 +161,7 @@ pub struct NamespaceKeys {
     retired: BTreeSet<u32>,
     versions_auth: AuthKey,
     legacy_manifests: bool,
+    suite: Suite,
 }
 
 impl std::fmt::Debug for NamespaceKeys {
@@ -225,6 +228,11 @@ impl NamespaceKeys {
         &self.versions_auth
     }
 
+    /// The suite new messages are sealed with.
+    pub(crate) fn suite(&self) -> Suite {
+        self.suite
+    }
+
     /// Whether untagged version records (written before authentication existed) are accepted.
     pub(crate) fn legacy_manifests(&self) -> bool {
         self.legacy_manifests
@@ -248,6 +256,21 @@ pub struct KeyManager {
     shredded: Mutex<HashSet<String>>,
     /// The newest key records and version chains this process has seen.
     high_water: HighWater,
+    /// How long cached keys stay valid.
+    ttl: Duration,
+    /// The suite new messages are sealed with.
+    suite: Suite,
+    /// When expired entries of every tenant were last removed.
+    last_sweep: Mutex<Instant>,
+}
+
+/// What [`KeyManager::cached`] reports: which keys this process holds in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedKeys {
+    /// The tenant.
+    pub tenant: String,
+    /// The namespaces whose data keys are cached.
+    pub namespaces: Vec<String>,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -346,7 +369,58 @@ impl KeyManager {
             cache: Mutex::new(HashMap::new()),
             shredded: Mutex::new(HashSet::new()),
             high_water: HighWater::default(),
+            ttl: CACHE_TTL,
+            suite: Suite::default(),
+            last_sweep: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Sets how long unwrapped keys stay cached (default [`CACHE_TTL`]).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets the suite new messages are sealed with (default: Cobblestone-256, 0x0001).
+    pub fn with_suite(mut self, suite: Suite) -> Self {
+        self.suite = suite;
+        self
+    }
+
+    /// Which tenants and namespaces have keys in this process's memory, sorted (for tests and
+    /// diagnostics). It only looks: expired entries go on the next key lookup.
+    pub fn cached(&self) -> Vec<CachedKeys> {
+        let cache = self.cache.lock().expect("key cache poisoned");
+        let mut out: Vec<CachedKeys> = cache
+            .iter()
+            .map(|(tenant, cached)| {
+                let mut namespaces: Vec<String> = cached.namespaces.keys().cloned().collect();
+                namespaces.sort();
+                CachedKeys {
+                    tenant: tenant.clone(),
+                    namespaces,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        out
+    }
+
+    /// Removes the expired entries of every tenant, at most once per TTL. Dropping an entry
+    /// wipes its keys once no operation holds them.
+    fn sweep_expired(&self, cache: &mut HashMap<String, CachedTenant>) {
+        let mut last = self.last_sweep.lock().expect("sweep time poisoned");
+        if last.elapsed() < self.ttl {
+            return;
+        }
+        *last = Instant::now();
+        let ttl = self.ttl;
+        cache.retain(|_, cached| {
+            cached
+                .namespaces
+                .retain(|_, (loaded, _)| loaded.elapsed() < ttl);
+            cached.loaded.elapsed() < ttl
+        });
     }
 
     /// The per-process high-water marks (key records and version chains).
@@ -395,16 +469,25 @@ impl KeyManager {
     /// The tenant key, creating the tenant's keys on first use when `create` is set.
     async fn tenant_key(&self, tenant: &str, create: bool) -> Result<Arc<DataKey>> {
         self.check_not_shredded(tenant)?;
-        if let Some(cached) = self.cache.lock().expect("key cache poisoned").get(tenant)
-            && cached.loaded.elapsed() < CACHE_TTL
         {
-            return Ok(cached.tenant_key.clone());
+            let mut cache = self.cache.lock().expect("key cache poisoned");
+            self.sweep_expired(&mut cache);
+            match cache.get(tenant) {
+                Some(cached) if cached.loaded.elapsed() < self.ttl => {
+                    return Ok(cached.tenant_key.clone());
+                }
+                // Expired: its keys go now, not when the store is read again.
+                Some(_) => drop(cache.remove(tenant)),
+                None => {}
+            }
         }
         let path = Self::tenant_path(tenant)?;
         let aad = tenant_key_aad(tenant);
         for _ in 0..MAX_ATTEMPTS {
             match self.read_record::<TenantRecord>(&path).await? {
                 Some((record, _)) if record.shredded => {
+                    // Another process shredded the tenant: wipe whatever of it is cached.
+                    self.forget_tenant(tenant);
                     return Err(enc("the tenant's keys were destroyed (crypto-shredded)"));
                 }
                 Some((record, _)) => {
@@ -466,11 +549,17 @@ impl KeyManager {
         ns: &str,
         create: bool,
     ) -> Result<Arc<NamespaceKeys>> {
-        if let Some(cached) = self.cache.lock().expect("key cache poisoned").get(tenant)
+        if let Some(cached) = self
+            .cache
+            .lock()
+            .expect("key cache poisoned")
+            .get_mut(tenant)
             && let Some((loaded, keys)) = cached.namespaces.get(ns)
-            && loaded.elapsed() < CACHE_TTL
         {
-            return Ok(keys.clone());
+            if loaded.elapsed() < self.ttl && cached.loaded.elapsed() < self.ttl {
+                return Ok(keys.clone());
+            }
+            cached.namespaces.remove(ns);
         }
         let tenant_key = self.tenant_key(tenant, create).await?;
         let path = Self::namespace_path(tenant, ns)?;
@@ -588,6 +677,7 @@ impl KeyManager {
                 .collect(),
             versions_auth: AuthKey::derive(tenant_key, Purpose::VersionRecords, tenant, ns),
             legacy_manifests: record.legacy_manifests,
+            suite: self.suite,
         })
     }
 

@@ -39,7 +39,8 @@ pub(crate) fn encrypt_stream(
     input: ByteStream,
 ) -> Result<(Vec<u8>, ByteStream)> {
     let (key_ref, key) = keys.current();
-    let (encryptor, header) = Encryptor::new(key, key_ref, ctx).map_err(crypto_err)?;
+    let (encryptor, header) =
+        Encryptor::with_suite(keys.suite(), key, key_ref, ctx).map_err(crypto_err)?;
     let body = Adaptive {
         state: State::Inline {
             encryptor: Box::new(encryptor),

@@ -84,8 +84,14 @@ pub(crate) fn seal(
         return Ok(format!("{CLEAR}{}", hex(&json)));
     }
     let (key_ref, key) = keys.current();
-    let message = sanctum_crypto::encrypt(key, key_ref, &place.meta(version_id), &json)
-        .map_err(crypto_err)?;
+    let message = sanctum_crypto::encrypt_with_suite(
+        keys.suite(),
+        key,
+        key_ref,
+        &place.meta(version_id),
+        &json,
+    )
+    .map_err(crypto_err)?;
     Ok(hex(&message))
 }
 
