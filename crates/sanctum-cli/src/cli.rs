@@ -138,6 +138,12 @@ pub enum KeysCommand {
     Reencrypt(ReencryptArgs),
     /// Destroy the tenant's keys (crypto-shredding): all of its data becomes unreadable.
     Shred(ShredArgs),
+    /// Rotate the tenant key: a new one wraps new data keys (each namespace gets a new epoch);
+    /// the old one stays decrypt-only until `keys retire-tenant-keys`.
+    RotateTenantKey,
+    /// Drop the older tenant keys for good (after `keys reencrypt` and `keys retire` of every
+    /// namespace since the rotation).
+    RetireTenantKeys,
     /// Authenticate key records written before key records were authenticated (run once,
     /// on a store you trust as it is; then run `keys reencrypt` on each namespace).
     Upgrade,

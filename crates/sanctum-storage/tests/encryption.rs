@@ -438,6 +438,35 @@ async fn key_lifecycle(provider: Arc<dyn KeyProvider>, tenant: &str) {
     let versions = blobs.versions(&c, "docs", "a").await.unwrap();
     assert_eq!(versions[0].version_id, v2.version_id);
 
+    // Tenant-key rotation, then a KEK rotation (which re-wraps the old tenant key too): every
+    // provider keeps both tenant keys opening, in this client and in a fresh one.
+    let (_, before_rotation) = blobs
+        .get_bytes(&c, "docs", "a", GetOptions::default())
+        .await
+        .unwrap();
+    let rotation = storage.keys().rotate_tenant_key(&c).await.unwrap();
+    assert_eq!(rotation.generation, 2);
+    storage.keys().rotate_kek(&c).await.unwrap();
+    blobs.keys().forget_tenant(tenant);
+    let (_, body) = blobs
+        .get_bytes(&c, "docs", "a", GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        body, before_rotation,
+        "old data after a tenant-key rotation"
+    );
+    blobs
+        .put_bytes(
+            &c,
+            "docs",
+            "b",
+            "under the new tenant key",
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+
     // Crypto-shredding: every read and write of the tenant fails with Encryption.
     storage.keys().shred_tenant(&c).await.unwrap();
     for key in ["a", "b"] {

@@ -483,3 +483,67 @@ async fn new_data_uses_the_configured_suite_and_both_suites_read() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_rotated_tenant_key_wraps_new_epochs_and_retires_after_reencryption() {
+    let store = Store::new();
+    let storage = store.client().await;
+    let keys = storage.keys();
+    put(&storage, "docs", "k", "before rotation").await;
+    put(&storage, "photos", "p", "photo").await;
+    let head_before = store.raw(&head_path("docs", "k")).await;
+
+    let rotation = keys.rotate_tenant_key(&ctx()).await.unwrap();
+    assert_eq!(rotation.generation, 2);
+    assert_eq!(rotation.namespaces, ["docs", "photos"]);
+    // Each namespace's new epoch is wrapped by the new tenant key.
+    let record: Value = serde_json::from_slice(&store.raw(&key_record_path("docs")).await).unwrap();
+    let epochs = record["epochs"].as_array().unwrap();
+    assert_eq!(epochs.last().unwrap()["wrapped_by"], 2);
+    assert_eq!(epochs[0]["wrapped_by"], 1);
+    assert_eq!(record["signed_by"], 2);
+
+    // Old data (old epoch, old tags) still reads, in this process and in a fresh one; new
+    // writes go under the new epoch.
+    for client in [&storage, &store.client().await] {
+        assert_eq!(
+            get(client, "docs", "k", None).await.unwrap(),
+            b"before rotation"
+        );
+    }
+    put(&storage, "docs", "k", "after rotation").await;
+
+    let err = keys
+        .retire_tenant_keys(&ctx())
+        .await
+        .expect_err("docs still has data under the old tenant key");
+    assert_eq!(err.code(), ErrorCode::Conflict, "{err}");
+    assert!(err.to_string().contains("keys reencrypt"), "{err}");
+
+    for ns in ["docs", "photos"] {
+        keys.reencrypt_namespace(&ctx(), ns, ReencryptOptions::default())
+            .await
+            .unwrap();
+        keys.retire_epochs(&ctx(), ns, None).await.unwrap();
+    }
+    assert_eq!(keys.retire_tenant_keys(&ctx()).await.unwrap(), [1]);
+    assert_eq!(
+        keys.retire_tenant_keys(&ctx()).await.unwrap(),
+        Vec::<u32>::new()
+    );
+    let fresh = store.client().await;
+    let history = fresh.blobs().versions(&ctx(), "docs", "k").await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        get(&fresh, "docs", "k", None).await.unwrap(),
+        b"after rotation"
+    );
+    assert_eq!(get(&fresh, "photos", "p", None).await.unwrap(), b"photo");
+
+    // A head tagged under the retired tenant key is refused, even by a fresh process.
+    store.overwrite(&head_path("docs", "k"), head_before).await;
+    let err = get(&store.client().await, "docs", "k", None)
+        .await
+        .expect_err("tagged by a retired tenant key");
+    assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
+}

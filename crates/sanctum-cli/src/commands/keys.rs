@@ -16,8 +16,46 @@ pub async fn run(session: &Session, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Reencrypt(args) => reencrypt(session, args).await,
         KeysCommand::Shred(args) => shred(session, args).await,
         KeysCommand::Upgrade => upgrade(session).await,
+        KeysCommand::RotateTenantKey => rotate_tenant_key(session).await,
+        KeysCommand::RetireTenantKeys => retire_tenant_keys(session).await,
         KeysCommand::Epochs(args) => epochs(session, args).await,
         KeysCommand::Retire(args) => retire(session, args).await,
+    }
+}
+
+async fn rotate_tenant_key(session: &Session) -> anyhow::Result<()> {
+    let rotation = session
+        .with_storage(async |s| Ok(s.keys().rotate_tenant_key(&session.ctx).await?))
+        .await?;
+    if session.json {
+        return output::json(&rotation);
+    }
+    output::line(format_args!(
+        "tenant {}: tenant key now at generation {}; new data-key epochs in {} namespaces; run \
+         `sanctum keys reencrypt NS` on each, then `keys retire NS` and `keys retire-tenant-keys`",
+        session.ctx.tenant(),
+        rotation.generation,
+        rotation.namespaces.len()
+    ))
+}
+
+async fn retire_tenant_keys(session: &Session) -> anyhow::Result<()> {
+    let dropped = session
+        .with_storage(async |s| Ok(s.keys().retire_tenant_keys(&session.ctx).await?))
+        .await?;
+    if session.json {
+        return output::json(&serde_json::json!({ "retired_generations": dropped }));
+    }
+    match dropped.is_empty() {
+        true => output::line(format_args!(
+            "tenant {}: no older tenant key to retire",
+            session.ctx.tenant()
+        )),
+        false => output::line(format_args!(
+            "tenant {}: retired tenant key generations {:?}",
+            session.ctx.tenant(),
+            dropped
+        )),
     }
 }
 

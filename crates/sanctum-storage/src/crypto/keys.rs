@@ -43,8 +43,49 @@ struct TenantRecord {
     /// Set by a shred: the tenant's KEK is gone and no key will be made for it again.
     #[serde(default)]
     shredded: bool,
+    /// The current tenant key, wrapped by the KEK.
     wrapped: Option<WrappedKey>,
     created_at_ms: u64,
+    /// The current tenant key's generation: 1 for the first, one more per rotation.
+    #[serde(default = "first_generation")]
+    generation: u32,
+    /// Older tenant keys, kept to open the data keys they wrapped and to verify the tags their
+    /// derived keys made, until [`KeyManager::retire_tenant_keys`] drops them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    previous: Vec<PreviousTenantKey>,
+}
+
+/// An older tenant key (decrypt- and verify-only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PreviousTenantKey {
+    generation: u32,
+    wrapped: WrappedKey,
+}
+
+fn first_generation() -> u32 {
+    1
+}
+
+/// A tenant's keys in memory: the current tenant key and the older ones still kept.
+pub(crate) struct TenantKeys {
+    current: u32,
+    keys: BTreeMap<u32, DataKey>,
+}
+
+impl TenantKeys {
+    fn current(&self) -> &DataKey {
+        &self.keys[&self.current]
+    }
+
+    /// The tenant key of `generation`, which must still be kept.
+    fn get(&self, generation: u32) -> Result<&DataKey> {
+        self.keys.get(&generation).ok_or_else(|| {
+            enc(&format!(
+                "a key record relies on tenant key generation {generation}, which is retired or \
+                 unknown"
+            ))
+        })
+    }
 }
 
 /// The format of namespace key records written now: authenticated, versioned, epoch states.
@@ -73,6 +114,9 @@ struct EpochRecord {
     /// Absent in format 1 (where every epoch decrypts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     state: Option<EpochState>,
+    /// The generation of the tenant key that wraps this data key.
+    #[serde(default = "first_generation")]
+    wrapped_by: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +133,13 @@ struct NamespaceRecord {
     /// (untagged) are accepted until a complete re-encryption pass tags them all.
     #[serde(default)]
     legacy_manifests: bool,
+    /// The generation of the tenant key whose derived key signs this record.
+    #[serde(default = "first_generation")]
+    signed_by: u32,
+    /// The tenant key generation that tagged every version record of the namespace, as of the
+    /// last complete re-encryption pass (or the namespace's creation); 0 when unknown.
+    #[serde(default)]
+    tags_generation: u32,
     /// The record's tag (format 2), over every other field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
@@ -143,6 +194,15 @@ pub struct EpochInfo {
     pub created_at_ms: u64,
 }
 
+/// What [`KeyManager::rotate_tenant_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantKeyRotation {
+    /// The new tenant key's generation.
+    pub generation: u32,
+    /// The namespaces that got a new data-key epoch under it.
+    pub namespaces: Vec<String>,
+}
+
 /// What [`KeyManager::upgrade`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct KeyUpgradeReport {
@@ -160,6 +220,9 @@ pub struct NamespaceKeys {
     keys: BTreeMap<u32, DataKey>,
     retired: BTreeSet<u32>,
     versions_auth: AuthKey,
+    /// Keys derived from older tenant keys: they verify tags made before a tenant-key rotation
+    /// (never tag anything new).
+    older_versions_auth: Vec<AuthKey>,
     legacy_manifests: bool,
     suite: Suite,
 }
@@ -222,10 +285,20 @@ impl NamespaceKeys {
         })
     }
 
-    /// The key that authenticates this namespace's version records (derived from the tenant
-    /// key, so it outlives every data-key epoch).
-    pub(crate) fn versions_auth(&self) -> &AuthKey {
-        &self.versions_auth
+    /// Tags a version record (`parts`) with the key derived from the current tenant key (so
+    /// it outlives every data-key epoch).
+    pub(crate) fn tag_version(&self, parts: &[&[u8]]) -> String {
+        self.versions_auth.tag(parts)
+    }
+
+    /// Whether `tag` is the tag of `parts` under the current tenant key's derived key, or under
+    /// one of an older tenant key still kept.
+    pub(crate) fn verify_version(&self, parts: &[&[u8]], tag: &str) -> bool {
+        self.versions_auth.verify(parts, tag)
+            || self
+                .older_versions_auth
+                .iter()
+                .any(|auth| auth.verify(parts, tag))
     }
 
     /// The suite new messages are sealed with.
@@ -241,7 +314,7 @@ impl NamespaceKeys {
 
 struct CachedTenant {
     loaded: Instant,
-    tenant_key: Arc<DataKey>,
+    tenant_key: Arc<TenantKeys>,
     namespaces: HashMap<String, (Instant, Arc<NamespaceKeys>)>,
 }
 
@@ -292,10 +365,16 @@ fn enc(message: &str) -> Error {
     Error::new(ErrorCode::Encryption, message.to_string())
 }
 
-/// Length-prefixed associated data binding a wrapped tenant key to its tenant.
-fn tenant_key_aad(tenant: &str) -> Vec<u8> {
+/// Length-prefixed associated data binding a wrapped tenant key to its tenant and generation
+/// (the first generation's has no generation part: it predates rotation).
+fn tenant_key_aad(tenant: &str, generation: u32) -> Vec<u8> {
+    let generation = format!("generation-{generation}");
+    let mut parts = vec!["sanctum-storage/v1", "tenant-key", tenant];
+    if generation != "generation-1" {
+        parts.push(&generation);
+    }
     let mut out = Vec::new();
-    for part in ["sanctum-storage/v1", "tenant-key", tenant] {
+    for part in parts {
         out.extend_from_slice(&(part.len() as u32).to_be_bytes());
         out.extend_from_slice(part.as_bytes());
     }
@@ -330,12 +409,13 @@ fn record_mark(tenant: &str, ns: &str) -> String {
 fn unwrap_epochs(
     tenant: &str,
     ns: &str,
-    tenant_key: &DataKey,
+    tenant_keys: &TenantKeys,
     key_id: &str,
     epochs: &[&EpochRecord],
 ) -> Result<BTreeMap<u32, DataKey>> {
     let mut keys = BTreeMap::new();
     for epoch in epochs {
+        let tenant_key = tenant_keys.get(epoch.wrapped_by)?;
         let message = unhex(&epoch.wrapped)?;
         let key_epoch = format!("{key_id}.{}", epoch.epoch);
         let ctx = dek_context(tenant, ns, &key_epoch);
@@ -466,8 +546,8 @@ impl KeyManager {
         .await
     }
 
-    /// The tenant key, creating the tenant's keys on first use when `create` is set.
-    async fn tenant_key(&self, tenant: &str, create: bool) -> Result<Arc<DataKey>> {
+    /// The tenant's keys, creating them on first use when `create` is set.
+    async fn tenant_key(&self, tenant: &str, create: bool) -> Result<Arc<TenantKeys>> {
         self.check_not_shredded(tenant)?;
         {
             let mut cache = self.cache.lock().expect("key cache poisoned");
@@ -482,7 +562,6 @@ impl KeyManager {
             }
         }
         let path = Self::tenant_path(tenant)?;
-        let aad = tenant_key_aad(tenant);
         for _ in 0..MAX_ATTEMPTS {
             match self.read_record::<TenantRecord>(&path).await? {
                 Some((record, _)) if record.shredded => {
@@ -493,13 +572,24 @@ impl KeyManager {
                 Some((record, _)) => {
                     let wrapped = record
                         .wrapped
+                        .as_ref()
                         .ok_or_else(|| enc("the tenant key record has no key"))?;
-                    let key = self
-                        .provider
-                        .unwrap(tenant, &wrapped, &aad)
-                        .await
-                        .map_err(key_err)?;
-                    let key = Arc::new(DataKey::from_bytes(*key));
+                    let mut keys = BTreeMap::new();
+                    let all = std::iter::once((record.generation, wrapped))
+                        .chain(record.previous.iter().map(|p| (p.generation, &p.wrapped)));
+                    for (generation, wrapped) in all {
+                        let aad = tenant_key_aad(tenant, generation);
+                        let key = self
+                            .provider
+                            .unwrap(tenant, wrapped, &aad)
+                            .await
+                            .map_err(key_err)?;
+                        keys.insert(generation, DataKey::from_bytes(*key));
+                    }
+                    let key = Arc::new(TenantKeys {
+                        current: record.generation,
+                        keys,
+                    });
                     // Checked again under the cache lock: a shred may have finished meanwhile.
                     let mut cache = self.cache.lock().expect("key cache poisoned");
                     self.check_not_shredded(tenant)?;
@@ -519,7 +609,7 @@ impl KeyManager {
                     let key = DataKey::generate().map_err(crypto_err)?;
                     let wrapped = self
                         .provider
-                        .wrap(tenant, key.as_bytes(), &aad)
+                        .wrap(tenant, key.as_bytes(), &tenant_key_aad(tenant, 1))
                         .await
                         .map_err(key_err)?;
                     let record = TenantRecord {
@@ -527,6 +617,8 @@ impl KeyManager {
                         shredded: false,
                         wrapped: Some(wrapped),
                         created_at_ms: self.clock.now_ms(),
+                        generation: 1,
+                        previous: Vec::new(),
                     };
                     match self.write_record(&path, &record, PutMode::Create).await {
                         // Re-read: ours, or a concurrent creator's.
@@ -597,9 +689,11 @@ impl KeyManager {
                         current: 1,
                         epochs: vec![first],
                         legacy_manifests: false,
+                        signed_by: tenant_key.current,
+                        tags_generation: tenant_key.current,
                         mac: None,
                     };
-                    record.sign(&record_auth(&tenant_key, tenant, ns))?;
+                    record.sign(&record_auth(tenant_key.current(), tenant, ns))?;
                     match self.write_record(&path, &record, PutMode::Create).await {
                         // Re-read: ours, or a concurrent creator's.
                         Ok(()) => {}
@@ -618,10 +712,11 @@ impl KeyManager {
         &self,
         tenant: &str,
         ns: &str,
-        tenant_key: &DataKey,
+        tenant_keys: &TenantKeys,
         key_id: &str,
         epoch: u32,
     ) -> Result<EpochRecord> {
+        let tenant_key = tenant_keys.current();
         let dek = DataKey::generate().map_err(crypto_err)?;
         let key_ref = KeyRef {
             key_id: TENANT_KEY_ID.to_string(),
@@ -640,6 +735,7 @@ impl KeyManager {
             wrapped: hex(&wrapped),
             created_at_ms: self.clock.now_ms(),
             state: Some(EpochState::Active),
+            wrapped_by: tenant_keys.current,
         })
     }
 
@@ -649,7 +745,7 @@ impl KeyManager {
         &self,
         tenant: &str,
         ns: &str,
-        tenant_key: &DataKey,
+        tenant_key: &TenantKeys,
         record: &NamespaceRecord,
         before: Option<&Mark>,
     ) -> Result<NamespaceKeys> {
@@ -675,7 +771,18 @@ impl KeyManager {
                 .filter(|e| record.state_of(e) == EpochState::Retired)
                 .map(|e| e.epoch)
                 .collect(),
-            versions_auth: AuthKey::derive(tenant_key, Purpose::VersionRecords, tenant, ns),
+            versions_auth: AuthKey::derive(
+                tenant_key.current(),
+                Purpose::VersionRecords,
+                tenant,
+                ns,
+            ),
+            older_versions_auth: tenant_key
+                .keys
+                .iter()
+                .filter(|(generation, _)| **generation != tenant_key.current)
+                .map(|(_, key)| AuthKey::derive(key, Purpose::VersionRecords, tenant, ns))
+                .collect(),
             legacy_manifests: record.legacy_manifests,
             suite: self.suite,
         })
@@ -687,7 +794,7 @@ impl KeyManager {
         &self,
         tenant: &str,
         ns: &str,
-        tenant_key: &DataKey,
+        tenant_key: &TenantKeys,
         record: &NamespaceRecord,
         before: Option<&Mark>,
     ) -> Result<()> {
@@ -708,7 +815,7 @@ impl KeyManager {
                 )));
             }
         }
-        record.verify(&record_auth(tenant_key, tenant, ns))?;
+        record.verify(&record_auth(tenant_key.get(record.signed_by)?, tenant, ns))?;
         match self.high_water.observe(
             &record_mark(tenant, ns),
             before,
@@ -731,7 +838,7 @@ impl KeyManager {
         tenant: &str,
         ns: &str,
         what: &str,
-        mut change: impl FnMut(&mut NamespaceRecord, &DataKey) -> Result<T>,
+        mut change: impl FnMut(&mut NamespaceRecord, &TenantKeys) -> Result<T>,
     ) -> Result<T> {
         let path = Self::namespace_path(tenant, ns)?;
         let no_keys = || {
@@ -753,7 +860,8 @@ impl KeyManager {
             self.check_record(tenant, ns, &tenant_key, &record, before.as_ref())?;
             let out = change(&mut record, &tenant_key)?;
             record.version += 1;
-            record.sign(&record_auth(&tenant_key, tenant, ns))?;
+            record.signed_by = tenant_key.current;
+            record.sign(&record_auth(tenant_key.current(), tenant, ns))?;
             match self
                 .write_record(&path, &record, PutMode::Update(etag))
                 .await
@@ -850,15 +958,21 @@ impl KeyManager {
         .await
     }
 
-    /// Stops accepting untagged version records in `ns` (after a complete re-encryption pass
-    /// tagged every one). Does nothing when they are not accepted already.
-    pub(crate) async fn clear_legacy_manifests(&self, tenant: &str, ns: &str) -> Result<()> {
-        let cached = self.namespace(tenant, ns, false).await?;
-        if !cached.legacy_manifests() {
+    /// Records that a complete re-encryption pass tagged every version record of `ns` with
+    /// the current tenant key's derived key: untagged records are refused from now on, and
+    /// older tenant keys are no longer needed for this namespace's tags.
+    pub(crate) async fn mark_retagged(&self, tenant: &str, ns: &str) -> Result<()> {
+        let generation = self.tenant_key(tenant, false).await?.current;
+        let path = Self::namespace_path(tenant, ns)?;
+        if let Some((record, _)) = self.read_record::<NamespaceRecord>(&path).await?
+            && !record.legacy_manifests
+            && record.tags_generation == generation
+        {
             return Ok(());
         }
-        self.update_record(tenant, ns, "update", |record, _| {
+        self.update_record(tenant, ns, "update", |record, tenant_keys| {
             record.legacy_manifests = false;
+            record.tags_generation = tenant_keys.current;
             Ok(())
         })
         .await
@@ -871,22 +985,12 @@ impl KeyManager {
     /// it authenticates what it finds.
     pub async fn upgrade(&self, tenant: &str) -> Result<KeyUpgradeReport> {
         let tenant_key = self.tenant_key(tenant, false).await?;
-        let prefix = format!("k/{tenant}/n/");
         let mut report = KeyUpgradeReport::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.adapter.list(&prefix, after.as_deref(), 1000).await?;
-            for entry in &page.entries {
-                let ns = &entry.path.as_str()[prefix.len()..];
-                if self.upgrade_namespace(tenant, ns, &tenant_key).await? {
-                    report.upgraded.push(ns.to_string());
-                } else {
-                    report.already_current += 1;
-                }
-            }
-            match page.entries.last() {
-                Some(last) if page.more => after = Some(last.path.as_str().to_string()),
-                _ => break,
+        for ns in self.namespaces_of(tenant).await? {
+            if self.upgrade_namespace(tenant, &ns, &tenant_key).await? {
+                report.upgraded.push(ns);
+            } else {
+                report.already_current += 1;
             }
         }
         Ok(report)
@@ -897,7 +1001,7 @@ impl KeyManager {
         &self,
         tenant: &str,
         ns: &str,
-        tenant_key: &DataKey,
+        tenant_key: &TenantKeys,
     ) -> Result<bool> {
         let path = Self::namespace_path(tenant, ns)?;
         for _ in 0..MAX_ATTEMPTS {
@@ -927,7 +1031,9 @@ impl KeyManager {
             record.format = NAMESPACE_FORMAT;
             record.version = 1;
             record.legacy_manifests = true;
-            record.sign(&record_auth(tenant_key, tenant, ns))?;
+            record.signed_by = tenant_key.current;
+            record.tags_generation = 0;
+            record.sign(&record_auth(tenant_key.current(), tenant, ns))?;
             match self
                 .write_record(&path, &record, PutMode::Update(etag))
                 .await
@@ -951,7 +1057,6 @@ impl KeyManager {
         self.tenant_key(tenant, true).await?;
         let kek_version = self.provider.rotate(tenant).await.map_err(key_err)?;
         let path = Self::tenant_path(tenant)?;
-        let aad = tenant_key_aad(tenant);
         for _ in 0..MAX_ATTEMPTS {
             let (mut record, etag) = self
                 .read_record::<TenantRecord>(&path)
@@ -961,12 +1066,22 @@ impl KeyManager {
                 .wrapped
                 .as_ref()
                 .ok_or_else(|| enc("the tenant's keys were destroyed"))?;
+            let aad = tenant_key_aad(tenant, record.generation);
             record.wrapped = Some(
                 self.provider
                     .rewrap(tenant, wrapped, &aad)
                     .await
                     .map_err(key_err)?,
             );
+            // Older tenant keys too: the old KEK version may be destroyed later.
+            for previous in &mut record.previous {
+                let aad = tenant_key_aad(tenant, previous.generation);
+                previous.wrapped = self
+                    .provider
+                    .rewrap(tenant, &previous.wrapped, &aad)
+                    .await
+                    .map_err(key_err)?;
+            }
             match self
                 .write_record(&path, &record, PutMode::Update(etag))
                 .await
@@ -979,6 +1094,150 @@ impl KeyManager {
         Err(Error::conflict(
             "gave up re-wrapping the tenant key after repeated concurrent changes",
         ))
+    }
+
+    /// Rotates the tenant key: a new one (the next generation), wrapped by the KEK, wraps every
+    /// data-key epoch from now on, and each namespace of the tenant gets a new epoch under it.
+    /// The old tenant key stays decrypt- and verify-only (old epochs, old tags) until
+    /// [`retire_tenant_keys`](Self::retire_tenant_keys). Returns the new generation and the
+    /// namespaces rotated.
+    pub async fn rotate_tenant_key(&self, tenant: &str) -> Result<TenantKeyRotation> {
+        self.tenant_key(tenant, true).await?;
+        let path = Self::tenant_path(tenant)?;
+        let mut generation = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut record, etag) = self
+                .read_record::<TenantRecord>(&path)
+                .await?
+                .ok_or_else(|| Error::not_found("no keys exist for the tenant"))?;
+            let current = record
+                .wrapped
+                .take()
+                .ok_or_else(|| enc("the tenant's keys were destroyed"))?;
+            let next = record.generation + 1;
+            let key = DataKey::generate().map_err(crypto_err)?;
+            let wrapped = self
+                .provider
+                .wrap(tenant, key.as_bytes(), &tenant_key_aad(tenant, next))
+                .await
+                .map_err(key_err)?;
+            record.previous.push(PreviousTenantKey {
+                generation: record.generation,
+                wrapped: current,
+            });
+            record.wrapped = Some(wrapped);
+            record.generation = next;
+            match self
+                .write_record(&path, &record, PutMode::Update(etag))
+                .await
+            {
+                Ok(()) => {
+                    generation = Some(next);
+                    break;
+                }
+                Err(e) if e.code() == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let generation = generation.ok_or_else(|| {
+            Error::conflict("gave up rotating the tenant key after repeated concurrent changes")
+        })?;
+        self.forget_tenant(tenant);
+        // Every namespace gets an epoch under the new tenant key, so no new data key is ever
+        // wrapped by the old one.
+        let mut namespaces = Vec::new();
+        for ns in self.namespaces_of(tenant).await? {
+            self.rotate_namespace(tenant, &ns).await?;
+            namespaces.push(ns);
+        }
+        Ok(TenantKeyRotation {
+            generation,
+            namespaces,
+        })
+    }
+
+    /// Drops the older tenant keys of `tenant` for good. Refused (`Conflict`, naming the
+    /// namespace and what to run) while a namespace still has a usable epoch they wrap, or
+    /// version records their derived keys tagged (a re-encryption pass since the rotation
+    /// re-tags them). Returns the generations dropped.
+    pub async fn retire_tenant_keys(&self, tenant: &str) -> Result<Vec<u32>> {
+        let keys = self.tenant_key(tenant, false).await?;
+        let current = keys.current;
+        for ns in self.namespaces_of(tenant).await? {
+            let path = Self::namespace_path(tenant, &ns)?;
+            let before = self.high_water.mark(&record_mark(tenant, &ns));
+            let Some((record, _)) = self.read_record::<NamespaceRecord>(&path).await? else {
+                continue;
+            };
+            self.check_record(tenant, &ns, &keys, &record, before.as_ref())?;
+            if let Some(e) = record
+                .epochs
+                .iter()
+                .find(|e| e.wrapped_by != current && record.state_of(e) != EpochState::Retired)
+            {
+                return Err(Error::conflict(format!(
+                    "namespace '{ns}' still uses epoch {} under an older tenant key: run \
+                     `sanctum keys reencrypt {ns}` and `sanctum keys retire {ns}` first",
+                    e.epoch
+                )));
+            }
+            if record.tags_generation != current {
+                return Err(Error::conflict(format!(
+                    "the version history of namespace '{ns}' was tagged under an older tenant \
+                     key: run `sanctum keys reencrypt {ns}` first"
+                )));
+            }
+        }
+        let path = Self::tenant_path(tenant)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut record, etag) = self
+                .read_record::<TenantRecord>(&path)
+                .await?
+                .ok_or_else(|| Error::not_found("no keys exist for the tenant"))?;
+            if record.generation != current {
+                return Err(Error::conflict(
+                    "the tenant key was rotated meanwhile: run the retirement again",
+                ));
+            }
+            let dropped: Vec<u32> = record.previous.iter().map(|p| p.generation).collect();
+            if dropped.is_empty() {
+                return Ok(dropped);
+            }
+            record.previous.clear();
+            match self
+                .write_record(&path, &record, PutMode::Update(etag))
+                .await
+            {
+                Ok(()) => {
+                    self.forget_tenant(tenant);
+                    return Ok(dropped);
+                }
+                Err(e) if e.code() == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(
+            "gave up retiring tenant keys after repeated concurrent changes",
+        ))
+    }
+
+    /// The namespaces of `tenant` that have key records.
+    async fn namespaces_of(&self, tenant: &str) -> Result<Vec<String>> {
+        let prefix = format!("k/{tenant}/n/");
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.adapter.list(&prefix, after.as_deref(), 1000).await?;
+            out.extend(
+                page.entries
+                    .iter()
+                    .map(|e| e.path.as_str()[prefix.len()..].to_string()),
+            );
+            match page.entries.last() {
+                Some(last) if page.more => after = Some(last.path.as_str().to_string()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Crypto-shreds `tenant`: destroys its KEK, replaces its key records with a shredded
@@ -997,6 +1256,8 @@ impl KeyManager {
             format: 1,
             shredded: true,
             wrapped: None,
+            generation: 1,
+            previous: Vec::new(),
             created_at_ms: self.clock.now_ms(),
         };
         self.write_record(&Self::tenant_path(tenant)?, &marker, PutMode::Overwrite)

@@ -21,7 +21,10 @@ pub mod keys;
 pub mod memory_provider;
 pub(crate) mod streams;
 
-pub use keys::{EpochInfo, EpochState, KekRotation, KeyManager, KeyUpgradeReport, NamespaceKeys};
+pub use keys::{
+    CachedKeys, EpochInfo, EpochState, KekRotation, KeyManager, KeyUpgradeReport, NamespaceKeys,
+    TenantKeyRotation,
+};
 pub use memory_provider::MemoryKeyProvider;
 pub use sanctum_keys::{KeyError, KeyErrorKind, KeyProvider, WrappedKey};
 pub use sanctum_keys::{LocalKeyring, OpenBaoTransit};

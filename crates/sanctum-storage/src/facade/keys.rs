@@ -12,7 +12,9 @@ use super::manifest::{self, HeadManifest, StoredVersion};
 use super::sealing::{self, Place};
 use crate::adapters::{BlobPath, PutMode, collect_bytes, once_stream};
 use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
-use crate::crypto::{EpochInfo, EpochState, KekRotation, KeyUpgradeReport, NamespaceKeys};
+use crate::crypto::{
+    EpochInfo, EpochState, KekRotation, KeyUpgradeReport, NamespaceKeys, TenantKeyRotation,
+};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::clock::new_id;
 use crate::observability::observe;
@@ -95,6 +97,50 @@ impl KeyAdmin {
             let report = b.keys.upgrade(ctx.tenant().as_str()).await?;
             b.audit_event(ctx, "keys.upgrade", None, None, None);
             Ok(report)
+        })
+        .await
+    }
+
+    /// Rotates the caller's tenant's tenant key: new data-key epochs (one per namespace, made
+    /// now) are wrapped by a new tenant key, so a leaked old one exposes no future data key. The
+    /// old one stays decrypt- and verify-only until [`retire_tenant_keys`](Self::retire_tenant_keys).
+    pub async fn rotate_tenant_key(&self, ctx: &StorageContext) -> Result<TenantKeyRotation> {
+        let b = &self.blobs;
+        observe("keys.rotate_tenant_key", b.adapter.as_ref(), ctx, async {
+            b.access
+                .check(
+                    ctx,
+                    "keys.rotate_tenant_key",
+                    Action::ManageKeys,
+                    TENANT_WIDE,
+                    None,
+                )
+                .await?;
+            let rotation = b.keys.rotate_tenant_key(ctx.tenant().as_str()).await?;
+            b.audit_event(ctx, "keys.rotate_tenant_key", None, None, None);
+            Ok(rotation)
+        })
+        .await
+    }
+
+    /// Drops the caller's tenant's older tenant keys for good, once every namespace was
+    /// re-encrypted since the rotation and its old epochs retired (else `Conflict`, naming
+    /// what to run). Returns the generations dropped.
+    pub async fn retire_tenant_keys(&self, ctx: &StorageContext) -> Result<Vec<u32>> {
+        let b = &self.blobs;
+        observe("keys.retire_tenant_keys", b.adapter.as_ref(), ctx, async {
+            b.access
+                .check(
+                    ctx,
+                    "keys.retire_tenant_keys",
+                    Action::ManageKeys,
+                    TENANT_WIDE,
+                    None,
+                )
+                .await?;
+            let dropped = b.keys.retire_tenant_keys(ctx.tenant().as_str()).await?;
+            b.audit_event(ctx, "keys.retire_tenant_keys", None, None, None);
+            Ok(dropped)
         })
         .await
     }
@@ -339,10 +385,11 @@ impl KeyAdmin {
                 None
             };
             if report.next_cursor.is_none() && report.epoch > 0 {
-                // The pass is complete: every version record is tagged now, so untagged ones
-                // (from before authentication) are refused from here on.
+                // The pass is complete: every version record is tagged now with the current
+                // tenant key's derived key, so untagged ones (from before authentication) are
+                // refused from here on, and older tenant keys are no longer needed for them.
                 b.keys
-                    .clear_legacy_manifests(ctx.tenant().as_str(), namespace.name())
+                    .mark_retagged(ctx.tenant().as_str(), namespace.name())
                     .await?;
             }
             b.audit_event(

@@ -192,10 +192,7 @@ pub(crate) fn link(
     version.prev = prior.and_then(|p| p.tag.clone());
     version.tag = None;
     let bytes = signed_bytes(version)?;
-    version.tag = Some(
-        keys.versions_auth()
-            .tag(&[RECORD_LABEL, place.key.as_bytes(), &bytes]),
-    );
+    version.tag = Some(keys.tag_version(&[RECORD_LABEL, place.key.as_bytes(), &bytes]));
     Ok(())
 }
 
@@ -220,10 +217,7 @@ pub(crate) fn verify(
         return Err(forged("a version record is not authenticated"));
     };
     let bytes = signed_bytes(version)?;
-    if !keys
-        .versions_auth()
-        .verify(&[RECORD_LABEL, place.key.as_bytes(), &bytes], tag)
-    {
+    if !keys.verify_version(&[RECORD_LABEL, place.key.as_bytes(), &bytes], tag) {
         return Err(forged(&format!(
             "version {} failed authentication",
             version.version_id
