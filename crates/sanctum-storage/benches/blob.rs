@@ -181,12 +181,23 @@ fn rounds(size: usize, quick: bool) -> usize {
 /// An encrypted facade over `adapter` with in-memory keys, and the same in the clear (sharing
 /// the keys, which it still loads, so both do the same work but the encryption).
 fn facades(adapter: Arc<dyn BlobAdapter>) -> (BlobStore, BlobStore) {
+    facades_with(adapter, sanctum_crypto::Suite::default())
+}
+
+/// An encrypted and a plaintext facade over `adapter`, sealing new messages with `suite`.
+fn facades_with(
+    adapter: Arc<dyn BlobAdapter>,
+    suite: sanctum_crypto::Suite,
+) -> (BlobStore, BlobStore) {
     let clock = Arc::new(SystemClock);
-    let keys = Arc::new(KeyManager::new(
-        Arc::new(MemoryKeyProvider::new()),
-        adapter.clone(),
-        clock.clone(),
-    ));
+    let keys = Arc::new(
+        KeyManager::new(
+            Arc::new(MemoryKeyProvider::new()),
+            adapter.clone(),
+            clock.clone(),
+        )
+        .with_suite(suite),
+    );
     let make = |plain| {
         let settings = BlobSettings {
             plaintext_for_benchmarks: plain,
@@ -533,8 +544,56 @@ fn bench_blake3(sizes: &[usize]) {
     }
 }
 
+/// Small objects under each suite, interleaved round by round on the in-memory backend: the
+/// default Cobblestone-256 (0x0001) next to BLAKE3 (0x0003).
+async fn bench_suites(quick: bool) {
+    use sanctum_crypto::Suite;
+    let suites = [Suite::Cobblestone256, Suite::Blake3Aes256Gcm];
+    let stores: Vec<BlobStore> = suites
+        .iter()
+        .map(|&suite| facades_with(Arc::new(ObjectStoreAdapter::in_memory("suite")), suite).0)
+        .collect();
+    let ctx = StorageContext::new("bench", "bench").unwrap();
+    let body = Body::new(4 * KIB);
+    let n = if quick { 2_000 } else { 10_000 };
+    let mut put: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut get: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..n {
+        for (s, store) in stores.iter().enumerate() {
+            let key = format!("k{i}");
+            put[s].push(facade_put(store, &ctx, &key, &body).await);
+            get[s].push(facade_get(store, &ctx, &key, 4 * KIB).await);
+        }
+    }
+    let us = |t: &[Duration]| median(t).as_secs_f64() * 1e6;
+    println!("\n## Small objects by suite (in-memory facade, 4 KiB, medians of {n}, interleaved)");
+    println!("| op | 0x0001 Cobblestone-256 (default) | 0x0003 BLAKE3 | 0x0001 costs more by |");
+    println!("|---|---|---|---|");
+    for (op, times) in [("put", &put), ("get", &get)] {
+        let (standard, blake3) = (us(&times[0]), us(&times[1]));
+        println!(
+            "| {op} | {standard:.1} us | {blake3:.1} us | {:.1} us ({:+.0}%) |",
+            standard - blake3,
+            100.0 * (standard / blake3 - 1.0)
+        );
+    }
+    for suite in suites {
+        let (seal, open) = message_cost_with(300, suite);
+        println!(
+            "one 300-byte message under {suite:?}: encrypt {:.2} us, decrypt {:.2} us",
+            seal.as_secs_f64() * 1e6,
+            open.as_secs_f64() * 1e6
+        );
+    }
+}
+
 /// Time of one whole-message encryption and decryption of `size` bytes (key derivation included).
 fn message_cost(size: usize) -> (Duration, Duration) {
+    message_cost_with(size, sanctum_crypto::Suite::default())
+}
+
+/// [`message_cost`] under `suite`.
+fn message_cost_with(size: usize, suite: sanctum_crypto::Suite) -> (Duration, Duration) {
     use sanctum_crypto::{Context, DataKey, Header, KeyRef};
     let key = DataKey::from_bytes([3; 32]);
     let ctx = Context {
@@ -549,7 +608,8 @@ fn message_cost(size: usize) -> (Duration, Duration) {
     let t = Instant::now();
     let mut message = Vec::new();
     for _ in 0..n {
-        message = sanctum_crypto::encrypt(
+        message = sanctum_crypto::encrypt_with_suite(
+            suite,
             &key,
             KeyRef {
                 key_id: "k".into(),
@@ -694,7 +754,8 @@ fn main() {
         .unwrap();
     let only = std::env::var("SANCTUM_BENCH_ONLY").ok();
     // Profiling loops: SANCTUM_BENCH_ONLY=loop-put or loop-get (encrypted, in memory, 4 KiB);
-    // `drain` times 64 MiB puts into the draining adapter;
+    // `drain` times 64 MiB puts into the draining adapter; `suites` compares 4 KiB puts and
+    // gets under suite 0x0001 and 0x0003;
     // loop-plain-put and loop-plain-get run the same without encryption.
     if let Some(which) = only.as_deref().and_then(|v| v.strip_prefix("loop-")) {
         rt.block_on(async {
@@ -738,6 +799,10 @@ fn main() {
         });
         return;
     }
+    if only.as_deref() == Some("suites") {
+        rt.block_on(bench_suites(quick));
+        return;
+    }
     if only.as_deref() == Some("drain") {
         let (e, p) = rt.block_on(drained_puts(64 * MIB, 9));
         let rate = |d: Duration| 64.0 / d.as_secs_f64();
@@ -779,6 +844,7 @@ fn main() {
     let memory = rt.block_on(bench_memory(&sizes, quick));
     print_rows("in-memory", "raw in-memory adapter, same sink", &memory);
     print_crypto(&rt, &memory, quick);
+    rt.block_on(bench_suites(quick));
     bench_blake3(&sizes);
     if !quick {
         measure_child_rss(dir.path());
