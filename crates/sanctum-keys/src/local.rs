@@ -186,7 +186,9 @@ impl LocalKeyring {
         let from_lock = lock(&from_lock_path)?;
         let to_lock = lock(&lock_path_of(to))?;
         let Some(bytes) = read_bytes(from)? else {
-            return Ok(false); // another process moved it first
+            // Another process moved it first (and removed the lock file this one re-created).
+            let _ = fs::remove_file(&from_lock_path);
+            return Ok(false);
         };
         parse(from, &bytes)?;
         let (from_dir, to_dir) = (parent_dir(from), parent_dir(to));
