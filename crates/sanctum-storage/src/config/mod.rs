@@ -288,7 +288,7 @@ impl StorageConfig {
     /// keys with it. `None` without either, or if `blob.root` has no last folder name (`/`, `..`).
     ///
     /// The default used to be `<blob.root>/keyring.json`, inside the data folder; a keyring found
-    /// there is moved here once, by [`create_storage_client`](crate::create_storage_client).
+    /// there is moved here once, by [`create_storage_client`].
     pub fn keyring_path(&self) -> Option<PathBuf> {
         if let Some(path) = &self.keys.keyring {
             return Some(path.clone());
