@@ -41,9 +41,16 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 ///   ["<base64 KEK v1>", ...], "destroyed": false}}}`. KEK version `n` is `versions[n - 1]`; each KEK
 ///   is 32 random bytes from `ring`'s `SystemRandom`.
 /// - Created on first write with mode `0600` (its directory, if missing, with `0700`).
-/// - **Mode policy:** an existing file that group or others can access in any way (`mode & 0o077 !=
-///   0`) is refused with [`KeyErrorKind::Permanent`], at [`LocalKeyring::open`] and on every load;
-///   fix it with `chmod 600`. Symlinks and non-regular files are refused too.
+/// - **File checks:** the keyring, its lock file and the temporary files of writes are opened with
+///   `O_NOFOLLOW`, so a symlink at the path fails the open itself (even one swapped in after a
+///   check), and are then checked on the open descriptor (`fstat`): a regular file, owned by this
+///   process's user, that group or others cannot access in any way (`mode & 0o077 == 0`; fix it
+///   with `chmod 600`). Anything else is refused with [`KeyErrorKind::Permanent`], at
+///   [`LocalKeyring::open`] and on every load and write.
+/// - **Folder checks:** an existing folder that holds the keyring must be owned by this user or
+///   root, and group and others must not be able to write to it (`mode & 0o022 == 0`; fix it with
+///   `chmod 700`), since whoever can write to it can swap the keyring. Refused with
+///   [`KeyErrorKind::Permanent`] like the file. Ancestors of that folder are not checked.
 /// - Every change is a read-modify-write under an in-process `tokio` mutex and an exclusive OS lock
 ///   (`flock`) on `<path>.lock`, and is written atomically (temporary file, `fsync`, `rename`,
 ///   `fsync` of the directory). So two keyrings on the same file, in one process or in two, never
@@ -108,8 +115,8 @@ struct TenantRecord {
 impl LocalKeyring {
     /// Opens the keyring file at `path` (created on first write).
     ///
-    /// Checks an existing file now (regular file, not a symlink, mode without group/other bits, valid
-    /// JSON of this format), so a bad keyring fails at startup. Logs a development-only warning once
+    /// Checks an existing file and its folder now (see "File checks" and "Folder checks" above,
+    /// and valid JSON of this format), so a bad keyring fails at startup. Logs a development-only warning once
     /// per process.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, KeyError> {
         let path = path.as_ref().to_path_buf();
@@ -119,9 +126,7 @@ impl LocalKeyring {
                 format!("keyring path {} has no file name", path.display()),
             ));
         }
-        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
-        lock_name.push(".lock");
-        let lock_path = path.with_file_name(lock_name);
+        let lock_path = lock_path_of(&path);
         // Fail early on a bad existing file.
         load(&path)?;
         if !WARNED.swap(true, Ordering::Relaxed) {
@@ -142,6 +147,100 @@ impl LocalKeyring {
     /// The keyring file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Moves the keyring file at `from` to `to`, for a keyring whose default place changed.
+    /// Returns whether it moved one. Never overwrites or drops a keyring:
+    ///
+    /// - nothing at `from`: nothing to do (`Ok(false)`), and nothing is created;
+    /// - `from` is checked like any keyring (its folder, an `O_NOFOLLOW` open, owner, mode,
+    ///   format) before it moves, and `to`'s folder is created (mode 0700) or checked;
+    /// - under the exclusive locks of both places, `from` is renamed to `to`, atomically. Across
+    ///   file systems it is copied instead (a temporary file, `fsync`, `rename`), then removed;
+    ///   the lock file next to `from` is removed too;
+    /// - a keyring at both places is refused with [`KeyErrorKind::Permanent`], naming both, unless
+    ///   the two hold the same bytes (a copy cut short before `from` was removed): then `from`
+    ///   is removed.
+    ///
+    /// Logs a `tracing` warning when it moves one.
+    pub fn relocate(from: impl AsRef<Path>, to: impl AsRef<Path>) -> Result<bool, KeyError> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        for path in [from, to] {
+            if path.file_name().is_none() {
+                return Err(KeyError::new(
+                    KeyErrorKind::Permanent,
+                    format!("keyring path {} has no file name", path.display()),
+                ));
+            }
+        }
+        if from == to {
+            return Ok(false);
+        }
+        // Nothing to move: no locks taken and no folder created.
+        match fs::symlink_metadata(from) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error("reading", from, e)),
+        }
+        let from_lock_path = lock_path_of(from);
+        let from_lock = lock(&from_lock_path)?;
+        let to_lock = lock(&lock_path_of(to))?;
+        let Some(bytes) = read_bytes(from)? else {
+            // Another process moved it first (and removed the lock file this one re-created).
+            let _ = fs::remove_file(&from_lock_path);
+            return Ok(false);
+        };
+        parse(from, &bytes)?;
+        let (from_dir, to_dir) = (parent_dir(from), parent_dir(to));
+        let to_exists = match fs::symlink_metadata(to) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_error("reading", to, e)),
+        };
+        let how = if to_exists {
+            let same = matches!(read_bytes(to), Ok(Some(ref b)) if b[..] == bytes[..]);
+            if !same {
+                return Err(KeyError::new(
+                    KeyErrorKind::Permanent,
+                    format!(
+                        "there is a keyring at {} and another at {}, where it would move: \
+                         refusing to pick one, since either may hold keys the data needs; keep \
+                         the right one at {} and move {} out of the way (delete it only once all \
+                         data reads)",
+                        from.display(),
+                        to.display(),
+                        to.display(),
+                        from.display()
+                    ),
+                ));
+            }
+            fs::remove_file(from).map_err(|e| io_error("removing", from, e))?;
+            "finished an interrupted copy"
+        } else {
+            match fs::rename(from, to) {
+                Ok(()) => {
+                    sync_dir(&to_dir)?;
+                    "renamed"
+                }
+                Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                    write_atomic(to, &bytes)?;
+                    fs::remove_file(from).map_err(|e| io_error("removing", from, e))?;
+                    "copied across file systems"
+                }
+                Err(e) => return Err(io_error("moving", from, e)),
+            }
+        };
+        // The old lock is of no use any more; nobody waits on it but writers of the old place.
+        let _ = fs::remove_file(&from_lock_path);
+        sync_dir(&from_dir)?;
+        drop((to_lock, from_lock));
+        tracing::warn!(
+            from = %from.display(),
+            to = %to.display(),
+            how,
+            "moved the local keyring to its new place"
+        );
+        Ok(true)
     }
 
     /// Removes the temporary files that writers of the keyring at `path` left in its folder when
@@ -221,9 +320,7 @@ impl LocalKeyring {
         let path = self.path.clone();
         let lock_path = self.lock_path.clone();
         blocking(move || {
-            let lock = open_lock(&lock_path)?;
-            lock.lock()
-                .map_err(|e| io_error("locking", &lock_path, e))?;
+            let lock = lock(&lock_path)?;
             let mut file = load(&path)?.unwrap_or_default();
             let (out, dirty) = f(&mut file)?;
             if dirty {
@@ -521,12 +618,72 @@ fn io_error(what: &str, path: &Path, e: io::Error) -> KeyError {
     )
 }
 
-/// Refuses symlinks, non-regular files and modes with group/other bits.
-fn check_metadata(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
+/// The effective uid of this process: the owner a keyring file and its lock must have.
+fn current_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// The folder that holds `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Opens `path` with `options`, never following a symlink in its last component (`O_NOFOLLOW`:
+/// the open itself fails on one, so a link swapped in after any check is refused too), then
+/// checks the open descriptor (`fstat`, not the path): a regular file, owned by this user, no
+/// group/other mode bits. `None` if it does not exist. `what` names it in errors ("keyring",
+/// "keyring lock file").
+fn open_checked(
+    what: &str,
+    path: &Path,
+    options: &mut OpenOptions,
+) -> Result<Option<File>, KeyError> {
+    // O_NONBLOCK: a FIFO planted at the path opens at once (and is then refused as not a regular
+    // file) instead of blocking; it does not change reads and writes of a regular file.
+    let file = match options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(KeyError::new(
+                KeyErrorKind::Permanent,
+                format!(
+                    "{what} {} is a symbolic link, not a regular file; symlinks are refused: put \
+                     the file itself at this path",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(io_error("opening", path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_error("reading", path, e))?;
+    check_file(what, path, &meta)?;
+    Ok(Some(file))
+}
+
+/// Refuses what is not a regular file, is not owned by this user, or has group/other mode bits.
+fn check_file(what: &str, path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
     if meta.file_type().is_symlink() || !meta.file_type().is_file() {
         return Err(KeyError::new(
             KeyErrorKind::Permanent,
-            format!("keyring {} is not a regular file", path.display()),
+            format!("{what} {} is not a regular file", path.display()),
+        ));
+    }
+    let me = current_uid();
+    if meta.uid() != me {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!(
+                "{what} {} is owned by uid {}, not by this user (uid {me}): another user may have \
+                 planted or replaced it; check it, then run `chown {me}` on it",
+                path.display(),
+                meta.uid()
+            ),
         ));
     }
     let mode = meta.mode() & 0o777;
@@ -534,11 +691,67 @@ fn check_metadata(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
         return Err(KeyError::new(
             KeyErrorKind::Permanent,
             format!(
-                "keyring {} has mode {mode:04o}: group/others may access it; run `chmod 600` on it",
+                "{what} {} has mode {mode:04o}: group/others may access it; run `chmod 600` on it",
                 path.display()
             ),
         ));
     }
+    Ok(())
+}
+
+/// Refuses a folder that is not a directory, is owned by neither this user nor root, or that group
+/// or others can write to (whoever can write to it can swap the keyring). A missing folder passes
+/// (it is created with mode 0700 on the first write). Only the folder that holds the file is
+/// checked, not its ancestors.
+fn check_dir(dir: &Path) -> Result<(), KeyError> {
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error("reading folder", dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!("keyring folder {} is not a directory", dir.display()),
+        ));
+    }
+    let me = current_uid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!(
+                "keyring folder {} is owned by uid {}, not by this user (uid {me}) or root: its \
+                 owner can swap the keyring; run `chown {me} {}` or keep the keyring in a folder \
+                 of your own",
+                dir.display(),
+                meta.uid(),
+                dir.display()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(KeyError::new(
+            KeyErrorKind::Permanent,
+            format!(
+                "keyring folder {} has mode {mode:04o}: group/others can write to it and swap the \
+                 keyring; run `chmod 700 {}`",
+                dir.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the file's bytes, or `None` if it does not exist yet. Checks its folder, then opens it
+/// with [`open_checked`].
+fn read_bytes(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+    check_dir(&parent_dir(path))?;
+    let Some(mut f) = open_checked("keyring", path, OpenOptions::new().read(true))? else {
+        return Ok(None);
+    };
+    let meta = f.metadata().map_err(|e| io_error("reading", path, e))?;
     if meta.len() > MAX_FILE_LEN {
         return Err(KeyError::new(
             KeyErrorKind::Permanent,
@@ -548,30 +761,24 @@ fn check_metadata(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
             ),
         ));
     }
-    Ok(())
-}
-
-/// Loads the file, or `None` if it does not exist yet.
-fn load(path: &Path) -> Result<Option<KeyringFile>, KeyError> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => check_metadata(path, &meta)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("reading", path, e)),
-    }
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("opening", path, e)),
-    };
-    // Re-check on the open descriptor (the path may have been replaced in between).
-    let meta = f.metadata().map_err(|e| io_error("reading", path, e))?;
-    check_metadata(path, &meta)?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
     (&mut f)
         .take(MAX_FILE_LEN)
         .read_to_end(&mut bytes)
         .map_err(|e| io_error("reading", path, e))?;
-    let file: KeyringFile = serde_json::from_slice(&bytes).map_err(|e| {
+    Ok(Some(bytes))
+}
+
+/// Loads the file, or `None` if it does not exist yet.
+fn load(path: &Path) -> Result<Option<KeyringFile>, KeyError> {
+    match read_bytes(path)? {
+        Some(bytes) => parse(path, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<KeyringFile, KeyError> {
+    let file: KeyringFile = serde_json::from_slice(bytes).map_err(|e| {
         KeyError::with_source(
             KeyErrorKind::Permanent,
             format!("keyring {} is not valid keyring JSON", path.display()),
@@ -605,14 +812,12 @@ fn load(path: &Path) -> Result<Option<KeyringFile>, KeyError> {
             ));
         }
     }
-    Ok(Some(file))
+    Ok(file)
 }
 
+/// The keyring's folder, created (mode 0700) if missing and checked with [`check_dir`].
 fn ensure_parent(path: &Path) -> Result<PathBuf, KeyError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = parent_dir(path);
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -620,28 +825,59 @@ fn ensure_parent(path: &Path) -> Result<PathBuf, KeyError> {
             .create(&dir)
             .map_err(|e| io_error("creating directory", &dir, e))?;
     }
+    check_dir(&dir)?;
     Ok(dir)
 }
 
-fn open_lock(lock_path: &Path) -> Result<File, KeyError> {
-    ensure_parent(lock_path)?;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(lock_path)
-        .map_err(|e| io_error("opening lock file", lock_path, e))
+fn lock_path_of(path: &Path) -> PathBuf {
+    let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+    lock_name.push(".lock");
+    path.with_file_name(lock_name)
 }
 
-/// Writes atomically: a new 0600 temporary file in the same directory, fsync, rename, fsync the
-/// directory.
+/// Opens (creating, mode 0600) and checks the lock file, like the keyring itself.
+fn open_lock(lock_path: &Path) -> Result<File, KeyError> {
+    ensure_parent(lock_path)?;
+    open_checked(
+        "keyring lock file",
+        lock_path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600),
+    )?
+    .ok_or_else(|| {
+        KeyError::new(
+            KeyErrorKind::Permanent,
+            format!(
+                "keyring lock file {} vanished while being opened",
+                lock_path.display()
+            ),
+        )
+    })
+}
+
+/// Opens and locks (`flock`, exclusive) the lock file; closing the file unlocks it.
+fn lock(lock_path: &Path) -> Result<File, KeyError> {
+    let lock = open_lock(lock_path)?;
+    lock.lock().map_err(|e| io_error("locking", lock_path, e))?;
+    Ok(lock)
+}
+
+/// Encodes `file` and writes it with [`write_atomic`].
 fn store(path: &Path, file: &KeyringFile) -> Result<(), KeyError> {
-    let dir = ensure_parent(path)?;
     let bytes = Zeroizing::new(serde_json::to_vec_pretty(file).map_err(|e| {
         KeyError::with_source(KeyErrorKind::Permanent, "cannot encode the keyring", e)
     })?);
+    write_atomic(path, &bytes)
+}
+
+/// Writes atomically: a new 0600 temporary file in the same (checked) directory, fsync, rename,
+/// fsync the directory.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let dir = ensure_parent(path)?;
     let mut suffix = [0u8; 8];
     SystemRandom::new()
         .fill(&mut suffix)
@@ -656,24 +892,83 @@ fn store(path: &Path, file: &KeyringFile) -> Result<(), KeyError> {
             .collect::<String>()
     ));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io_error("creating", &tmp, e))?;
-        f.write_all(&bytes)
+        // `create_new` (O_EXCL) never follows or reuses anything already at the name.
+        let mut f = open_checked(
+            "keyring temporary file",
+            &tmp,
+            OpenOptions::new().write(true).create_new(true).mode(0o600),
+        )?
+        .ok_or_else(|| io_error("creating", &tmp, io::ErrorKind::NotFound.into()))?;
+        f.write_all(bytes)
             .map_err(|e| io_error("writing", &tmp, e))?;
         f.sync_all().map_err(|e| io_error("syncing", &tmp, e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| io_error("replacing", path, e))?;
-        // Make the rename durable.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_error("syncing directory", &dir, e))
+        sync_dir(&dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Makes renames and removals in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), KeyError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("syncing directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The open itself refuses a symlink (`O_NOFOLLOW`), with no check before it that a swap
+    /// could race: a link to a valid, private keyring file is refused all the same.
+    #[test]
+    fn the_open_itself_refuses_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real.json");
+        store(&real, &KeyringFile::default()).unwrap();
+        assert!(read_bytes(&real).unwrap().is_some());
+        let link = d.path().join("link.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = open_checked("keyring", &link, OpenOptions::new().read(true)).unwrap_err();
+        assert_eq!(err.kind, KeyErrorKind::Permanent);
+        assert!(err.message.contains("symbolic link"), "{err}");
+        // A write through a link is refused too, and its target stays as it was.
+        let before = fs::read(&real).unwrap();
+        let err = open_checked(
+            "keyring lock file",
+            &link,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&real).unwrap(), before);
+    }
+
+    /// A FIFO planted at the path is refused at once instead of blocking the open.
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("keyring.json");
+        match std::process::Command::new("mkfifo").arg(&fifo).status() {
+            Ok(s) if s.success() => {}
+            other => {
+                eprintln!("skipped: mkfifo failed: {other:?}");
+                return;
+            }
+        }
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(read_bytes(&path).map(|_| ())));
+        let result = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("opening a FIFO blocked");
+        let err = result.unwrap_err();
+        assert!(err.message.contains("not a regular file"), "{err}");
+    }
 }

@@ -240,3 +240,202 @@ async fn sweep_removes_temp_files_of_killed_writers() {
     let gone = dir.path().join("missing/keyring.json");
     assert_eq!(LocalKeyring::sweep_temp_files(gone, hour).unwrap(), (0, 0));
 }
+
+/// Changes the owner of `path` to uid/gid 65534 (`nobody`); `false` (with the reason printed) if
+/// this process may not, so the caller can skip.
+fn chown_to_nobody(path: &std::path::Path) -> bool {
+    match std::os::unix::fs::chown(path, Some(65534), Some(65534)) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "skipped: cannot chown {} to uid 65534 ({e}); needs root",
+                path.display()
+            );
+            false
+        }
+    }
+}
+
+/// A symlink at the keyring's path, or at its lock file's, is refused at every open: open, read,
+/// write and lock. The open itself fails (`O_NOFOLLOW`), so nothing behind a link is read, locked
+/// or created.
+#[tokio::test]
+async fn symlinks_are_refused_at_every_open() {
+    let (d, p) = keyring();
+    let path = d.path().join("keyring.json");
+    let t = tenant("link");
+    let w = p.wrap(&t, &key(), b"a").await.unwrap();
+    // Swap a symlink to a valid copy of the keyring in under the open keyring.
+    let real = d.path().join("real.json");
+    std::fs::copy(&path, &real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = std::fs::read(&real).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    for err in [
+        p.unwrap(&t, &w, b"a").await.unwrap_err(),
+        p.rotate(&t).await.unwrap_err(),
+        p.health_check().await.unwrap_err(),
+        LocalKeyring::open(&path).unwrap_err(),
+    ] {
+        assert_eq!(err.kind, KeyErrorKind::Permanent, "{err}");
+        assert!(err.message.contains("symbolic link"), "{err}");
+        assert!(err.message.contains(path.to_str().unwrap()), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(&real).unwrap(),
+        before,
+        "the link's target is untouched"
+    );
+    // Back to a real file: it works again.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::rename(&real, &path).unwrap();
+    p.unwrap(&t, &w, b"a").await.unwrap();
+
+    // A symlinked lock file, dangling (an open that follows it would create its target) or not.
+    let lock = d.path().join("keyring.json.lock");
+    let created = d.path().join("created-through-the-link");
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&created, &lock).unwrap();
+    let err = p.rotate(&t).await.unwrap_err();
+    assert!(err.message.contains("keyring lock file"), "{err}");
+    assert!(err.message.contains("symbolic link"), "{err}");
+    assert!(!created.exists(), "the lock's link was followed");
+    std::fs::write(&created, b"").unwrap();
+    std::fs::set_permissions(&created, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = p.rotate(&t).await.unwrap_err();
+    assert!(err.message.contains("symbolic link"), "{err}");
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(p.rotate(&t).await.unwrap(), 2);
+}
+
+/// A keyring (or lock file) that another user owns is refused, even with mode 0600.
+#[tokio::test]
+async fn a_file_owned_by_another_user_is_refused() {
+    let (d, p) = keyring();
+    let path = d.path().join("keyring.json");
+    let t = tenant("owner");
+    let w = p.wrap(&t, &key(), b"a").await.unwrap();
+    if !chown_to_nobody(&path) {
+        return;
+    }
+    let err = LocalKeyring::open(&path).unwrap_err();
+    assert_eq!(err.kind, KeyErrorKind::Permanent);
+    assert!(err.message.contains("owned by uid 65534"), "{err}");
+    assert!(err.message.contains(path.to_str().unwrap()), "{err}");
+    assert_kind(p.unwrap(&t, &w, b"a").await, KeyErrorKind::Permanent);
+    std::os::unix::fs::chown(&path, Some(my_uid()), None).unwrap();
+    p.unwrap(&t, &w, b"a").await.unwrap();
+    let lock = d.path().join("keyring.json.lock");
+    assert!(chown_to_nobody(&lock));
+    let err = p.rotate(&t).await.unwrap_err();
+    assert!(err.message.contains("keyring lock file"), "{err}");
+    assert!(err.message.contains("owned by uid 65534"), "{err}");
+}
+
+/// This process's effective uid (the owner of a file it just created).
+fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("probe");
+    std::fs::write(&f, b"").unwrap();
+    std::fs::metadata(&f).unwrap().uid()
+}
+
+/// A folder that group or others can write to, or that another user owns, is refused, naming it
+/// and the fix; the keyring works again once the folder is fixed.
+#[tokio::test]
+async fn unsafe_folders_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("keys");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = dir.join("keyring.json");
+    let p = LocalKeyring::open(&path).unwrap();
+    let t = tenant("dir");
+    let w = p.wrap(&t, &key(), b"a").await.unwrap();
+
+    for bad in [0o777, 0o770, 0o702, 0o1777] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(bad)).unwrap();
+        let err = LocalKeyring::open(&path).unwrap_err();
+        assert_eq!(err.kind, KeyErrorKind::Permanent, "{err}");
+        assert!(
+            err.message
+                .contains(&format!("chmod 700 {}", dir.display())),
+            "{bad:o}: {err}"
+        );
+        assert!(err.message.contains(&format!("{bad:04o}")), "{err}");
+        assert_kind(p.unwrap(&t, &w, b"a").await, KeyErrorKind::Permanent);
+        assert_kind(p.rotate(&t).await, KeyErrorKind::Permanent);
+        // Refused before anything exists in it, too.
+        assert!(LocalKeyring::open(dir.join("new.json")).is_err());
+    }
+    // Readable and searchable by others is fine; only writing is refused.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.unwrap(&t, &w, b"a").await.unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    if !chown_to_nobody(&dir) {
+        return;
+    }
+    let err = LocalKeyring::open(&path).unwrap_err();
+    assert_eq!(err.kind, KeyErrorKind::Permanent);
+    assert!(err.message.contains("owned by uid 65534"), "{err}");
+    assert!(err.message.contains(dir.to_str().unwrap()), "{err}");
+    assert_kind(p.unwrap(&t, &w, b"a").await, KeyErrorKind::Permanent);
+    assert_kind(p.rotate(&t).await, KeyErrorKind::Permanent);
+    // Root's folders are accepted (as this user's are).
+    std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
+    p.unwrap(&t, &w, b"a").await.unwrap();
+}
+
+/// `relocate` moves a keyring once, keeps its keys, and never overwrites another one.
+#[tokio::test]
+async fn relocate_moves_once_and_never_overwrites() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let old = data.join("keyring.json");
+    let new = d.path().join("data.keys/keyring.json");
+    // Nothing to move: nothing happens, nothing is created.
+    assert!(!LocalKeyring::relocate(&old, &new).unwrap());
+    assert!(!data.exists() && !new.parent().unwrap().exists());
+
+    let p = LocalKeyring::open(&old).unwrap();
+    let t = tenant("move");
+    let k = key();
+    let w = p.wrap(&t, &k, b"a").await.unwrap();
+    drop(p);
+    let bytes = std::fs::read(&old).unwrap();
+    assert!(LocalKeyring::relocate(&old, &new).unwrap());
+    assert!(!old.exists() && !data.join("keyring.json.lock").exists());
+    assert_eq!(std::fs::read(&new).unwrap(), bytes);
+    assert_eq!(mode(&new), 0o600);
+    assert_eq!(mode(new.parent().unwrap()), 0o700);
+    let p = LocalKeyring::open(&new).unwrap();
+    assert_eq!(*p.unwrap(&t, &w, b"a").await.unwrap(), k);
+    assert!(!LocalKeyring::relocate(&old, &new).unwrap(), "only once");
+
+    // Two different keyrings: refused, naming both, and neither changes.
+    let other = LocalKeyring::open(&old).unwrap();
+    other.wrap(&tenant("other"), &key(), b"a").await.unwrap();
+    let old_bytes = std::fs::read(&old).unwrap();
+    let err = LocalKeyring::relocate(&old, &new).unwrap_err();
+    assert_eq!(err.kind, KeyErrorKind::Permanent);
+    assert!(err.message.contains(old.to_str().unwrap()), "{err}");
+    assert!(err.message.contains(new.to_str().unwrap()), "{err}");
+    assert_eq!(std::fs::read(&old).unwrap(), old_bytes);
+    assert_eq!(std::fs::read(&new).unwrap(), bytes);
+
+    // The same bytes at both (a copy cut short): the old one goes.
+    std::fs::copy(&new, &old).unwrap();
+    assert!(LocalKeyring::relocate(&old, &new).unwrap());
+    assert!(!old.exists());
+    assert_eq!(std::fs::read(&new).unwrap(), bytes);
+
+    // A symlink at the old place is not followed or moved.
+    std::os::unix::fs::symlink(&new, &old).unwrap();
+    let moved = d.path().join("elsewhere/keyring.json");
+    let err = LocalKeyring::relocate(&old, &moved).unwrap_err();
+    assert!(err.message.contains("symbolic link"), "{err}");
+    assert!(!moved.exists() && new.exists());
+}

@@ -426,3 +426,128 @@ async fn sweep_removes_what_killed_writers_left() {
         .unwrap();
     assert_eq!(&body[..], b"v");
 }
+
+/// A config file that names only `blob.root`: the local provider's default keyring.
+fn rooted_config(root: &std::path::Path, keyring: Option<&std::path::Path>) -> StorageConfig {
+    let mut text = format!(
+        "[blob]\nroot = {}\n[policy]\nsuperusers = [\"local\"]\n",
+        serde_json::to_string(root.to_str().unwrap()).unwrap()
+    );
+    if let Some(keyring) = keyring {
+        text.push_str(&format!(
+            "[keys]\nkeyring = {}\n",
+            serde_json::to_string(keyring.to_str().unwrap()).unwrap()
+        ));
+    }
+    StorageConfig::from_toml_str(&text, NO_ENV).unwrap()
+}
+
+/// The default keyring of a store built from a config file lives beside the data folder
+/// (`<blob.root>.keys/keyring.json`), not in it. A keyring at the old default (inside the data
+/// folder) moves there once, when a client is created, and still opens the data; a keyring at
+/// both places is refused, naming both, and neither is touched.
+#[tokio::test]
+async fn the_default_keyring_moves_out_of_the_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let old = root.join("keyring.json");
+    let new = dir.path().join("data.keys/keyring.json");
+    let config = rooted_config(&root, None);
+    assert_eq!(config.keyring_path().as_deref(), Some(new.as_path()));
+    let ctx = StorageContext::new("default", "local").unwrap();
+    let storage = create_storage_client(config.clone(), StorageDependencies::default())
+        .await
+        .unwrap();
+    storage
+        .blobs()
+        .put_bytes(&ctx, "docs", "a.txt", "hello", PutOptions::default())
+        .await
+        .unwrap();
+    storage.close().await.unwrap();
+    assert!(new.is_file() && !old.exists());
+    let first_keyring = std::fs::read(&new).unwrap();
+
+    // An old layout: the keyring inside the data folder, nothing beside it.
+    std::fs::rename(&new, &old).unwrap();
+    std::fs::remove_dir_all(new.parent().unwrap()).unwrap();
+    let storage = create_storage_client(config.clone(), StorageDependencies::default())
+        .await
+        .unwrap();
+    assert!(new.is_file() && !old.exists(), "moved at client creation");
+    assert!(!root.join("keyring.json.lock").exists());
+    let (_, body) = storage
+        .blobs()
+        .get_bytes(&ctx, "docs", "a.txt", GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"hello");
+    // Another tenant's first write adds a KEK to the moved keyring.
+    let other = StorageContext::new("other", "local").unwrap();
+    storage
+        .blobs()
+        .put_bytes(&other, "docs", "b.txt", "more", PutOptions::default())
+        .await
+        .unwrap();
+    storage.close().await.unwrap();
+    let second_keyring = std::fs::read(&new).unwrap();
+    assert_ne!(first_keyring, second_keyring);
+
+    // Two different keyrings, at the old and the new default: refused, naming both.
+    std::fs::write(&old, &first_keyring).unwrap();
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let err = create_storage_client(config.clone(), StorageDependencies::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(old.to_str().unwrap()), "{text}");
+    assert!(text.contains(new.to_str().unwrap()), "{text}");
+    assert_eq!(std::fs::read(&old).unwrap(), first_keyring);
+    assert_eq!(std::fs::read(&new).unwrap(), second_keyring);
+}
+
+/// A keyring path set in the config is used where it is, even inside the data folder.
+#[tokio::test]
+async fn an_explicit_keyring_path_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let keyring = root.join("keyring.json");
+    let config = rooted_config(&root, Some(&keyring));
+    assert_eq!(config.keyring_path().as_deref(), Some(keyring.as_path()));
+    let ctx = StorageContext::new("default", "local").unwrap();
+    for _ in 0..2 {
+        let storage = create_storage_client(config.clone(), StorageDependencies::default())
+            .await
+            .unwrap();
+        storage
+            .blobs()
+            .put_bytes(&ctx, "docs", "a.txt", "hello", PutOptions::default())
+            .await
+            .unwrap();
+        storage.close().await.unwrap();
+        assert!(keyring.is_file());
+        assert!(!dir.path().join("data.keys").exists());
+    }
+}
+
+/// Where the default keyring goes for various `blob.root`s; none without a last folder name.
+#[test]
+fn the_default_keyring_sits_beside_the_data_folder() {
+    let at = |root: &str| {
+        let mut config = StorageConfig::default();
+        config.blob.root = Some(root.into());
+        config.keyring_path()
+    };
+    let some = |p: &str| Some(std::path::PathBuf::from(p));
+    assert_eq!(at("/srv/data"), some("/srv/data.keys/keyring.json"));
+    assert_eq!(at("/srv/data/"), some("/srv/data.keys/keyring.json"));
+    assert_eq!(at("/data"), some("/data.keys/keyring.json"));
+    assert_eq!(at("data"), some("data.keys/keyring.json"));
+    assert_eq!(at("./a/b"), some("./a/b.keys/keyring.json"));
+    assert_eq!(at("/"), None);
+    assert_eq!(at(".."), None);
+    let mut config = StorageConfig::default();
+    config.blob.root = Some("/".into());
+    let err = config.validate().unwrap_err();
+    assert!(err.to_string().contains("keys.keyring"), "{err}");
+}

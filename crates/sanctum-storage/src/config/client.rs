@@ -179,6 +179,17 @@ fn configured_provider(config: &StorageConfig) -> Result<Arc<dyn KeyProvider>> {
             let path = config
                 .keyring_path()
                 .expect("validated: local needs a keyring");
+            // The default keyring used to live inside the data folder: move it out, once.
+            if let Some(old) = config.old_default_keyring_path() {
+                LocalKeyring::relocate(&old, &path).map_err(|e| {
+                    Error::config(format!(
+                        "keys.keyring: cannot move the keyring from its old default place: {}; \
+                         or set keys.keyring to the keyring to use",
+                        e.message
+                    ))
+                    .with_source(e)
+                })?;
+            }
             Arc::new(LocalKeyring::open(path).map_err(crate::crypto::key_err)?)
         }
         KeyProviderKind::Openbao => {

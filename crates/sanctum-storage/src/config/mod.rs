@@ -10,7 +10,7 @@ mod load;
 pub use client::{StorageDependencies, create_storage_client};
 pub use load::{ConfigProblem, ConfigReport};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -188,7 +188,8 @@ pub struct KeysConfig {
     /// The provider. Default: `local` with the local blob backend, `memory` with the memory one.
     pub provider: Option<KeyProviderKind>,
     /// The keyring file of the `local` provider (created with mode 0600 on first use). Default:
-    /// `<blob.root>/keyring.json`.
+    /// `<blob.root>.keys/keyring.json`, in a folder beside the data folder, not inside it (see
+    /// [`StorageConfig::keyring_path`]).
     pub keyring: Option<PathBuf>,
     /// Address of the OpenBao/Vault server, e.g. `https://bao.internal:8200`.
     pub openbao_addr: Option<String>,
@@ -325,12 +326,31 @@ pub struct AuditConfig {
 }
 
 impl StorageConfig {
-    /// The keyring file of the `local` provider: `keys.keyring`, else `<blob.root>/keyring.json`.
+    /// The keyring file of the `local` provider: `keys.keyring`, else `keyring.json` in a folder
+    /// beside `blob.root` named after it with `.keys` added (`/srv/data` keeps its keyring in
+    /// `/srv/data.keys/keyring.json`), so a copy or backup of the data folder does not carry the
+    /// keys with it. `None` without either, or if `blob.root` has no last folder name (`/`, `..`).
+    ///
+    /// The default used to be `<blob.root>/keyring.json`, inside the data folder; a keyring found
+    /// there is moved here once, by [`create_storage_client`].
     pub fn keyring_path(&self) -> Option<PathBuf> {
-        self.keys
-            .keyring
-            .clone()
-            .or_else(|| self.blob.root.as_ref().map(|r| r.join("keyring.json")))
+        if let Some(path) = &self.keys.keyring {
+            return Some(path.clone());
+        }
+        let root = self.blob.root.as_ref()?;
+        let mut folder = root.file_name()?.to_os_string();
+        folder.push(".keys");
+        let parent = root.parent().unwrap_or(Path::new(""));
+        Some(parent.join(folder).join("keyring.json"))
+    }
+
+    /// Where the default keyring used to be, inside the data folder (`<blob.root>/keyring.json`),
+    /// when `keys.keyring` is not set; a keyring there moves to [`StorageConfig::keyring_path`].
+    pub(crate) fn old_default_keyring_path(&self) -> Option<PathBuf> {
+        match (&self.keys.keyring, &self.blob.root) {
+            (None, Some(root)) => Some(root.join("keyring.json")),
+            _ => None,
+        }
     }
 
     /// Whether audit is required: `audit.required`, else whether this is production.
@@ -452,7 +472,8 @@ impl StorageConfig {
             KeyProviderKind::Local if self.keyring_path().is_none() => {
                 problem(
                     "keys.keyring",
-                    "required when keys.provider = \"local\" and blob.root is not set",
+                    "required when keys.provider = \"local\" and blob.root is not set (or has \
+                     no last folder name to put the keyring beside)",
                 );
             }
             KeyProviderKind::Openbao if self.keys.openbao_addr.is_none() => {
