@@ -28,8 +28,8 @@
 //! ## Features
 //! | feature | what it adds |
 //! | --- | --- |
-//! | `conformance` | the golden contract suite, [`conformance`], for custom adapters |
-//! | `cedar` | [`policy::cedar::CedarEngine`], a policy engine on AWS Cedar |
+//! | `conformance` | the golden contract suite, `sanctum_storage::conformance`, for custom adapters |
+//! | `cedar` | `policy::cedar::CedarEngine`, a policy engine on AWS Cedar |
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]

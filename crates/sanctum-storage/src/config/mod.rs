@@ -317,7 +317,7 @@ pub struct AuditConfig {
     /// The file of the `jsonl` sink.
     pub path: Option<PathBuf>,
     /// Whether the client must be able to record audit events: with `true`, a `jsonl` file
-    /// that cannot be appended to fails [`create_storage_client`](crate::create_storage_client)
+    /// that cannot be appended to fails [`create_storage_client`]
     /// with `Config` (fail closed). With `false`, the file is opened on the first event, and
     /// events that cannot be appended (on a read-only copy of a store, say) are dropped,
     /// counted and reported by [`Storage::audit_dropped`](crate::Storage::audit_dropped).

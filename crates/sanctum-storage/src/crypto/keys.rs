@@ -11,7 +11,7 @@
 //! record turns out shredded. A shred in this process drops the tenant's keys at once.
 //!
 //! A namespace key record (format 2) is authenticated under a key derived from the tenant key
-//! ([`integrity`](super::integrity)) and carries a record version that grows by one per write:
+//! (`integrity.rs`) and carries a record version that grows by one per write:
 //! an edited record is refused, and so is an older authentic one once this process has seen a
 //! newer one. Format 1 records (written before authentication existed) are refused until
 //! [`KeyManager::upgrade`] authenticates them, once.
