@@ -147,3 +147,19 @@ fn a_body_swap_or_a_changed_time_in_a_head_file_is_refused() {
     });
     assert_fails(&sb.run(&["blob", "versions", "docs", "k"]), 8, "encryption");
 }
+
+#[test]
+fn a_rolled_back_key_record_is_refused_by_a_new_process() {
+    let sb = Sandbox::new();
+    let body = sb.file("body", b"data");
+    sb.ok(&["blob", "put", "docs", "k", body.to_str().unwrap()]);
+    let record = sb.home().join("blobs/objects/k/default/n/docs=");
+    let epoch_one = fs::read(&record).unwrap();
+    sb.ok(&["keys", "rotate", "docs"]);
+    // The backend serves the older, authentic record (as if to make new writes use epoch 1):
+    // every `sanctum` run is a new process, and the keyring's counter still refuses it.
+    fs::write(&record, epoch_one).unwrap();
+    let out = sb.run(&["blob", "put", "docs", "k2", body.to_str().unwrap()]);
+    assert_fails(&out, 8, "encryption");
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+}

@@ -203,6 +203,46 @@ pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
 
     /// Checks that the provider answers (and, where it can, that it accepts the credentials).
     async fn health_check(&self) -> Result<(), KeyError>;
+
+    /// Whether this provider keeps monotonic counters: state outside the storage backend that the
+    /// backend cannot roll back. sanctum-storage stores each namespace key record's version in
+    /// one, so a rolled-back record is refused by every process. Default: `false`.
+    fn keeps_counters(&self) -> bool {
+        false
+    }
+
+    /// The counter `name` of `tenant`: 0 when never raised, and always 0 from a provider that
+    /// keeps no counters. `name` is 1-128 characters of `[a-z0-9/_.-]` ([`validate_counter_name`]).
+    async fn counter(&self, tenant: &str, name: &str) -> Result<u64, KeyError> {
+        validate_tenant(tenant)?;
+        validate_counter_name(name)?;
+        Ok(0)
+    }
+
+    /// Raises the counter `name` of `tenant` to `value` unless it is higher already (it never goes
+    /// down), and returns the value it holds now. A provider that keeps no counters returns
+    /// `value` and stores nothing.
+    async fn raise_counter(&self, tenant: &str, name: &str, value: u64) -> Result<u64, KeyError> {
+        validate_tenant(tenant)?;
+        validate_counter_name(name)?;
+        Ok(value)
+    }
+}
+
+/// Checks a counter name: 1-128 characters of `[a-z0-9/_.-]`.
+pub fn validate_counter_name(name: &str) -> Result<(), KeyError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::invalid(
+            "invalid counter name: must be 1-128 characters of [a-z0-9/_.-]",
+        ))
+    }
 }
 
 /// Checks a tenant id: 1-63 characters of `[a-z0-9-]`, not starting or ending with `-`.

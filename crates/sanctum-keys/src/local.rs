@@ -91,6 +91,9 @@ struct KeyringFile {
     format: String,
     #[serde(default)]
     tenants: BTreeMap<String, TenantRecord>,
+    /// Monotonic counters per tenant and name ([`KeyProvider::raise_counter`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    counters: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl Default for KeyringFile {
@@ -98,6 +101,7 @@ impl Default for KeyringFile {
         KeyringFile {
             format: FORMAT.to_string(),
             tenants: BTreeMap::new(),
+            counters: BTreeMap::new(),
         }
     }
 }
@@ -462,6 +466,42 @@ impl KeyProvider for LocalKeyring {
 
     async fn health_check(&self) -> Result<(), KeyError> {
         self.read(|_| Ok(())).await
+    }
+
+    /// The keyring file keeps counters: it is outside the data root, so a storage backend that
+    /// rolls its key records back cannot roll these back with them.
+    fn keeps_counters(&self) -> bool {
+        true
+    }
+
+    async fn counter(&self, tenant: &str, name: &str) -> Result<u64, KeyError> {
+        validate_tenant(tenant)?;
+        crate::validate_counter_name(name)?;
+        let (t, n) = (tenant.to_string(), name.to_string());
+        self.read(move |file| {
+            Ok(file
+                .counters
+                .get(&t)
+                .and_then(|c| c.get(&n))
+                .copied()
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn raise_counter(&self, tenant: &str, name: &str, value: u64) -> Result<u64, KeyError> {
+        validate_tenant(tenant)?;
+        crate::validate_counter_name(name)?;
+        let (t, n) = (tenant.to_string(), name.to_string());
+        self.update(move |file| {
+            let stored = file.counters.entry(t).or_default().entry(n).or_insert(0);
+            if *stored >= value {
+                return Ok((*stored, false));
+            }
+            *stored = value;
+            Ok((value, true))
+        })
+        .await
     }
 }
 

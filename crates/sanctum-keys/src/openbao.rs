@@ -88,6 +88,9 @@ pub struct OpenBaoTransit {
     api_url: String,
     key_prefix: String,
     token: Zeroizing<String>,
+    /// `<addr>/v1/<kv mount>` of a KV version 2 engine holding the counters, when enabled
+    /// ([`OpenBaoTransit::with_counters`]).
+    counters_url: Option<String>,
 }
 
 impl fmt::Debug for OpenBaoTransit {
@@ -130,7 +133,59 @@ impl OpenBaoTransit {
             api_url,
             key_prefix: key_prefix.to_string(),
             token,
+            counters_url: None,
         })
+    }
+
+    /// Keeps monotonic counters ([`KeyProvider::raise_counter`]) in the KV version 2 engine
+    /// mounted at `kv_mount` (a dev server has one at `secret`), under
+    /// `<kv_mount>/data/<key_prefix><tenant>/<name>`, updated with check-and-set. The token then
+    /// also needs `read`, `create` and `update` on `<kv_mount>/data/<key_prefix>*`.
+    pub fn with_counters(mut self, kv_mount: &str) -> Result<Self, KeyError> {
+        let mount = check_mount(kv_mount)?;
+        self.counters_url = Some(format!("{}/{mount}", self.api_url));
+        Ok(self)
+    }
+
+    fn counter_url(&self, tenant: &str, name: &str) -> Option<String> {
+        self.counters_url
+            .as_ref()
+            .map(|url| format!("{url}/data/{}/{name}", self.key_name(tenant)))
+    }
+
+    /// The counter's value and KV version (0, 0 when it does not exist).
+    async fn read_counter(&self, tenant: &str, url: &str) -> Result<(u64, u64), KeyError> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            data: CounterValue,
+            metadata: CounterMeta,
+        }
+        #[derive(serde::Deserialize)]
+        struct CounterValue {
+            value: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct CounterMeta {
+            version: u64,
+        }
+        match self.call(Method::GET, url, None).await {
+            Ok(body) => {
+                let entry = parse_data::<Entry>(&body, "read counter")?;
+                let value = entry.data.value.parse().map_err(|_| {
+                    KeyError::new(
+                        KeyErrorKind::Permanent,
+                        format!("OpenBao counter for tenant {tenant:?} is not a number"),
+                    )
+                })?;
+                Ok((value, entry.metadata.version))
+            }
+            Err(Failure::Status { status, errors })
+                if status.as_u16() == 404 && errors.is_empty() =>
+            {
+                Ok((0, 0))
+            }
+            Err(f) => Err(f.into_error("read counter", tenant)),
+        }
     }
 
     /// Replaces the connect and whole-request timeouts.
@@ -411,6 +466,53 @@ impl KeyProvider for OpenBaoTransit {
         self.delete_key(tenant).await?;
         tracing::info!(tenant, "destroyed the tenant's Transit key");
         Ok(())
+    }
+
+    fn keeps_counters(&self) -> bool {
+        self.counters_url.is_some()
+    }
+
+    async fn counter(&self, tenant: &str, name: &str) -> Result<u64, KeyError> {
+        validate_tenant(tenant)?;
+        crate::validate_counter_name(name)?;
+        match self.counter_url(tenant, name) {
+            Some(url) => Ok(self.read_counter(tenant, &url).await?.0),
+            None => Ok(0),
+        }
+    }
+
+    async fn raise_counter(&self, tenant: &str, name: &str, value: u64) -> Result<u64, KeyError> {
+        validate_tenant(tenant)?;
+        crate::validate_counter_name(name)?;
+        let Some(url) = self.counter_url(tenant, name) else {
+            return Ok(value);
+        };
+        for _ in 0..10 {
+            let (stored, version) = self.read_counter(tenant, &url).await?;
+            if stored >= value {
+                return Ok(stored);
+            }
+            // Check-and-set on the version read: a concurrent raise makes this one retry.
+            let body = serde_json::json!({
+                "options": { "cas": version },
+                "data": { "value": value.to_string() },
+            });
+            let body = Zeroizing::new(serde_json::to_vec(&body).expect("JSON"));
+            match self.call(Method::POST, &url, Some(body)).await {
+                Ok(_) => return Ok(value),
+                Err(Failure::Status { status, errors })
+                    if status.as_u16() == 400
+                        && errors.iter().any(|e| e.contains("check-and-set")) =>
+                {
+                    continue;
+                }
+                Err(f) => return Err(f.into_error("raise counter", tenant)),
+            }
+        }
+        Err(KeyError::new(
+            KeyErrorKind::Transient,
+            format!("OpenBao counter for tenant {tenant:?}: too many concurrent raises"),
+        ))
     }
 
     async fn health_check(&self) -> Result<(), KeyError> {

@@ -439,3 +439,13 @@ async fn relocate_moves_once_and_never_overwrites() {
     assert!(err.message.contains("symbolic link"), "{err}");
     assert!(!moved.exists() && new.exists());
 }
+
+#[tokio::test]
+async fn counters_persist_in_the_keyring_file() {
+    let (dir, p) = keyring();
+    common::counters_only_go_up(&p).await;
+    let t = common::tenant("persisted");
+    p.raise_counter(&t, "ns/docs", 9).await.unwrap();
+    let reopened = LocalKeyring::open(dir.path().join("keyring.json")).unwrap();
+    assert_eq!(reopened.counter(&t, "ns/docs").await.unwrap(), 9);
+}

@@ -218,3 +218,16 @@ async fn unreachable_server_is_transient() {
     assert_kind(p.health_check().await, KeyErrorKind::Transient);
     assert!(!format!("{err} {err:?}").contains(secret));
 }
+
+#[tokio::test]
+async fn counters_in_the_kv_engine() {
+    let Some(p) = provider() else { return };
+    assert!(!p.keeps_counters(), "off unless configured");
+    let p = p.with_counters("secret").unwrap();
+    common::counters_only_go_up(&p).await;
+    // Another client (another process) sees the same counter.
+    let t = tenant("counters-shared");
+    p.raise_counter(&t, "ns/docs", 7).await.unwrap();
+    let other = provider().unwrap().with_counters("secret").unwrap();
+    assert_eq!(other.counter(&t, "ns/docs").await.unwrap(), 7);
+}

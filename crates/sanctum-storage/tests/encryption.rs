@@ -528,7 +528,8 @@ fn openbao() -> Option<OpenBaoTransit> {
         std::env::var("SANCTUM_TEST_OPENBAO_TOKEN"),
     ) {
         (Ok(addr), Ok(token)) => {
-            Some(OpenBaoTransit::new(&addr, token, "transit", "sanctum-test-").unwrap())
+            let transit = OpenBaoTransit::new(&addr, token, "transit", "sanctum-test-").unwrap();
+            Some(transit.with_counters("secret").unwrap())
         }
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!("CI must run the OpenBao tests: SANCTUM_TEST_OPENBAO_ADDR is unset")

@@ -348,6 +348,86 @@ async fn a_rolled_back_key_record_is_caught_by_a_process_that_saw_newer() {
         .expect_err("new writes must not go under the rolled-back epoch");
     assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
     assert!(err.to_string().contains("rolled back"), "{err}");
+    // A fresh process has no mark, but the provider keeps the record's version as a counter
+    // (trusted state the backend can't roll back).
+    let fresh = store.client().await;
+    let err = fresh
+        .blobs()
+        .put_bytes(&ctx(), "docs", "k2", "new data", PutOptions::default())
+        .await
+        .expect_err("a fresh process must refuse the rolled-back record too");
+    assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
+    assert!(
+        err.to_string().contains("key provider has seen version 2"),
+        "{err}"
+    );
+}
+
+/// A provider that keeps no counters (it forwards everything else).
+#[derive(Debug)]
+struct NoCounters(MemoryKeyProvider);
+
+#[async_trait::async_trait]
+impl KeyProvider for NoCounters {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    fn is_development(&self) -> bool {
+        true
+    }
+    async fn wrap(
+        &self,
+        t: &str,
+        k: &[u8; 32],
+        aad: &[u8],
+    ) -> Result<sanctum_storage::crypto::WrappedKey, sanctum_storage::crypto::KeyError> {
+        self.0.wrap(t, k, aad).await
+    }
+    async fn unwrap(
+        &self,
+        t: &str,
+        w: &sanctum_storage::crypto::WrappedKey,
+        aad: &[u8],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, sanctum_storage::crypto::KeyError> {
+        self.0.unwrap(t, w, aad).await
+    }
+    async fn rewrap(
+        &self,
+        t: &str,
+        w: &sanctum_storage::crypto::WrappedKey,
+        aad: &[u8],
+    ) -> Result<sanctum_storage::crypto::WrappedKey, sanctum_storage::crypto::KeyError> {
+        self.0.rewrap(t, w, aad).await
+    }
+    async fn rotate(&self, t: &str) -> Result<u32, sanctum_storage::crypto::KeyError> {
+        self.0.rotate(t).await
+    }
+    async fn destroy(&self, t: &str) -> Result<(), sanctum_storage::crypto::KeyError> {
+        self.0.destroy(t).await
+    }
+    async fn health_check(&self) -> Result<(), sanctum_storage::crypto::KeyError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn without_provider_counters_a_fresh_process_accepts_a_rolled_back_key_record() {
+    // The documented limit (docs/encryption.md §11): no trusted state, no cross-process check.
+    let store = Store {
+        adapter: Arc::new(ObjectStoreAdapter::in_memory("no-counters")),
+        provider: Arc::new(NoCounters(MemoryKeyProvider::new())),
+    };
+    let storage = store.client().await;
+    put(&storage, "docs", "k", "one").await;
+    let epoch_one = store.raw(&key_record_path("docs")).await;
+    storage
+        .keys()
+        .rotate_namespace(&ctx(), "docs")
+        .await
+        .unwrap();
+    store.overwrite(&key_record_path("docs"), epoch_one).await;
+    let fresh = store.client().await;
+    put(&fresh, "docs", "k2", "written under the rolled-back epoch").await;
 }
 
 #[tokio::test]

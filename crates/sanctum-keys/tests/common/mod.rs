@@ -246,3 +246,22 @@ pub async fn all(p: &dyn KeyProvider) {
     invalid_tenants(p).await;
     concurrent_first_wraps(p).await;
 }
+
+/// Counters start at 0, only go up, are per tenant and name, and refuse bad names.
+pub async fn counters_only_go_up(p: &dyn KeyProvider) {
+    let t = tenant("counters");
+    assert!(p.keeps_counters());
+    assert_eq!(p.counter(&t, "ns/docs").await.unwrap(), 0);
+    assert_eq!(p.raise_counter(&t, "ns/docs", 5).await.unwrap(), 5);
+    assert_eq!(
+        p.raise_counter(&t, "ns/docs", 3).await.unwrap(),
+        5,
+        "never down"
+    );
+    assert_eq!(p.counter(&t, "ns/docs").await.unwrap(), 5);
+    assert_eq!(p.raise_counter(&t, "ns/docs", 6).await.unwrap(), 6);
+    assert_eq!(p.counter(&t, "ns/other").await.unwrap(), 0);
+    assert_eq!(p.counter(&tenant("counters"), "ns/docs").await.unwrap(), 0);
+    assert_kind(p.counter(&t, "Bad Name").await, KeyErrorKind::Invalid);
+    assert_kind(p.raise_counter(&t, "", 1).await, KeyErrorKind::Invalid);
+}

@@ -203,10 +203,13 @@ fn configured_provider(config: &StorageConfig) -> Result<Arc<dyn KeyProvider>> {
                     keys.openbao_token_env
                 ))
             })?;
-            Arc::new(
+            let transit =
                 OpenBaoTransit::new(addr, token, &keys.openbao_mount, &keys.openbao_key_prefix)
-                    .map_err(crate::crypto::key_err)?,
-            )
+                    .map_err(crate::crypto::key_err)?;
+            Arc::new(match &keys.openbao_counter_mount {
+                Some(kv) => transit.with_counters(kv).map_err(crate::crypto::key_err)?,
+                None => transit,
+            })
         }
     })
 }

@@ -200,6 +200,10 @@ pub struct KeysConfig {
     pub openbao_mount: String,
     /// Prefix of the per-tenant Transit key names.
     pub openbao_key_prefix: String,
+    /// Mount of a KV version 2 engine where the openbao provider keeps the key-record counters
+    /// that make a rolled-back key record detectable by every process (e.g. `secret`). Unset:
+    /// no counters (only a process that saw a newer record detects a rollback).
+    pub openbao_counter_mount: Option<String>,
 }
 
 impl Default for KeysConfig {
@@ -211,6 +215,7 @@ impl Default for KeysConfig {
             openbao_token_env: "BAO_TOKEN".to_string(),
             openbao_mount: "transit".to_string(),
             openbao_key_prefix: "sanctum-".to_string(),
+            openbao_counter_mount: None,
         }
     }
 }

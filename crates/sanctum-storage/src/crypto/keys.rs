@@ -399,6 +399,11 @@ fn record_auth(tenant_key: &DataKey, tenant: &str, ns: &str) -> AuthKey {
     AuthKey::derive(tenant_key, Purpose::KeyRecord, tenant, ns)
 }
 
+/// The provider counter that holds the newest version of the key record of `ns`.
+fn counter_name(ns: &str) -> String {
+    format!("namespace-key-record/{ns}")
+}
+
 /// The high-water mark name of the key record of `ns`.
 fn record_mark(tenant: &str, ns: &str) -> String {
     format!("k/{tenant}/n/{ns}")
@@ -659,13 +664,10 @@ impl KeyManager {
             let before = self.high_water.mark(&record_mark(tenant, ns));
             match self.read_record::<NamespaceRecord>(&path).await? {
                 Some((record, _)) => {
-                    let keys = Arc::new(self.open_namespace(
-                        tenant,
-                        ns,
-                        &tenant_key,
-                        &record,
-                        before.as_ref(),
-                    )?);
+                    let keys = Arc::new(
+                        self.open_namespace(tenant, ns, &tenant_key, &record, before.as_ref())
+                            .await?,
+                    );
                     if let Some(cached) = self
                         .cache
                         .lock()
@@ -696,7 +698,7 @@ impl KeyManager {
                     record.sign(&record_auth(tenant_key.current(), tenant, ns))?;
                     match self.write_record(&path, &record, PutMode::Create).await {
                         // Re-read: ours, or a concurrent creator's.
-                        Ok(()) => {}
+                        Ok(()) => self.raise_counter(tenant, ns, record.version).await?,
                         Err(e) if e.code() == ErrorCode::Conflict => {}
                         Err(e) => return Err(e),
                     }
@@ -741,7 +743,7 @@ impl KeyManager {
 
     /// Checks `record` (format, tag, freshness) and unwraps the data keys of its epochs that
     /// still decrypt.
-    fn open_namespace(
+    async fn open_namespace(
         &self,
         tenant: &str,
         ns: &str,
@@ -749,7 +751,8 @@ impl KeyManager {
         record: &NamespaceRecord,
         before: Option<&Mark>,
     ) -> Result<NamespaceKeys> {
-        self.check_record(tenant, ns, tenant_key, record, before)?;
+        self.check_record(tenant, ns, tenant_key, record, before)
+            .await?;
         let usable: Vec<&EpochRecord> = record
             .epochs
             .iter()
@@ -790,7 +793,7 @@ impl KeyManager {
 
     /// Refuses a record that is unauthenticated, edited, or older than one this process had
     /// seen before it read this one (`before`, the mark taken then).
-    fn check_record(
+    async fn check_record(
         &self,
         tenant: &str,
         ns: &str,
@@ -816,19 +819,47 @@ impl KeyManager {
             }
         }
         record.verify(&record_auth(tenant_key.get(record.signed_by)?, tenant, ns))?;
-        match self.high_water.observe(
+        if let Seen::RolledBack { seen } = self.high_water.observe(
             &record_mark(tenant, ns),
             before,
             &record.key_id,
             record.version,
         ) {
-            Seen::Fresh => Ok(()),
-            Seen::RolledBack { seen } => Err(enc(&format!(
+            return Err(enc(&format!(
                 "the key record of namespace '{ns}' was rolled back to version {} after this \
                  process saw version {seen}",
                 record.version
-            ))),
+            )));
         }
+        // Trusted state outside the backend, where the provider keeps it: catches a rollback in
+        // a process that never saw the newer record.
+        if self.provider.keeps_counters() {
+            let trusted = self
+                .provider
+                .counter(tenant, &counter_name(ns))
+                .await
+                .map_err(key_err)?;
+            if record.version < trusted {
+                return Err(enc(&format!(
+                    "the key record of namespace '{ns}' was rolled back to version {}: the key \
+                     provider has seen version {trusted}",
+                    record.version
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the version of a key record just written in the provider's counter (after the
+    /// write: a counter ahead of the record would refuse it for good).
+    async fn raise_counter(&self, tenant: &str, ns: &str, version: u64) -> Result<()> {
+        if self.provider.keeps_counters() {
+            self.provider
+                .raise_counter(tenant, &counter_name(ns), version)
+                .await
+                .map_err(key_err)?;
+        }
+        Ok(())
     }
 
     /// Reads, checks and changes the key record of `ns` with `change`, then writes it back
@@ -857,7 +888,8 @@ impl KeyManager {
             let Some((mut record, etag)) = self.read_record::<NamespaceRecord>(&path).await? else {
                 return Err(no_keys());
             };
-            self.check_record(tenant, ns, &tenant_key, &record, before.as_ref())?;
+            self.check_record(tenant, ns, &tenant_key, &record, before.as_ref())
+                .await?;
             let out = change(&mut record, &tenant_key)?;
             record.version += 1;
             record.signed_by = tenant_key.current;
@@ -874,6 +906,7 @@ impl KeyManager {
                         record.version,
                     );
                     self.forget_namespace(tenant, ns);
+                    self.raise_counter(tenant, ns, record.version).await?;
                     return Ok(out);
                 }
                 Err(e) if e.code() == ErrorCode::Conflict => continue,
@@ -913,7 +946,8 @@ impl KeyManager {
                 "namespace '{ns}' has no keys: nothing has been stored in it"
             )));
         };
-        self.check_record(tenant, ns, &tenant_key, &record, before.as_ref())?;
+        self.check_record(tenant, ns, &tenant_key, &record, before.as_ref())
+            .await?;
         Ok(record
             .epochs
             .iter()
@@ -1010,7 +1044,8 @@ impl KeyManager {
                 return Ok(false);
             };
             if record.format != LEGACY_NAMESPACE_FORMAT {
-                self.check_record(tenant, ns, tenant_key, &record, before.as_ref())?;
+                self.check_record(tenant, ns, tenant_key, &record, before.as_ref())
+                    .await?;
                 return Ok(false);
             }
             let all: Vec<&EpochRecord> = record.epochs.iter().collect();
@@ -1040,6 +1075,7 @@ impl KeyManager {
             {
                 Ok(()) => {
                     self.forget_namespace(tenant, ns);
+                    self.raise_counter(tenant, ns, record.version).await?;
                     return Ok(true);
                 }
                 Err(e) if e.code() == ErrorCode::Conflict => continue,
@@ -1169,7 +1205,8 @@ impl KeyManager {
             let Some((record, _)) = self.read_record::<NamespaceRecord>(&path).await? else {
                 continue;
             };
-            self.check_record(tenant, &ns, &keys, &record, before.as_ref())?;
+            self.check_record(tenant, &ns, &keys, &record, before.as_ref())
+                .await?;
             if let Some(e) = record
                 .epochs
                 .iter()

@@ -43,6 +43,8 @@ fn new_kek() -> Result<DataKey, KeyError> {
 #[derive(Default)]
 pub struct MemoryKeyProvider {
     tenants: Mutex<HashMap<String, TenantKeks>>,
+    /// Monotonic counters by (tenant, name).
+    counters: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl std::fmt::Debug for MemoryKeyProvider {
@@ -173,5 +175,29 @@ impl KeyProvider for MemoryKeyProvider {
 
     async fn health_check(&self) -> Result<(), KeyError> {
         Ok(())
+    }
+
+    /// Counters in process memory: every client sharing this provider sees them.
+    fn keeps_counters(&self) -> bool {
+        true
+    }
+
+    async fn counter(&self, tenant: &str, name: &str) -> Result<u64, KeyError> {
+        sanctum_keys::validate_counter_name(name)?;
+        let counters = self.counters.lock().expect("memory counters poisoned");
+        Ok(counters
+            .get(&(tenant.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn raise_counter(&self, tenant: &str, name: &str, value: u64) -> Result<u64, KeyError> {
+        sanctum_keys::validate_counter_name(name)?;
+        let mut counters = self.counters.lock().expect("memory counters poisoned");
+        let stored = counters
+            .entry((tenant.to_string(), name.to_string()))
+            .or_insert(0);
+        *stored = (*stored).max(value);
+        Ok(*stored)
     }
 }
