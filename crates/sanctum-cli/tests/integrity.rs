@@ -95,6 +95,13 @@ fn a_store_from_before_authentication_reads_after_upgrade_and_reencrypt() {
     sb.ok(&["keys", "reencrypt", "docs"]);
     sb.ok(&["keys", "reencrypt", "photos"]);
     check_everything();
+    // Small bodies moved to the combined layout (metadata and body in one message).
+    let mut records = Vec::new();
+    edit_head(&sb.home(), "docs", "a.txt", |r| records = r.clone());
+    assert!(
+        records.iter().all(|r| r["combined_len"].is_u64()),
+        "{records:?}"
+    );
     let retired = sb.json(&["keys", "retire", "docs"]);
     assert_eq!(retired["retired"], serde_json::json!([1]));
     check_everything();

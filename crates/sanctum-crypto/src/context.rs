@@ -12,6 +12,8 @@ pub mod kind {
     pub const BLOB_BODY: &str = "blob-body";
     /// The metadata of a blob version.
     pub const BLOB_META: &str = "blob-meta";
+    /// A small blob version's metadata and body, sealed as one message.
+    pub const BLOB_SMALL: &str = "blob-small";
     /// A record value.
     pub const RECORD: &str = "record";
     /// A stream entry payload.

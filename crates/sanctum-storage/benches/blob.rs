@@ -554,19 +554,33 @@ async fn bench_suites(quick: bool) {
         .map(|&suite| facades_with(Arc::new(ObjectStoreAdapter::in_memory("suite")), suite).0)
         .collect();
     let ctx = StorageContext::new("bench", "bench").unwrap();
-    let body = Body::new(4 * KIB);
     let n = if quick { 2_000 } else { 10_000 };
     let mut put: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut get: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let bytes = Bytes::from(pattern(4 * KIB, 9));
+    let body = Body::new(4 * KIB);
+    let (mut split_put, mut split_get) = (Vec::new(), Vec::new());
     for i in 0..n {
         for (s, store) in stores.iter().enumerate() {
             let key = format!("k{i}");
-            put[s].push(facade_put(store, &ctx, &key, &body).await);
+            // `put_bytes`, as users call it for small values: metadata and body as one message.
+            let t = Instant::now();
+            store
+                .put_bytes(&ctx, "ns", &key, bytes.clone(), PutOptions::default())
+                .await
+                .unwrap();
+            put[s].push(t.elapsed());
             get[s].push(facade_get(store, &ctx, &key, 4 * KIB).await);
         }
+        // The layout before combined messages (a streamed put): body and metadata apart.
+        let key = format!("split{i}");
+        split_put.push(facade_put(&stores[0], &ctx, &key, &body).await);
+        split_get.push(facade_get(&stores[0], &ctx, &key, 4 * KIB).await);
     }
     let us = |t: &[Duration]| median(t).as_secs_f64() * 1e6;
-    println!("\n## Small objects by suite (in-memory facade, 4 KiB, medians of {n}, interleaved)");
+    println!(
+        "\n## Small objects by suite (in-memory facade, 4 KiB put_bytes and get, medians of {n}, interleaved)"
+    );
     println!("| op | 0x0001 Cobblestone-256 (default) | 0x0003 BLAKE3 | 0x0001 costs more by |");
     println!("|---|---|---|---|");
     for (op, times) in [("put", &put), ("get", &get)] {
@@ -577,6 +591,11 @@ async fn bench_suites(quick: bool) {
             100.0 * (standard / blake3 - 1.0)
         );
     }
+    println!(
+        "0x0001, body and metadata as two messages (a streamed put): put {:.1} us, get {:.1} us",
+        us(&split_put),
+        us(&split_get)
+    );
     for suite in suites {
         let (seal, open) = message_cost_with(300, suite);
         println!(

@@ -627,3 +627,124 @@ async fn a_rotated_tenant_key_wraps_new_epochs_and_retires_after_reencryption() 
         .expect_err("tagged by a retired tenant key");
     assert_eq!(err.code(), ErrorCode::Encryption, "{err}");
 }
+
+/// The version records of `key`, newest first.
+async fn records(store: &Store, ns: &str, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    edit_head_records(&store.raw(&head_path(ns, key)).await, |r| out = r.clone()).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn small_bodies_are_one_message_with_their_metadata_and_read_every_way() {
+    let store = Store::new();
+    let storage = store.client().await;
+    let blobs = storage.blobs();
+    let opts = || PutOptions {
+        content_type: Some("text/plain".into()),
+        metadata: [("owner".to_string(), "ana".to_string())].into(),
+        ..Default::default()
+    };
+    let body1 = b"the first small body".repeat(40);
+    let v1 = blobs
+        .put_bytes(&ctx(), "docs", "k", body1.clone(), opts())
+        .await
+        .unwrap();
+    let r = records(&store, "docs", "k").await;
+    assert!(r[0]["combined_len"].as_u64().unwrap() > body1.len() as u64);
+
+    let c = ctx();
+    let read = |version: Option<String>, range: Option<sanctum_storage::facade::ByteRange>| {
+        let opts = GetOptions {
+            version,
+            range,
+            verify_checksum: true,
+            ..Default::default()
+        };
+        blobs.get_bytes(&c, "docs", "k", opts)
+    };
+    let (version, body) = read(None, None).await.unwrap();
+    assert_eq!(body, &body1[..]);
+    assert_eq!(version.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(version.metadata["owner"], "ana");
+    assert_eq!(version.checksum, v1.checksum);
+    let range = sanctum_storage::facade::ByteRange::Inclusive { first: 4, last: 8 };
+    let (_, part) = read(None, Some(range)).await.unwrap();
+    assert_eq!(part, &body1[4..9]);
+
+    // A newer version: the first is read from its body object, not the head.
+    blobs
+        .put_bytes(&ctx(), "docs", "k", "second", opts())
+        .await
+        .unwrap();
+    let (_, old) = read(Some(v1.version_id.clone()), None).await.unwrap();
+    assert_eq!(old, &body1[..]);
+    let restored = blobs
+        .restore(&ctx(), "docs", "k", &v1.version_id)
+        .await
+        .unwrap();
+    let (version, body) = read(None, None).await.unwrap();
+    assert_eq!(
+        (version.version_id, body.to_vec()),
+        (restored.version_id, body1.clone())
+    );
+    let history = blobs.versions(&ctx(), "docs", "k").await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history.iter().all(|v| v.metadata["owner"] == "ana"));
+
+    // A body object swapped for another version's combined message is refused (its context
+    // names its own body id).
+    let r = records(&store, "docs", "k").await;
+    let (second_body, first_body) = (
+        r[1]["body_id"].as_str().unwrap().to_string(),
+        r[2]["body_id"].as_str().unwrap().to_string(),
+    );
+    let body_path = |id: &str| {
+        let hex: String = "k".bytes().map(|b| format!("{b:02x}")).collect();
+        format!("t/t/n/docs/b/{hex}.k/{id}")
+    };
+    let first = store.raw(&body_path(&first_body)).await;
+    store.overwrite(&body_path(&second_body), first).await;
+    let second_id = r[1]["version_id"].as_str().unwrap().to_string();
+    let err = read(Some(second_id), None)
+        .await
+        .expect_err("swapped body object");
+    assert!(
+        matches!(err.code(), ErrorCode::Encryption | ErrorCode::Consistency),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn reencryption_moves_small_bodies_to_one_message() {
+    let store = Store::new();
+    let storage = store.client().await;
+    // A streamed put keeps the old layout: a body message beside sealed metadata.
+    let stream = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"streamed small")) });
+    storage
+        .blobs()
+        .put(&ctx(), "docs", "k", stream, PutOptions::default())
+        .await
+        .unwrap();
+    assert!(records(&store, "docs", "k").await[0]["combined_len"].is_null());
+    let report = storage
+        .keys()
+        .reencrypt_namespace(&ctx(), "docs", ReencryptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.bodies_rewritten, 1);
+    assert!(records(&store, "docs", "k").await[0]["combined_len"].is_u64());
+    for client in [&storage, &store.client().await] {
+        assert_eq!(
+            get(client, "docs", "k", None).await.unwrap(),
+            b"streamed small"
+        );
+    }
+    // Done once: a second pass rewrites nothing.
+    let again = storage
+        .keys()
+        .reencrypt_namespace(&ctx(), "docs", ReencryptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.bodies_rewritten, 0);
+}

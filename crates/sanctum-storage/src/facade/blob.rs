@@ -28,7 +28,7 @@ use super::options::{
     SweepReport, decode_cursor, encode_cursor,
 };
 use super::sealing::{self, Place, Sealed};
-use super::stream::{Tap, Verify};
+use super::stream::{Tap, Verify, checksum_string};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
 use crate::crypto::integrity::Mark;
 use crate::crypto::streams::{DecryptSpec, decrypt_stream, encrypt_stream};
@@ -377,6 +377,15 @@ impl BlobStore {
         opts: PutOptions,
     ) -> Result<ObjectVersion> {
         let body = body.into();
+        if body.len() as u64 <= sealing::SMALL_MAX && !self.settings.clear() {
+            return observe(
+                "blob.put",
+                self.adapter.as_ref(),
+                ctx,
+                self.put_small(ctx, ns, key, body, opts),
+            )
+            .await;
+        }
         self.put(
             ctx,
             ns,
@@ -385,6 +394,133 @@ impl BlobStore {
             opts,
         )
         .await
+    }
+
+    /// A small body given whole: its metadata and body are sealed as one message
+    /// ([`sealing::seal_small`]), written as the body object and inlined in the head, so that a
+    /// read derives one message key instead of two. Otherwise as [`put_inner`](Self::put_inner).
+    async fn put_small(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        key: &str,
+        body: Bytes,
+        opts: PutOptions,
+    ) -> Result<ObjectVersion> {
+        let (_, paths) = KeyPaths::new(ctx, ns, key)?;
+        if let Some(ct) = &opts.content_type {
+            validate_content_type(ct)?;
+        }
+        validate_metadata(&opts.metadata)?;
+        if let Some(v) = &opts.if_match {
+            check_version_id(v)?;
+        }
+        self.access
+            .check(ctx, "blob.put", Action::Write, ns, Some(key))
+            .await?;
+        let tenant = ctx.tenant().as_str();
+        let size = body.len() as u64;
+        if self
+            .quotas
+            .limits(tenant, ns)
+            .await?
+            .and_then(|l| l.max_bytes)
+            .is_some()
+            && let Some(left) = self.quotas.bytes_left(tenant, ns).await?
+            && size > left
+        {
+            return Err(Error::new(
+                ErrorCode::QuotaExceeded,
+                format!("namespace quota exceeded: the body is larger than the {left} bytes left"),
+            ));
+        }
+        let conditional = opts.if_match.is_some() || opts.if_none_match;
+        let check = |head: Option<&Head>| -> Result<()> {
+            let live = head.and_then(|h| h.manifest.live());
+            if opts.if_none_match && live.is_some() {
+                return Err(Error::conflict("the key exists (if_none_match)"));
+            }
+            if let Some(expected) = &opts.if_match
+                && live.map(|v| &v.version_id) != Some(expected)
+            {
+                return Err(Error::conflict(
+                    "the current version is not the one given (if_match)",
+                ));
+            }
+            Ok(())
+        };
+        let head = self.read_head(&paths.head).await?;
+        check(head.as_ref())?;
+        let keys = self.keys.namespace(tenant, ns, true).await?;
+        let place = Place {
+            clear: false,
+            tenant,
+            namespace: ns,
+            key,
+        };
+        let body_id = new_id(self.clock.as_ref());
+        let version_id = new_id(self.clock.as_ref());
+        let sealed = Sealed {
+            checksum: checksum_string(&blake3::hash(&body)),
+            content_type: opts.content_type.clone(),
+            metadata: opts.metadata.clone(),
+        };
+        let (message, combined_len) = sealing::seal_small(&keys, place, &body_id, &sealed, &body)?;
+        let (_, header_len) =
+            sanctum_crypto::Header::parse(&message).map_err(crate::crypto::crypto_err)?;
+        let now = self.clock.now_ms();
+        let stored = StoredVersion {
+            version_id: version_id.clone(),
+            body_id: Some(body_id.clone()),
+            size,
+            created_at_ms: now,
+            body_created_at_ms: now,
+            tombstone: false,
+            restored_from: None,
+            body_header: Some(sealing::hex(&message[..header_len])),
+            // Kept beside the combined message, so that listings and history need no body read.
+            sealed: Some(sealing::seal(&keys, place, &version_id, &sealed)?),
+            seq: 0,
+            lineage: None,
+            combined_len: Some(combined_len),
+            prev: None,
+            tag: None,
+        };
+        let message = Bytes::from(message);
+        let body_path = paths.body(&body_id)?;
+        // Body ids are fresh, so an unconditional put is safe; the body is durable before the
+        // head names it.
+        self.adapter
+            .put(&body_path, once_stream(message.clone()), PutMode::Overwrite)
+            .await?;
+        let append = Append {
+            version: &stored,
+            keys: &keys,
+            place,
+            inline: Some(&message),
+            retry: !conditional,
+            ready: None,
+        };
+        let charge = Charge {
+            bytes: size as i64,
+            objects: i64::from(head.as_ref().and_then(|h| h.manifest.live()).is_none()),
+        };
+        let committed = match self.quotas.charge(tenant, ns, charge).await {
+            Ok(charged) => {
+                let committed = self.commit(&paths, head, append, &check).await;
+                if charged {
+                    self.settle_commit(ctx, ns, charge, &committed).await;
+                }
+                committed
+            }
+            Err(e) => Err(e),
+        };
+        if committed.is_err() {
+            // Not committed: the body is ours alone. Failing to delete it leaves work for the sweeper.
+            let _ = self.adapter.delete(&body_path, None).await;
+        }
+        committed?;
+        Ok(sealing::with_sealed(&stored, sealed))
     }
 
     async fn put_inner(
@@ -511,6 +647,7 @@ impl BlobStore {
                 // Set by `commit`, which knows the head it commits on.
                 seq: 0,
                 lineage: None,
+                combined_len: None,
                 prev: None,
                 tag: None,
             };
@@ -629,6 +766,14 @@ impl BlobStore {
             before.as_ref(),
             head.manifest.current(),
         )?;
+        if stored.combined_len.is_some() {
+            let inline = head
+                .inline
+                .filter(|_| stored.version_id == current.version_id);
+            return self
+                .get_small(&paths, &keys, place, &stored, inline, &opts)
+                .await;
+        }
         let public = sealing::public(&keys, place, &stored)?;
         let range = match opts.range {
             Some(r) => r.resolve(stored.size)?,
@@ -738,6 +883,63 @@ impl BlobStore {
         })
     }
 
+    /// Reads a version whose metadata and body are one combined message: from the head when
+    /// inlined, else the body object; one key derivation for both.
+    async fn get_small(
+        &self,
+        paths: &KeyPaths,
+        keys: &NamespaceKeys,
+        place: Place<'_>,
+        stored: &StoredVersion,
+        inline: Option<Bytes>,
+        opts: &GetOptions,
+    ) -> Result<BlobRead> {
+        sealing::verify(keys, place, stored)?;
+        let message = match inline {
+            Some(message) => message,
+            None => {
+                let body_id = stored
+                    .body_id
+                    .as_deref()
+                    .ok_or_else(|| Error::consistency("version without a body"))?;
+                let got = self
+                    .adapter
+                    .get(&paths.body(body_id)?, None)
+                    .await
+                    .map_err(|e| {
+                        e.missing_means(
+                            ErrorCode::Consistency,
+                            "the body of a committed version is missing",
+                        )
+                    })?;
+                if got.meta.size != stored.body_object_len() {
+                    return Err(Error::consistency(
+                        "body size differs from the version's size",
+                    ));
+                }
+                collect_bytes(got.body).await?
+            }
+        };
+        let (sealed, body) = sealing::open_small(keys, place, stored, &message)?;
+        let range = match &opts.range {
+            Some(r) => r.resolve(stored.size)?,
+            None => 0..stored.size,
+        };
+        // The message authenticated the body already; a requested check re-hashes it anyway.
+        if opts.verify_checksum
+            && range == (0..stored.size)
+            && checksum_string(&blake3::hash(&body)) != sealed.checksum
+        {
+            return Err(Error::consistency("body does not match its checksum"));
+        }
+        let version = sealing::with_sealed(stored, sealed);
+        Ok(BlobRead {
+            version,
+            body: once_stream(body.slice(range.start as usize..range.end as usize)),
+            range,
+        })
+    }
+
     /// The current version of `key`; `NotFound` if it does not exist or is deleted.
     pub async fn head(&self, ctx: &StorageContext, ns: &str, key: &str) -> Result<StorageObject> {
         observe("blob.head", self.adapter.as_ref(), ctx, async {
@@ -810,6 +1012,7 @@ impl BlobStore {
                 sealed: None,
                 seq: 0,
                 lineage: None,
+                combined_len: None,
                 prev: None,
                 tag: None,
             };

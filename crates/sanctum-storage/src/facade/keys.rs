@@ -548,18 +548,28 @@ impl KeyAdmin {
     ) -> Result<StoredVersion> {
         let current = pass.keys.current_epoch();
         let mut v = v.clone();
+        let old_epoch = epoch_of(v.body_header.as_deref())?.is_some_and(|e| e < current);
+        // Small bodies in the old layout (a plain body message beside sealed metadata) move to
+        // the combined one (one message, one key derivation per read).
+        let old_layout = v.combined_len.is_none()
+            && !v.tombstone
+            && v.size <= sealing::SMALL_MAX
+            && v.body_header.is_some();
         if let Some(old_id) = v.body_id.clone()
-            && epoch_of(v.body_header.as_deref())?.is_some_and(|e| e < current)
+            && (old_epoch || old_layout)
         {
             if !pass.rewritten.contains_key(&old_id) {
-                let (new_body, header) =
-                    self.rewrite_body(paths, pass.place, pass.keys, &v).await?;
-                pass.written.push(paths.body(&new_body)?);
-                pass.rewritten.insert(old_id.clone(), (new_body, header));
+                let rewritten = match v.size <= sealing::SMALL_MAX {
+                    true => self.rewrite_small(paths, pass.place, pass.keys, &v).await?,
+                    false => self.rewrite_body(paths, pass.place, pass.keys, &v).await?,
+                };
+                pass.written.push(paths.body(&rewritten.0)?);
+                pass.rewritten.insert(old_id.clone(), rewritten);
             }
-            let (new_body, header) = &pass.rewritten[&old_id];
+            let (new_body, header, combined_len) = &pass.rewritten[&old_id];
             v.body_id = Some(new_body.clone());
             v.body_header = Some(header.clone());
+            v.combined_len = *combined_len;
         }
         if epoch_of(v.sealed.as_deref())?.is_some_and(|e| e < current) {
             let sealed = sealing::unseal(pass.keys, pass.place, &v)?;
@@ -574,6 +584,50 @@ impl KeyAdmin {
         Ok(v)
     }
 
+    /// Writes the small body of `v` anew, with its metadata, as one combined message under the
+    /// namespace's current key and a fresh body id. Returns the new id, header (hex) and the
+    /// message's plaintext length.
+    async fn rewrite_small(
+        &self,
+        paths: &KeyPaths,
+        place: Place<'_>,
+        keys: &NamespaceKeys,
+        v: &StoredVersion,
+    ) -> Result<Rewritten> {
+        let b = &self.blobs;
+        let old_id = v
+            .body_id
+            .as_deref()
+            .expect("only versions with bodies are rewritten");
+        let got = b.adapter.get(&paths.body(old_id)?, None).await?;
+        if got.meta.size != v.body_object_len() {
+            return Err(Error::consistency(
+                "body size differs from the version's size",
+            ));
+        }
+        let message = collect_bytes(got.body).await?;
+        let (sealed, body) = match v.combined_len {
+            Some(_) => sealing::open_small(keys, place, v, &message)?,
+            None => (
+                sealing::unseal(keys, place, v)?,
+                sealing::open_plain_body(keys, place, v, &message)?,
+            ),
+        };
+        let new_body = new_id(b.clock.as_ref());
+        let (message, combined_len) = sealing::seal_small(keys, place, &new_body, &sealed, &body)?;
+        let (_, header_len) =
+            sanctum_crypto::Header::parse(&message).map_err(crate::crypto::crypto_err)?;
+        let header = sealing::hex(&message[..header_len]);
+        b.adapter
+            .put(
+                &paths.body(&new_body)?,
+                once_stream(message.into()),
+                PutMode::Overwrite,
+            )
+            .await?;
+        Ok((new_body, header, Some(combined_len)))
+    }
+
     /// Decrypts the body of `v` and writes it anew under the namespace's current key and a
     /// fresh body id. Returns the new id and header (hex).
     async fn rewrite_body(
@@ -582,7 +636,7 @@ impl KeyAdmin {
         place: Place<'_>,
         keys: &NamespaceKeys,
         v: &StoredVersion,
-    ) -> Result<(String, String)> {
+    ) -> Result<Rewritten> {
         let b = &self.blobs;
         let old_id = v
             .body_id
@@ -610,16 +664,19 @@ impl KeyAdmin {
         b.adapter
             .put(&paths.body(&new_body)?, cipher, PutMode::Overwrite)
             .await?;
-        Ok((new_body, sealing::hex(&new_header)))
+        Ok((new_body, sealing::hex(&new_header), None))
     }
 }
+
+/// A body written anew: its id, header (hex) and, for a combined message, plaintext length.
+type Rewritten = (String, String, Option<u64>);
 
 /// State of one re-encryption attempt of a key.
 struct Pass<'a> {
     place: Place<'a>,
     keys: &'a NamespaceKeys,
-    /// Old body id → (new body id, new header hex).
-    rewritten: HashMap<String, (String, String)>,
+    /// Old body id → its rewrite.
+    rewritten: HashMap<String, Rewritten>,
     /// Objects written so far (deleted again if the attempt fails).
     written: Vec<BlobPath>,
     resealed: u64,

@@ -50,6 +50,10 @@ pub(crate) struct StoredVersion {
     /// new one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lineage: Option<String>,
+    /// Set when the body object is a combined message (the version's metadata, then its body:
+    /// `sealing::seal_small`) of this many plaintext bytes; `None` for a plain body message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined_len: Option<u64>,
     /// The tag of the next older record (`None` for the oldest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<String>,
@@ -66,8 +70,9 @@ fn is_zero(n: &u64) -> bool {
 impl StoredVersion {
     /// Bytes of the body object: its header and its encrypted chunks.
     pub(crate) fn body_object_len(&self) -> u64 {
+        let plaintext = self.combined_len.unwrap_or(self.size);
         match &self.body_header {
-            Some(h) => h.len() as u64 / 2 + sanctum_crypto::ciphertext_len(self.size),
+            Some(h) => h.len() as u64 / 2 + sanctum_crypto::ciphertext_len(plaintext),
             None => self.size, // stored in the clear (benchmarks only)
         }
     }
@@ -365,6 +370,7 @@ mod tests {
             sealed: None,
             seq: 0,
             lineage: None,
+            combined_len: None,
             prev: None,
             tag: None,
         }

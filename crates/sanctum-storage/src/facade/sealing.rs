@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::StoredVersion;
@@ -20,7 +21,13 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::types::ObjectVersion;
 use sanctum_crypto::{Context, Header};
 
-use sanctum_crypto::kind::{BLOB_BODY as BODY_KIND, BLOB_META as META_KIND};
+use sanctum_crypto::kind::{
+    BLOB_BODY as BODY_KIND, BLOB_META as META_KIND, BLOB_SMALL as SMALL_KIND,
+};
+
+/// Bodies up to this many bytes that arrive in one buffer are sealed with their metadata as one
+/// message ([`seal_small`]): a read of the version then derives one message key, not two.
+pub(crate) const SMALL_MAX: u64 = 16 * 1024;
 
 /// Marks metadata kept in the clear (benchmarks only).
 const CLEAR: &str = "clear:";
@@ -63,6 +70,124 @@ impl<'a> Place<'a> {
     pub(crate) fn meta(self, version_id: &'a str) -> Context<'a> {
         self.context(META_KIND, version_id)
     }
+
+    /// The context of the combined message (metadata and body) with body id `body_id`.
+    pub(crate) fn small(self, body_id: &'a str) -> Context<'a> {
+        self.context(SMALL_KIND, body_id)
+    }
+}
+
+/// The plaintext of a combined message: the metadata's JSON length (u32, big-endian), the
+/// metadata JSON, then the body.
+fn small_plaintext(sealed: &Sealed, body: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let json = serde_json::to_vec(sealed)
+        .map_err(|e| Error::consistency("cannot encode metadata").with_source(e))?;
+    let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(4 + json.len() + body.len()));
+    plain.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    plain.extend_from_slice(&json);
+    plain.extend_from_slice(body);
+    Ok(plain)
+}
+
+/// Seals a small version's metadata and body as one message, bound to its body id (so a
+/// restore can reuse it, as for a plain body). Returns the message and its plaintext length.
+pub(crate) fn seal_small(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    body_id: &str,
+    sealed: &Sealed,
+    body: &[u8],
+) -> Result<(Vec<u8>, u64)> {
+    let plain = small_plaintext(sealed, body)?;
+    let (key_ref, key) = keys.current();
+    let message = sanctum_crypto::encrypt_with_suite(
+        keys.suite(),
+        key,
+        key_ref,
+        &place.small(body_id),
+        &plain,
+    )
+    .map_err(crypto_err)?;
+    Ok((message, plain.len() as u64))
+}
+
+/// Opens the combined message of `version` (whose record was authenticated): its metadata and
+/// body. The message's header must be the one the record names.
+pub(crate) fn open_small(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    version: &StoredVersion,
+    message: &[u8],
+) -> Result<(Sealed, Bytes)> {
+    let (header, header_bytes) = body_header(version)?;
+    if message.get(..header_bytes.len()) != Some(&header_bytes[..]) {
+        return Err(Error::consistency(
+            "the stored message is not the one the version names",
+        ));
+    }
+    let body_id = version
+        .body_id
+        .as_deref()
+        .ok_or_else(|| Error::consistency("version without a body"))?;
+    let key = keys.key_for(&header.key_ref)?;
+    let plain = zeroize::Zeroizing::new(
+        sanctum_crypto::decrypt(
+            key,
+            &header,
+            header_bytes.len(),
+            &place.small(body_id),
+            message,
+        )
+        .map_err(crypto_err)?,
+    );
+    let bad = || Error::new(ErrorCode::Encryption, "a combined message is malformed");
+    let json_len = plain
+        .get(..4)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(bad)?;
+    let json = plain.get(4..4 + json_len).ok_or_else(bad)?;
+    let sealed: Sealed = serde_json::from_slice(json).map_err(|e| bad().with_source(e))?;
+    let body = Bytes::copy_from_slice(&plain[4 + json_len..]);
+    if body.len() as u64 != version.size || Some(plain.len() as u64) != version.combined_len {
+        return Err(Error::consistency(
+            "body size differs from the version's size",
+        ));
+    }
+    Ok((sealed, body))
+}
+
+/// The body of `version`, a plain body message held whole in `message` (small bodies only).
+pub(crate) fn open_plain_body(
+    keys: &NamespaceKeys,
+    place: Place<'_>,
+    version: &StoredVersion,
+    message: &[u8],
+) -> Result<Bytes> {
+    let (header, header_bytes) = body_header(version)?;
+    if message.get(..header_bytes.len()) != Some(&header_bytes[..]) {
+        return Err(Error::consistency(
+            "the stored message is not the one the version names",
+        ));
+    }
+    let body_id = version
+        .body_id
+        .as_deref()
+        .ok_or_else(|| Error::consistency("version without a body"))?;
+    let key = keys.key_for(&header.key_ref)?;
+    let plain = sanctum_crypto::decrypt(
+        key,
+        &header,
+        header_bytes.len(),
+        &place.body(body_id),
+        message,
+    )
+    .map_err(crypto_err)?;
+    if plain.len() as u64 != version.size {
+        return Err(Error::consistency(
+            "body size differs from the version's size",
+        ));
+    }
+    Ok(Bytes::from(plain))
 }
 
 pub(crate) use crate::hex::encode as hex;
