@@ -557,7 +557,7 @@ async fn bench_suites(quick: bool) {
     let n = if quick { 2_000 } else { 10_000 };
     let mut put: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut get: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    let bytes = Bytes::from(pattern(4 * KIB, 9));
+    let bytes = pattern(4 * KIB, 9);
     let body = Body::new(4 * KIB);
     let (mut split_put, mut split_get) = (Vec::new(), Vec::new());
     for i in 0..n {
