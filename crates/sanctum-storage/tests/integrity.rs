@@ -659,7 +659,6 @@ async fn small_bodies_are_one_message_with_their_metadata_and_read_every_way() {
             version,
             range,
             verify_checksum: true,
-            ..Default::default()
         };
         blobs.get_bytes(&c, "docs", "k", opts)
     };
