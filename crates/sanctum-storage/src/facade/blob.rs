@@ -226,6 +226,35 @@ fn body_bytes(versions: &[StoredVersion]) -> u64 {
         .sum()
 }
 
+/// Checks a put's options (before the access check: this reveals nothing).
+fn check_put_options(opts: &PutOptions) -> Result<()> {
+    if let Some(ct) = &opts.content_type {
+        validate_content_type(ct)?;
+    }
+    validate_metadata(&opts.metadata)?;
+    if let Some(v) = &opts.if_match {
+        check_version_id(v)?;
+    }
+    Ok(())
+}
+
+/// Whether a put with `opts` may go ahead on `head` as last read: `Conflict` when its
+/// `if_none_match` or `if_match` condition fails.
+fn put_condition(opts: &PutOptions, head: Option<&Head>) -> Result<()> {
+    let live = head.and_then(|h| h.manifest.live());
+    if opts.if_none_match && live.is_some() {
+        return Err(Error::conflict("the key exists (if_none_match)"));
+    }
+    if let Some(expected) = &opts.if_match
+        && live.map(|v| &v.version_id) != Some(expected)
+    {
+        return Err(Error::conflict(
+            "the current version is not the one given (if_match)",
+        ));
+    }
+    Ok(())
+}
+
 /// Fails the stream with `QuotaExceeded` once more than `left` bytes have passed (the adapter
 /// then abandons the body, so nothing is stored).
 fn cap_stream(body: ByteStream, left: u64) -> ByteStream {
@@ -408,13 +437,7 @@ impl BlobStore {
         opts: PutOptions,
     ) -> Result<ObjectVersion> {
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
-        if let Some(ct) = &opts.content_type {
-            validate_content_type(ct)?;
-        }
-        validate_metadata(&opts.metadata)?;
-        if let Some(v) = &opts.if_match {
-            check_version_id(v)?;
-        }
+        check_put_options(&opts)?;
         self.access
             .check(ctx, "blob.put", Action::Write, ns, Some(key))
             .await?;
@@ -435,20 +458,7 @@ impl BlobStore {
             ));
         }
         let conditional = opts.if_match.is_some() || opts.if_none_match;
-        let check = |head: Option<&Head>| -> Result<()> {
-            let live = head.and_then(|h| h.manifest.live());
-            if opts.if_none_match && live.is_some() {
-                return Err(Error::conflict("the key exists (if_none_match)"));
-            }
-            if let Some(expected) = &opts.if_match
-                && live.map(|v| &v.version_id) != Some(expected)
-            {
-                return Err(Error::conflict(
-                    "the current version is not the one given (if_match)",
-                ));
-            }
-            Ok(())
-        };
+        let check = |head: Option<&Head>| put_condition(&opts, head);
         let head = self.read_head(&paths.head).await?;
         check(head.as_ref())?;
         let keys = self.keys.namespace(tenant, ns, true).await?;
@@ -532,13 +542,7 @@ impl BlobStore {
         opts: PutOptions,
     ) -> Result<ObjectVersion> {
         let (_, paths) = KeyPaths::new(ctx, ns, key)?;
-        if let Some(ct) = &opts.content_type {
-            validate_content_type(ct)?;
-        }
-        validate_metadata(&opts.metadata)?;
-        if let Some(v) = &opts.if_match {
-            check_version_id(v)?;
-        }
+        check_put_options(&opts)?;
         self.access
             .check(ctx, "blob.put", Action::Write, ns, Some(key))
             .await?;
@@ -554,20 +558,7 @@ impl BlobStore {
             None => body,
         };
         let conditional = opts.if_match.is_some() || opts.if_none_match;
-        let check = |head: Option<&Head>| -> Result<()> {
-            let live = head.and_then(|h| h.manifest.live());
-            if opts.if_none_match && live.is_some() {
-                return Err(Error::conflict("the key exists (if_none_match)"));
-            }
-            if let Some(expected) = &opts.if_match
-                && live.map(|v| &v.version_id) != Some(expected)
-            {
-                return Err(Error::conflict(
-                    "the current version is not the one given (if_match)",
-                ));
-            }
-            Ok(())
-        };
+        let check = |head: Option<&Head>| put_condition(&opts, head);
         // A conditional put reads the head first, to fail before streaming a body that cannot
         // win; an unconditional one reads it while the body streams.
         let early_head = match conditional {

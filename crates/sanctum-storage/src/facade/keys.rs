@@ -83,20 +83,34 @@ fn epoch_of(hex: Option<&str>) -> Result<Option<u32>> {
 }
 
 impl KeyAdmin {
+    /// Runs a tenant-wide key operation `op`: observed, authorized (`ManageKeys` on the whole
+    /// tenant), then audited when it succeeds.
+    async fn tenant_op<T>(
+        &self,
+        ctx: &StorageContext,
+        op: &'static str,
+        run: impl AsyncFnOnce(&str) -> Result<T>,
+    ) -> Result<T> {
+        let b = &self.blobs;
+        observe(op, b.adapter.as_ref(), ctx, async {
+            b.access
+                .check(ctx, op, Action::ManageKeys, TENANT_WIDE, None)
+                .await?;
+            let out = run(ctx.tenant().as_str()).await?;
+            b.audit_event(ctx, op, None, None, None);
+            Ok(out)
+        })
+        .await
+    }
+
     /// Authenticates the namespace key records of the caller's tenant that were written before
     /// key records were authenticated. Until then such a namespace fails with `Encryption` and
     /// a message naming this operation. Run it once, on a store you trust as it is: it
     /// authenticates what it finds. Version records stay readable untagged until
     /// [`reencrypt_namespace`](Self::reencrypt_namespace) completes a pass.
     pub async fn upgrade(&self, ctx: &StorageContext) -> Result<KeyUpgradeReport> {
-        let b = &self.blobs;
-        observe("keys.upgrade", b.adapter.as_ref(), ctx, async {
-            b.access
-                .check(ctx, "keys.upgrade", Action::ManageKeys, TENANT_WIDE, None)
-                .await?;
-            let report = b.keys.upgrade(ctx.tenant().as_str()).await?;
-            b.audit_event(ctx, "keys.upgrade", None, None, None);
-            Ok(report)
+        self.tenant_op(ctx, "keys.upgrade", async |tenant| {
+            self.blobs.keys.upgrade(tenant).await
         })
         .await
     }
@@ -105,20 +119,8 @@ impl KeyAdmin {
     /// now) are wrapped by a new tenant key, so a leaked old one exposes no future data key. The
     /// old one stays decrypt- and verify-only until [`retire_tenant_keys`](Self::retire_tenant_keys).
     pub async fn rotate_tenant_key(&self, ctx: &StorageContext) -> Result<TenantKeyRotation> {
-        let b = &self.blobs;
-        observe("keys.rotate_tenant_key", b.adapter.as_ref(), ctx, async {
-            b.access
-                .check(
-                    ctx,
-                    "keys.rotate_tenant_key",
-                    Action::ManageKeys,
-                    TENANT_WIDE,
-                    None,
-                )
-                .await?;
-            let rotation = b.keys.rotate_tenant_key(ctx.tenant().as_str()).await?;
-            b.audit_event(ctx, "keys.rotate_tenant_key", None, None, None);
-            Ok(rotation)
+        self.tenant_op(ctx, "keys.rotate_tenant_key", async |tenant| {
+            self.blobs.keys.rotate_tenant_key(tenant).await
         })
         .await
     }
@@ -127,20 +129,8 @@ impl KeyAdmin {
     /// re-encrypted since the rotation and its old epochs retired (else `Conflict`, naming
     /// what to run). Returns the generations dropped.
     pub async fn retire_tenant_keys(&self, ctx: &StorageContext) -> Result<Vec<u32>> {
-        let b = &self.blobs;
-        observe("keys.retire_tenant_keys", b.adapter.as_ref(), ctx, async {
-            b.access
-                .check(
-                    ctx,
-                    "keys.retire_tenant_keys",
-                    Action::ManageKeys,
-                    TENANT_WIDE,
-                    None,
-                )
-                .await?;
-            let dropped = b.keys.retire_tenant_keys(ctx.tenant().as_str()).await?;
-            b.audit_event(ctx, "keys.retire_tenant_keys", None, None, None);
-            Ok(dropped)
+        self.tenant_op(ctx, "keys.retire_tenant_keys", async |tenant| {
+            self.blobs.keys.retire_tenant_keys(tenant).await
         })
         .await
     }
@@ -254,20 +244,8 @@ impl KeyAdmin {
     /// Rotates the caller's tenant's KEK: the tenant key is re-wrapped under the new KEK
     /// version. No data and no data key is rewritten.
     pub async fn rotate_kek(&self, ctx: &StorageContext) -> Result<KekRotation> {
-        let b = &self.blobs;
-        observe("keys.rotate_kek", b.adapter.as_ref(), ctx, async {
-            b.access
-                .check(
-                    ctx,
-                    "keys.rotate_kek",
-                    Action::ManageKeys,
-                    TENANT_WIDE,
-                    None,
-                )
-                .await?;
-            let rotation = b.keys.rotate_kek(ctx.tenant().as_str()).await?;
-            b.audit_event(ctx, "keys.rotate_kek", None, None, None);
-            Ok(rotation)
+        self.tenant_op(ctx, "keys.rotate_kek", async |tenant| {
+            self.blobs.keys.rotate_kek(tenant).await
         })
         .await
     }
@@ -299,20 +277,8 @@ impl KeyAdmin {
     /// Crypto-shreds the caller's tenant: destroys its KEK and key records and drops cached
     /// keys. Every later read of its data fails with `Encryption`, and it can write no more.
     pub async fn shred_tenant(&self, ctx: &StorageContext) -> Result<()> {
-        let b = &self.blobs;
-        observe("keys.shred_tenant", b.adapter.as_ref(), ctx, async {
-            b.access
-                .check(
-                    ctx,
-                    "keys.shred_tenant",
-                    Action::ManageKeys,
-                    TENANT_WIDE,
-                    None,
-                )
-                .await?;
-            b.keys.shred(ctx.tenant().as_str()).await?;
-            b.audit_event(ctx, "keys.shred_tenant", None, None, None);
-            Ok(())
+        self.tenant_op(ctx, "keys.shred_tenant", async |tenant| {
+            self.blobs.keys.shred(tenant).await
         })
         .await
     }

@@ -89,6 +89,25 @@ fn small_plaintext(sealed: &Sealed, body: &[u8]) -> Result<zeroize::Zeroizing<Ve
     Ok(plain)
 }
 
+/// The header of the body message `version` names, its length and the body id, after checking
+/// that `message` (the stored bytes) starts with exactly that header.
+fn named_message<'v>(
+    version: &'v StoredVersion,
+    message: &[u8],
+) -> Result<(Header, usize, &'v str)> {
+    let (header, header_bytes) = body_header(version)?;
+    if message.get(..header_bytes.len()) != Some(&header_bytes[..]) {
+        return Err(Error::consistency(
+            "the stored message is not the one the version names",
+        ));
+    }
+    let body_id = version
+        .body_id
+        .as_deref()
+        .ok_or_else(|| Error::consistency("version without a body"))?;
+    Ok((header, header_bytes.len(), body_id))
+}
+
 /// Seals a small version's metadata and body as one message, bound to its body id (so a
 /// restore can reuse it, as for a plain body). Returns the message and its plaintext length.
 pub(crate) fn seal_small(
@@ -119,26 +138,11 @@ pub(crate) fn open_small(
     version: &StoredVersion,
     message: &[u8],
 ) -> Result<(Sealed, Bytes)> {
-    let (header, header_bytes) = body_header(version)?;
-    if message.get(..header_bytes.len()) != Some(&header_bytes[..]) {
-        return Err(Error::consistency(
-            "the stored message is not the one the version names",
-        ));
-    }
-    let body_id = version
-        .body_id
-        .as_deref()
-        .ok_or_else(|| Error::consistency("version without a body"))?;
+    let (header, header_len, body_id) = named_message(version, message)?;
     let key = keys.key_for(&header.key_ref)?;
     let plain = zeroize::Zeroizing::new(
-        sanctum_crypto::decrypt(
-            key,
-            &header,
-            header_bytes.len(),
-            &place.small(body_id),
-            message,
-        )
-        .map_err(crypto_err)?,
+        sanctum_crypto::decrypt(key, &header, header_len, &place.small(body_id), message)
+            .map_err(crypto_err)?,
     );
     let bad = || Error::new(ErrorCode::Encryption, "a combined message is malformed");
     let json_len = plain
@@ -163,25 +167,10 @@ pub(crate) fn open_plain_body(
     version: &StoredVersion,
     message: &[u8],
 ) -> Result<Bytes> {
-    let (header, header_bytes) = body_header(version)?;
-    if message.get(..header_bytes.len()) != Some(&header_bytes[..]) {
-        return Err(Error::consistency(
-            "the stored message is not the one the version names",
-        ));
-    }
-    let body_id = version
-        .body_id
-        .as_deref()
-        .ok_or_else(|| Error::consistency("version without a body"))?;
+    let (header, header_len, body_id) = named_message(version, message)?;
     let key = keys.key_for(&header.key_ref)?;
-    let plain = sanctum_crypto::decrypt(
-        key,
-        &header,
-        header_bytes.len(),
-        &place.body(body_id),
-        message,
-    )
-    .map_err(crypto_err)?;
+    let plain = sanctum_crypto::decrypt(key, &header, header_len, &place.body(body_id), message)
+        .map_err(crypto_err)?;
     if plain.len() as u64 != version.size {
         return Err(Error::consistency(
             "body size differs from the version's size",
