@@ -730,6 +730,92 @@ async fn child(dir: PathBuf) {
     println!("peak_rss_kib={} baseline_rss_kib={before}", peak_rss_kib());
 }
 
+/// The resident set (`VmRSS`) now, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Child process: how much one `put_bytes` of a caller's 64 MiB buffer grows the process (peak
+/// minus the resident set just before, the buffer already in memory), for sanctum and for
+/// object_store's `LocalFileSystem`.
+async fn child_put_bytes(dir: PathBuf) {
+    let body = pattern(64 * MIB, 7);
+    // The peak is reset (Linux `clear_refs` 5) so that each system's growth is its own.
+    let growth = |before: u64| peak_rss_kib().saturating_sub(before);
+    let reset_peak = || std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let adapter = Arc::new(LocalAdapter::new(
+        "rss",
+        dir.join("sanctum"),
+        Durability::Os,
+    ));
+    adapter.init().await.unwrap();
+    let (store, _) = facades(adapter);
+    let ctx = StorageContext::new("bench", "bench").unwrap();
+    store
+        .put_bytes(&ctx, "ns", "warm", "x", PutOptions::default())
+        .await
+        .unwrap();
+    let peer_dir = dir.join("peer");
+    std::fs::create_dir_all(&peer_dir).unwrap();
+    let peer = object_store::local::LocalFileSystem::new_with_prefix(&peer_dir).unwrap();
+    peer.put(
+        &object_store::path::Path::from("warm"),
+        PutPayload::from_static(b"x"),
+    )
+    .await
+    .unwrap();
+
+    let resettable = reset_peak();
+    let before = rss_kib();
+    store
+        .put_bytes(&ctx, "ns", "big", body.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    let sanctum = growth(before);
+    reset_peak();
+    let before = rss_kib();
+    peer.put(
+        &object_store::path::Path::from("big"),
+        PutPayload::from(body.clone()),
+    )
+    .await
+    .unwrap();
+    let peer = growth(before);
+    println!("put_bytes_growth_kib={sanctum} peer_growth_kib={peer} peak_reset={resettable}");
+}
+
+fn measure_put_bytes_rss(dir: &Path) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("SANCTUM_BENCH_CHILD_PUT_BYTES", dir.join("rss-put-bytes"))
+        .output()
+        .expect("spawn child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("put_bytes_growth_kib="))
+        .unwrap_or_else(|| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let field = |name: &str| -> f64 {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+            / 1024.0
+    };
+    println!(
+        "\n## Peak memory growth of one put_bytes of a caller's 64 MiB buffer (local, os durability)"
+    );
+    println!(
+        "sanctum (encrypted): {:.1} MiB; object_store LocalFileSystem: {:.1} MiB (target: at most 8 MiB)  [{line}]",
+        field("put_bytes_growth_kib="),
+        field("peer_growth_kib=")
+    );
+}
+
 fn measure_child_rss(dir: &Path) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .env("SANCTUM_BENCH_CHILD", dir.join("rss"))
@@ -758,6 +844,10 @@ fn main() {
         .unwrap();
     if let Ok(dir) = std::env::var("SANCTUM_BENCH_CHILD") {
         rt.block_on(child(PathBuf::from(dir)));
+        return;
+    }
+    if let Ok(dir) = std::env::var("SANCTUM_BENCH_CHILD_PUT_BYTES") {
+        rt.block_on(child_put_bytes(PathBuf::from(dir)));
         return;
     }
     if std::env::args().any(|a| a == "--list") {
@@ -818,6 +908,10 @@ fn main() {
         });
         return;
     }
+    if only.as_deref() == Some("rss-put-bytes") {
+        measure_put_bytes_rss(dir.path());
+        return;
+    }
     if only.as_deref() == Some("suites") {
         rt.block_on(bench_suites(quick));
         return;
@@ -865,6 +959,7 @@ fn main() {
     print_crypto(&rt, &memory, quick);
     rt.block_on(bench_suites(quick));
     bench_blake3(&sizes);
+    measure_put_bytes_rss(dir.path());
     if !quick {
         measure_child_rss(dir.path());
     }

@@ -798,3 +798,32 @@ async fn objects_cost_no_kms_calls() {
         "the KEK is used to create and load the tenant key, not per object: {calls} calls"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_bytes_of_a_large_buffer_round_trips_piece_by_piece() {
+    // put_bytes cuts a large buffer into 1 MiB zero-copy pieces: a size that is no multiple of
+    // a piece or of a chunk must come back whole, with the whole buffer's checksum.
+    let adapter: Arc<dyn BlobAdapter> = Arc::new(ObjectStoreAdapter::in_memory("pieces"));
+    let storage = storage_over(adapter, Arc::new(MemoryKeyProvider::new())).await;
+    let c = ctx("pieces");
+    let body = pattern(3 * 1024 * 1024 + 12_345, 11);
+    let version = storage
+        .blobs()
+        .put_bytes(&c, "docs", "big", body.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        version.checksum,
+        format!("blake3:{}", blake3::hash(&body).to_hex())
+    );
+    let opts = GetOptions {
+        verify_checksum: true,
+        ..Default::default()
+    };
+    let (_, back) = storage
+        .blobs()
+        .get_bytes(&c, "docs", "big", opts)
+        .await
+        .unwrap();
+    assert!(back == body, "the body differs after the round trip");
+}

@@ -226,6 +226,9 @@ fn body_bytes(versions: &[StoredVersion]) -> u64 {
         .sum()
 }
 
+/// The pieces `put_bytes` cuts a large buffer into.
+const PUT_BYTES_PIECE: usize = 1024 * 1024;
+
 /// Checks a put's options (before the access check: this reveals nothing).
 fn check_put_options(opts: &PutOptions) -> Result<()> {
     if let Some(ct) = &opts.content_type {
@@ -415,14 +418,15 @@ impl BlobStore {
             )
             .await;
         }
-        self.put(
-            ctx,
-            ns,
-            key,
-            futures::stream::once(async move { Ok(body) }),
-            opts,
-        )
-        .await
+        // Zero-copy slices of the caller's buffer, so the pipeline holds a few pieces of it at a
+        // time and never a copy of the whole (the memory bound of a streamed put).
+        let len = body.len();
+        let pieces = futures::stream::iter(
+            (0..len)
+                .step_by(PUT_BYTES_PIECE)
+                .map(move |start| Ok(body.slice(start..(start + PUT_BYTES_PIECE).min(len)))),
+        );
+        self.put(ctx, ns, key, pieces, opts).await
     }
 
     /// A small body given whole: its metadata and body are sealed as one message
