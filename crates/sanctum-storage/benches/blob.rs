@@ -40,7 +40,10 @@ use sanctum_storage::observability::audit::MemoryAuditSink;
 use sanctum_storage::observability::clock::SystemClock;
 use sanctum_storage::policy::AccessSettings;
 
+#[path = "support/memory.rs"]
+mod memory;
 mod support;
+use memory::{peak_rss_kib, reset_peak, rss_kib};
 
 use support::{KIB, MIB, Sink, drain, human, mbps, median};
 
@@ -699,15 +702,6 @@ fn print_crypto(rt: &tokio::runtime::Runtime, memory: &[Row], quick: bool) {
     }
 }
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Child mode: put and get 256 MiB through the encrypted facade on the local adapter, print
 /// peak RSS.
 async fn child(dir: PathBuf) {
@@ -730,16 +724,6 @@ async fn child(dir: PathBuf) {
     println!("peak_rss_kib={} baseline_rss_kib={before}", peak_rss_kib());
 }
 
-/// The resident set (`VmRSS`) now, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Child process: how much one `put_bytes` of a caller's 64 MiB buffer grows the process (peak
 /// minus the resident set just before, the buffer already in memory), for sanctum and for
 /// object_store's `LocalFileSystem`.
@@ -747,7 +731,6 @@ async fn child_put_bytes(dir: PathBuf) {
     let body = pattern(64 * MIB, 7);
     // The peak is reset (Linux `clear_refs` 5) so that each system's growth is its own.
     let growth = |before: u64| peak_rss_kib().saturating_sub(before);
-    let reset_peak = || std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let adapter = Arc::new(LocalAdapter::new(
         "rss",
         dir.join("sanctum"),
