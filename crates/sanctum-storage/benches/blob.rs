@@ -851,7 +851,16 @@ fn main() {
     // loop-plain-put and loop-plain-get run the same without encryption.
     if let Some(which) = only.as_deref().and_then(|v| v.strip_prefix("loop-")) {
         rt.block_on(async {
-            let (encrypted, plain) = facades(Arc::new(ObjectStoreAdapter::in_memory("loop")));
+            // SANCTUM_BENCH_LOOP_LOCAL=1: over the local adapter (os durability) instead.
+            let adapter: Arc<dyn BlobAdapter> = match std::env::var("SANCTUM_BENCH_LOOP_LOCAL") {
+                Ok(v) if v == "1" => {
+                    let local = LocalAdapter::new("loop", dir.path().join("loop"), Durability::Os);
+                    local.init().await.unwrap();
+                    Arc::new(local)
+                }
+                _ => Arc::new(ObjectStoreAdapter::in_memory("loop")),
+            };
+            let (encrypted, plain) = facades(adapter);
             let (store, which) = match which.strip_prefix("plain-") {
                 Some(which) => (plain, which),
                 None => (encrypted, which),
