@@ -747,3 +747,65 @@ async fn reencryption_moves_small_bodies_to_one_message() {
         .unwrap();
     assert_eq!(again.bodies_rewritten, 0);
 }
+
+/// Body objects of `key` in `ns`.
+async fn body_objects(store: &Store, ns: &str, key: &str) -> usize {
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    let prefix = format!("t/t/n/{ns}/b/{hex}.k/");
+    store
+        .adapter
+        .list(&prefix, None, 1000)
+        .await
+        .unwrap()
+        .entries
+        .len()
+}
+
+#[tokio::test]
+async fn a_small_current_version_lives_in_its_head_until_another_is_current() {
+    let store = Store::new();
+    let storage = store.client().await;
+    let blobs = storage.blobs();
+    let v1 = blobs
+        .put_bytes(&ctx(), "docs", "k", "one", PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(body_objects(&store, "docs", "k").await, 0, "inlined only");
+    // Restoring the current version reuses the head's copy.
+    blobs
+        .restore(&ctx(), "docs", "k", &v1.version_id)
+        .await
+        .unwrap();
+    assert_eq!(get(&storage, "docs", "k", None).await.unwrap(), b"one");
+    // A newer version makes the old current one write its body object first.
+    put(&storage, "docs", "k", "two").await;
+    assert_eq!(body_objects(&store, "docs", "k").await, 1);
+    let old = Some(v1.version_id.as_str());
+    assert_eq!(
+        get(&store.client().await, "docs", "k", old).await.unwrap(),
+        b"one"
+    );
+    // A delete demotes too.
+    blobs.delete(&ctx(), "docs", "k").await.unwrap();
+    assert_eq!(body_objects(&store, "docs", "k").await, 2);
+    // Re-encryption of a key whose current version lives in its head.
+    put(&storage, "docs", "fresh", "only in the head").await;
+    storage
+        .keys()
+        .rotate_namespace(&ctx(), "docs")
+        .await
+        .unwrap();
+    storage
+        .keys()
+        .reencrypt_namespace(&ctx(), "docs", ReencryptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&store.client().await, "docs", "fresh", None)
+            .await
+            .unwrap(),
+        b"only in the head"
+    );
+    let versions = blobs.versions(&ctx(), "docs", "k").await.unwrap();
+    assert_eq!(versions.len(), 4);
+}

@@ -554,14 +554,15 @@ async fn sixteen_writers_near_a_byte_quota_never_overshoot() {
         .await
         .unwrap();
     assert_eq!(listed.objects.len(), 10, "refused writes stored nothing");
-    // The adapter holds no body of a refused write either.
+    // The adapter holds no body of a refused write either. (The committed ones are small and
+    // current, so they live in their heads and have no body object yet.)
     let raw = s
         .blobs()
         .adapter()
         .list(&format!("t/{}/n/q/b/", root.tenant()), None, 1000)
         .await
         .unwrap();
-    assert_eq!(raw.entries.len(), 10);
+    assert_eq!(raw.entries.len(), 0);
 }
 
 #[tokio::test]

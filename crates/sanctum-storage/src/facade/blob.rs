@@ -497,16 +497,21 @@ impl BlobStore {
             seq: 0,
             lineage: None,
             combined_len: Some(combined_len),
+            // Inlined: the head holds the message, and the body object is written only when
+            // another version becomes current (`commit`), which saves a file per small put.
+            body_deferred: size <= self.settings.inline_threshold,
             prev: None,
             tag: None,
         };
         let message = Bytes::from(message);
         let body_path = paths.body(&body_id)?;
-        // Body ids are fresh, so an unconditional put is safe; the body is durable before the
-        // head names it.
-        self.adapter
-            .put(&body_path, once_stream(message.clone()), PutMode::Overwrite)
-            .await?;
+        if !stored.body_deferred {
+            // Body ids are fresh, so an unconditional put is safe; the body is durable before
+            // the head names it.
+            self.adapter
+                .put(&body_path, once_stream(message.clone()), PutMode::Overwrite)
+                .await?;
+        }
         let append = Append {
             version: &stored,
             keys: &keys,
@@ -643,6 +648,7 @@ impl BlobStore {
                 seq: 0,
                 lineage: None,
                 combined_len: None,
+                body_deferred: false,
                 prev: None,
                 tag: None,
             };
@@ -1008,6 +1014,7 @@ impl BlobStore {
                 seq: 0,
                 lineage: None,
                 combined_len: None,
+                body_deferred: false,
                 prev: None,
                 tag: None,
             };
@@ -1121,7 +1128,14 @@ impl BlobStore {
                 )
             };
             let body_path = paths.body(&body_id)?;
-            let inline = if old.size <= self.settings.inline_threshold {
+            // The current version's body may live only in the head (`body_deferred`).
+            let current_inline = head
+                .as_ref()
+                .filter(|h| h.manifest.current().map(|c| &c.version_id) == Some(&old.version_id))
+                .and_then(|h| h.inline.clone());
+            let inline = if let Some(message) = current_inline {
+                Some(message)
+            } else if old.size <= self.settings.inline_threshold {
                 let got = self.adapter.get(&body_path, None).await.map_err(missing)?;
                 Some(collect_bytes(got.body).await?)
             } else {
@@ -1593,6 +1607,21 @@ impl BlobStore {
         for _ in 0..MAX_CAS_ATTEMPTS {
             check(head.as_ref())?;
             let prior = head.as_ref().and_then(|h| h.manifest.current());
+            // The current version stops being current: if its body lives only in the head, it
+            // gets its body object now, durably, before the head that demotes it.
+            if let (Some(prior), Some(inline)) =
+                (prior, head.as_ref().and_then(|h| h.inline.as_ref()))
+                && prior.body_deferred
+                && let Some(body_id) = prior.body_id.as_deref()
+            {
+                self.adapter
+                    .put(
+                        &paths.body(body_id)?,
+                        once_stream(inline.clone()),
+                        PutMode::Overwrite,
+                    )
+                    .await?;
+            }
             let mut linked = version.clone();
             sealing::link(keys, place, &mut linked, prior)?;
             let (next, spill) =

@@ -403,6 +403,11 @@ impl KeyAdmin {
                 rewritten: HashMap::new(),
                 written: Vec::new(),
                 resealed: 0,
+                current_inline: head
+                    .manifest
+                    .current()
+                    .zip(head.inline.clone())
+                    .map(|(c, inline)| (c.version_id.clone(), inline)),
             };
             match self.reencrypt_head(&paths, &head, &pages, &mut pass).await {
                 Ok(()) => {
@@ -525,8 +530,16 @@ impl KeyAdmin {
             && (old_epoch || old_layout)
         {
             if !pass.rewritten.contains_key(&old_id) {
+                let inline = pass
+                    .current_inline
+                    .as_ref()
+                    .filter(|(id, _)| *id == v.version_id)
+                    .map(|(_, message)| message.clone());
                 let rewritten = match v.size <= sealing::SMALL_MAX {
-                    true => self.rewrite_small(paths, pass.place, pass.keys, &v).await?,
+                    true => {
+                        self.rewrite_small(paths, pass.place, pass.keys, &v, inline)
+                            .await?
+                    }
                     false => self.rewrite_body(paths, pass.place, pass.keys, &v).await?,
                 };
                 pass.written.push(paths.body(&rewritten.0)?);
@@ -536,6 +549,8 @@ impl KeyAdmin {
             v.body_id = Some(new_body.clone());
             v.body_header = Some(header.clone());
             v.combined_len = *combined_len;
+            // The rewrite wrote the body object.
+            v.body_deferred = false;
         }
         if epoch_of(v.sealed.as_deref())?.is_some_and(|e| e < current) {
             let sealed = sealing::unseal(pass.keys, pass.place, &v)?;
@@ -559,19 +574,26 @@ impl KeyAdmin {
         place: Place<'_>,
         keys: &NamespaceKeys,
         v: &StoredVersion,
+        inline: Option<bytes::Bytes>,
     ) -> Result<Rewritten> {
         let b = &self.blobs;
         let old_id = v
             .body_id
             .as_deref()
             .expect("only versions with bodies are rewritten");
-        let got = b.adapter.get(&paths.body(old_id)?, None).await?;
-        if got.meta.size != v.body_object_len() {
-            return Err(Error::consistency(
-                "body size differs from the version's size",
-            ));
-        }
-        let message = collect_bytes(got.body).await?;
+        let message = match inline {
+            // The current version: the head's copy (its body object may not exist yet).
+            Some(message) => message,
+            None => {
+                let got = b.adapter.get(&paths.body(old_id)?, None).await?;
+                if got.meta.size != v.body_object_len() {
+                    return Err(Error::consistency(
+                        "body size differs from the version's size",
+                    ));
+                }
+                collect_bytes(got.body).await?
+            }
+        };
         let (sealed, body) = match v.combined_len {
             Some(_) => sealing::open_small(keys, place, v, &message)?,
             None => (
@@ -645,5 +667,8 @@ struct Pass<'a> {
     rewritten: HashMap<String, Rewritten>,
     /// Objects written so far (deleted again if the attempt fails).
     written: Vec<BlobPath>,
+    /// The current version's id and the body message the head inlines (its body object may
+    /// not exist yet: `body_deferred`).
+    current_inline: Option<(String, bytes::Bytes)>,
     resealed: u64,
 }

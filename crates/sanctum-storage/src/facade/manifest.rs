@@ -54,6 +54,11 @@ pub(crate) struct StoredVersion {
     /// `sealing::seal_small`) of this many plaintext bytes; `None` for a plain body message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combined_len: Option<u64>,
+    /// Set when the body object was not written with the version because the head inlines it
+    /// (a small version given whole): the commit that makes another version current writes it
+    /// from the head first, so only the current version can lack its body object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body_deferred: bool,
     /// The tag of the next older record (`None` for the oldest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<String>,
@@ -371,6 +376,7 @@ mod tests {
             seq: 0,
             lineage: None,
             combined_len: None,
+            body_deferred: false,
             prev: None,
             tag: None,
         }
