@@ -9,7 +9,8 @@
 //! Records are length-prefixed so that a write prepends a version by copying the older records'
 //! bytes without parsing them, and a read parses only the current one: the cost of an operation
 //! does not grow with the history. Small bodies are inlined so a small get is one backend read
-//! (the body object is written too). Past [`MAX_HEAD_VERSIONS`] records the oldest
+//! (the body object is written too, or, for a small body given whole, when its version stops
+//! being current: `StoredVersion::body_deferred`). Past [`MAX_HEAD_VERSIONS`] records the oldest
 //! [`SPILL_VERSIONS`] move to an immutable history page (`"SNP1" | u32 count | records`).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
