@@ -1087,17 +1087,45 @@ impl KeyManager {
         ))
     }
 
-    /// Rotates the tenant's KEK and re-wraps the tenant key under the new version. No data and
-    /// no data key is rewritten.
-    pub async fn rotate_kek(&self, tenant: &str) -> Result<KekRotation> {
-        self.tenant_key(tenant, true).await?;
-        let kek_version = self.provider.rotate(tenant).await.map_err(key_err)?;
+    /// Reads the tenant record of `tenant`, changes it with `change`, and writes it back
+    /// (compare-and-swap, retried on a lost race). `change` returns its result and whether it
+    /// changed the record; nothing is written when it did not.
+    async fn update_tenant_record<T>(
+        &self,
+        tenant: &str,
+        what: &str,
+        mut change: impl AsyncFnMut(&mut TenantRecord) -> Result<(T, bool)>,
+    ) -> Result<T> {
         let path = Self::tenant_path(tenant)?;
         for _ in 0..MAX_ATTEMPTS {
             let (mut record, etag) = self
                 .read_record::<TenantRecord>(&path)
                 .await?
                 .ok_or_else(|| Error::not_found("no keys exist for the tenant"))?;
+            let (out, changed) = change(&mut record).await?;
+            if !changed {
+                return Ok(out);
+            }
+            match self
+                .write_record(&path, &record, PutMode::Update(etag))
+                .await
+            {
+                Ok(()) => return Ok(out),
+                Err(e) if e.code() == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(format!(
+            "gave up trying to {what} after repeated concurrent changes"
+        )))
+    }
+
+    /// Rotates the tenant's KEK and re-wraps the tenant key under the new version. No data and
+    /// no data key is rewritten.
+    pub async fn rotate_kek(&self, tenant: &str) -> Result<KekRotation> {
+        self.tenant_key(tenant, true).await?;
+        let kek_version = self.provider.rotate(tenant).await.map_err(key_err)?;
+        self.update_tenant_record(tenant, "re-wrap the tenant key", async |record| {
             let wrapped = record
                 .wrapped
                 .as_ref()
@@ -1118,18 +1146,9 @@ impl KeyManager {
                     .await
                     .map_err(key_err)?;
             }
-            match self
-                .write_record(&path, &record, PutMode::Update(etag))
-                .await
-            {
-                Ok(()) => return Ok(KekRotation { kek_version }),
-                Err(e) if e.code() == ErrorCode::Conflict => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::conflict(
-            "gave up re-wrapping the tenant key after repeated concurrent changes",
-        ))
+            Ok((KekRotation { kek_version }, true))
+        })
+        .await
     }
 
     /// Rotates the tenant key: a new one (the next generation), wrapped by the KEK, wraps every
@@ -1139,45 +1158,28 @@ impl KeyManager {
     /// namespaces rotated.
     pub async fn rotate_tenant_key(&self, tenant: &str) -> Result<TenantKeyRotation> {
         self.tenant_key(tenant, true).await?;
-        let path = Self::tenant_path(tenant)?;
-        let mut generation = None;
-        for _ in 0..MAX_ATTEMPTS {
-            let (mut record, etag) = self
-                .read_record::<TenantRecord>(&path)
-                .await?
-                .ok_or_else(|| Error::not_found("no keys exist for the tenant"))?;
-            let current = record
-                .wrapped
-                .take()
-                .ok_or_else(|| enc("the tenant's keys were destroyed"))?;
-            let next = record.generation + 1;
-            let key = DataKey::generate().map_err(crypto_err)?;
-            let wrapped = self
-                .provider
-                .wrap(tenant, key.as_bytes(), &tenant_key_aad(tenant, next))
-                .await
-                .map_err(key_err)?;
-            record.previous.push(PreviousTenantKey {
-                generation: record.generation,
-                wrapped: current,
-            });
-            record.wrapped = Some(wrapped);
-            record.generation = next;
-            match self
-                .write_record(&path, &record, PutMode::Update(etag))
-                .await
-            {
-                Ok(()) => {
-                    generation = Some(next);
-                    break;
-                }
-                Err(e) if e.code() == ErrorCode::Conflict => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        let generation = generation.ok_or_else(|| {
-            Error::conflict("gave up rotating the tenant key after repeated concurrent changes")
-        })?;
+        let generation = self
+            .update_tenant_record(tenant, "rotate the tenant key", async |record| {
+                let current = record
+                    .wrapped
+                    .take()
+                    .ok_or_else(|| enc("the tenant's keys were destroyed"))?;
+                let next = record.generation + 1;
+                let key = DataKey::generate().map_err(crypto_err)?;
+                let wrapped = self
+                    .provider
+                    .wrap(tenant, key.as_bytes(), &tenant_key_aad(tenant, next))
+                    .await
+                    .map_err(key_err)?;
+                record.previous.push(PreviousTenantKey {
+                    generation: record.generation,
+                    wrapped: current,
+                });
+                record.wrapped = Some(wrapped);
+                record.generation = next;
+                Ok((next, true))
+            })
+            .await?;
         self.forget_tenant(tenant);
         // Every namespace gets an epoch under the new tenant key, so no new data key is ever
         // wrapped by the old one.
@@ -1225,37 +1227,23 @@ impl KeyManager {
                 )));
             }
         }
-        let path = Self::tenant_path(tenant)?;
-        for _ in 0..MAX_ATTEMPTS {
-            let (mut record, etag) = self
-                .read_record::<TenantRecord>(&path)
-                .await?
-                .ok_or_else(|| Error::not_found("no keys exist for the tenant"))?;
-            if record.generation != current {
-                return Err(Error::conflict(
-                    "the tenant key was rotated meanwhile: run the retirement again",
-                ));
-            }
-            let dropped: Vec<u32> = record.previous.iter().map(|p| p.generation).collect();
-            if dropped.is_empty() {
-                return Ok(dropped);
-            }
-            record.previous.clear();
-            match self
-                .write_record(&path, &record, PutMode::Update(etag))
-                .await
-            {
-                Ok(()) => {
-                    self.forget_tenant(tenant);
-                    return Ok(dropped);
+        let dropped = self
+            .update_tenant_record(tenant, "retire tenant keys", async |record| {
+                if record.generation != current {
+                    return Err(Error::conflict(
+                        "the tenant key was rotated meanwhile: run the retirement again",
+                    ));
                 }
-                Err(e) if e.code() == ErrorCode::Conflict => continue,
-                Err(e) => return Err(e),
-            }
+                let dropped: Vec<u32> = record.previous.iter().map(|p| p.generation).collect();
+                record.previous.clear();
+                let changed = !dropped.is_empty();
+                Ok((dropped, changed))
+            })
+            .await?;
+        if !dropped.is_empty() {
+            self.forget_tenant(tenant);
         }
-        Err(Error::conflict(
-            "gave up retiring tenant keys after repeated concurrent changes",
-        ))
+        Ok(dropped)
     }
 
     /// The namespaces of `tenant` that have key records.

@@ -479,9 +479,7 @@ impl BlobStore {
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
         };
-        let (message, combined_len) = sealing::seal_small(&keys, place, &body_id, &sealed, &body)?;
-        let (_, header_len) =
-            sanctum_crypto::Header::parse(&message).map_err(crate::crypto::crypto_err)?;
+        let small = sealing::seal_small(&keys, place, &body_id, &sealed, &body)?;
         let now = self.clock.now_ms();
         let stored = StoredVersion {
             version_id: version_id.clone(),
@@ -491,19 +489,19 @@ impl BlobStore {
             body_created_at_ms: now,
             tombstone: false,
             restored_from: None,
-            body_header: Some(sealing::hex(&message[..header_len])),
+            body_header: Some(small.header),
             // Kept beside the combined message, so that listings and history need no body read.
             sealed: Some(sealing::seal(&keys, place, &version_id, &sealed)?),
             seq: 0,
             lineage: None,
-            combined_len: Some(combined_len),
+            combined_len: Some(small.plaintext_len),
             // Inlined: the head holds the message, and the body object is written only when
             // another version becomes current (`commit`), which saves a file per small put.
             body_deferred: size <= self.settings.inline_threshold,
             prev: None,
             tag: None,
         };
-        let message = Bytes::from(message);
+        let message = small.message;
         let body_path = paths.body(&body_id)?;
         if !stored.body_deferred {
             // Body ids are fresh, so an unconditional put is safe; the body is durable before
@@ -854,22 +852,8 @@ impl BlobStore {
                     };
                     Some(header_len + span.ciphertext.start..header_len + span.ciphertext.end)
                 };
-                let got = self
-                    .adapter
-                    .get(&paths.body(body_id)?, wanted)
-                    .await
-                    .map_err(|e| {
-                        e.missing_means(
-                            ErrorCode::Consistency,
-                            "the body of a committed version is missing",
-                        )
-                    })?;
-                if got.meta.size != stored.body_object_len() {
-                    return Err(Error::consistency(
-                        "body size differs from the version's size",
-                    ));
-                }
-                decrypt_stream(&keys, &place.body(body_id), spec, got.body)?
+                let body = self.read_body(&paths, &stored, wanted).await?;
+                decrypt_stream(&keys, &place.body(body_id), spec, body)?
             }
         };
         let body = if full && opts.verify_checksum {
@@ -882,6 +866,36 @@ impl BlobStore {
             range,
             body,
         })
+    }
+
+    /// The body object of `stored` (or bytes `range` of it), checked to have the size the
+    /// version implies. A missing body object of a committed version is a `Consistency` error.
+    pub(super) async fn read_body(
+        &self,
+        paths: &KeyPaths,
+        stored: &StoredVersion,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream> {
+        let body_id = stored
+            .body_id
+            .as_deref()
+            .ok_or_else(|| Error::consistency("version without a body"))?;
+        let got = self
+            .adapter
+            .get(&paths.body(body_id)?, range)
+            .await
+            .map_err(|e| {
+                e.missing_means(
+                    ErrorCode::Consistency,
+                    "the body of a committed version is missing",
+                )
+            })?;
+        if got.meta.size != stored.body_object_len() {
+            return Err(Error::consistency(
+                "body size differs from the version's size",
+            ));
+        }
+        Ok(got.body)
     }
 
     /// Reads a version whose metadata and body are one combined message: from the head when
@@ -898,28 +912,7 @@ impl BlobStore {
         sealing::verify(keys, place, stored)?;
         let message = match inline {
             Some(message) => message,
-            None => {
-                let body_id = stored
-                    .body_id
-                    .as_deref()
-                    .ok_or_else(|| Error::consistency("version without a body"))?;
-                let got = self
-                    .adapter
-                    .get(&paths.body(body_id)?, None)
-                    .await
-                    .map_err(|e| {
-                        e.missing_means(
-                            ErrorCode::Consistency,
-                            "the body of a committed version is missing",
-                        )
-                    })?;
-                if got.meta.size != stored.body_object_len() {
-                    return Err(Error::consistency(
-                        "body size differs from the version's size",
-                    ));
-                }
-                collect_bytes(got.body).await?
-            }
+            None => collect_bytes(self.read_body(paths, stored, None).await?).await?,
         };
         let (sealed, body) = sealing::open_small(keys, place, stored, &message)?;
         let range = match &opts.range {

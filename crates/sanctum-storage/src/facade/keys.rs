@@ -577,22 +577,10 @@ impl KeyAdmin {
         inline: Option<bytes::Bytes>,
     ) -> Result<Rewritten> {
         let b = &self.blobs;
-        let old_id = v
-            .body_id
-            .as_deref()
-            .expect("only versions with bodies are rewritten");
         let message = match inline {
             // The current version: the head's copy (its body object may not exist yet).
             Some(message) => message,
-            None => {
-                let got = b.adapter.get(&paths.body(old_id)?, None).await?;
-                if got.meta.size != v.body_object_len() {
-                    return Err(Error::consistency(
-                        "body size differs from the version's size",
-                    ));
-                }
-                collect_bytes(got.body).await?
-            }
+            None => collect_bytes(b.read_body(paths, v, None).await?).await?,
         };
         let (sealed, body) = match v.combined_len {
             Some(_) => sealing::open_small(keys, place, v, &message)?,
@@ -602,18 +590,15 @@ impl KeyAdmin {
             ),
         };
         let new_body = new_id(b.clock.as_ref());
-        let (message, combined_len) = sealing::seal_small(keys, place, &new_body, &sealed, &body)?;
-        let (_, header_len) =
-            sanctum_crypto::Header::parse(&message).map_err(crate::crypto::crypto_err)?;
-        let header = sealing::hex(&message[..header_len]);
+        let small = sealing::seal_small(keys, place, &new_body, &sealed, &body)?;
         b.adapter
             .put(
                 &paths.body(&new_body)?,
-                once_stream(message.into()),
+                once_stream(small.message),
                 PutMode::Overwrite,
             )
             .await?;
-        Ok((new_body, header, Some(combined_len)))
+        Ok((new_body, small.header, Some(small.plaintext_len)))
     }
 
     /// Decrypts the body of `v` and writes it anew under the namespace's current key and a
@@ -631,12 +616,7 @@ impl KeyAdmin {
             .as_deref()
             .expect("only versions with bodies are rewritten");
         let (header, header_bytes) = sealing::body_header(v)?;
-        let got = b.adapter.get(&paths.body(old_id)?, None).await?;
-        if got.meta.size != v.body_object_len() {
-            return Err(Error::consistency(
-                "body size differs from the version's size",
-            ));
-        }
+        let body = b.read_body(paths, v, None).await?;
         let spec = DecryptSpec {
             header,
             header_bytes,
@@ -646,7 +626,7 @@ impl KeyAdmin {
             take: v.size,
             to_end: true,
         };
-        let plain = decrypt_stream(keys, &place.body(old_id), spec, got.body)?;
+        let plain = decrypt_stream(keys, &place.body(old_id), spec, body)?;
         let new_body = new_id(b.clock.as_ref());
         let (new_header, cipher) = encrypt_stream(keys, &place.body(&new_body), plain)?;
         b.adapter

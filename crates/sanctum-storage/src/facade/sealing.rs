@@ -108,15 +108,23 @@ fn named_message<'v>(
     Ok((header, header_bytes.len(), body_id))
 }
 
+/// A combined message just sealed: its bytes, its header (hex, for the version record) and its
+/// plaintext length (`StoredVersion::combined_len`).
+pub(crate) struct SmallMessage {
+    pub message: Bytes,
+    pub header: String,
+    pub plaintext_len: u64,
+}
+
 /// Seals a small version's metadata and body as one message, bound to its body id (so a
-/// restore can reuse it, as for a plain body). Returns the message and its plaintext length.
+/// restore can reuse it, as for a plain body).
 pub(crate) fn seal_small(
     keys: &NamespaceKeys,
     place: Place<'_>,
     body_id: &str,
     sealed: &Sealed,
     body: &[u8],
-) -> Result<(Vec<u8>, u64)> {
+) -> Result<SmallMessage> {
     let plain = small_plaintext(sealed, body)?;
     let (key_ref, key) = keys.current();
     let message = sanctum_crypto::encrypt_with_suite(
@@ -127,7 +135,12 @@ pub(crate) fn seal_small(
         &plain,
     )
     .map_err(crypto_err)?;
-    Ok((message, plain.len() as u64))
+    let (_, header_len) = Header::parse(&message).map_err(crypto_err)?;
+    Ok(SmallMessage {
+        header: hex(&message[..header_len]),
+        plaintext_len: plain.len() as u64,
+        message: Bytes::from(message),
+    })
 }
 
 /// Opens the combined message of `version` (whose record was authenticated): its metadata and
