@@ -9,7 +9,8 @@
 //! 64 MiB put from a caller's buffer is measured per system in a child process.
 //!
 //! Run: `cargo bench -p sanctum-bench --bench peers` (`SANCTUM_BENCH_QUICK=1` for fewer rounds;
-//! `SANCTUM_BENCH_DIR=/path` picks the disk).
+//! `SANCTUM_BENCH_DIR=/path` picks the disk; `SANCTUM_BENCH_SIZES=4096,1048576` runs only those
+//! sizes; `SANCTUM_BENCH_MEMORY=0` skips the memory child).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -323,11 +324,18 @@ fn main() {
         "| op | size | sanctum os | LocalFileSystem | ratio | sanctum fsync | LocalFileSystem fsync | ratio | OpenDAL fs | tokio::fs |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for size in [4 * KIB, MIB, 64 * MIB] {
+    // `SANCTUM_BENCH_SIZES=4096,1048576` runs only those sizes (for profiling).
+    let sizes: Vec<usize> = match std::env::var("SANCTUM_BENCH_SIZES") {
+        Ok(list) => list.split(',').map(|s| s.trim().parse().unwrap()).collect(),
+        Err(_) => vec![4 * KIB, MIB, 64 * MIB],
+    };
+    for size in sizes {
         let times = rt.block_on(measure(&systems, size, quick));
         let (puts, gets): (Vec<_>, Vec<_>) = times.into_iter().unzip();
         print(size, "put", &puts);
         print(size, "get", &gets);
     }
-    print_memory(dir.path());
+    if std::env::var("SANCTUM_BENCH_MEMORY").map_or(true, |v| v != "0") {
+        print_memory(dir.path());
+    }
 }

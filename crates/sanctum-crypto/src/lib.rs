@@ -250,6 +250,23 @@ impl ChunkCipher {
             }
         }
     }
+
+    /// Opens chunk `chunk` in place: its encryption (ciphertext || tag) is
+    /// `in_out[src..]`, and its plaintext moves to the front of `in_out`
+    /// (AES's own pass does the move). Returns the plaintext length. On
+    /// failure the whole of `in_out` is wiped.
+    fn open_within(&self, chunk: u64, in_out: &mut [u8], src: usize) -> Result<usize, CryptoError> {
+        match self
+            .key
+            .open_within(self.nonce(chunk), Aad::empty(), in_out, src..)
+        {
+            Ok(plaintext) => Ok(plaintext.len()),
+            Err(_) => {
+                in_out.zeroize();
+                Err(CryptoError::Authentication { chunk })
+            }
+        }
+    }
 }
 
 /// A fresh 24-byte salt, straight from the OS CSPRNG: one `getrandom` call per salt and nothing
@@ -824,6 +841,65 @@ impl Decryptor {
         self.finish_partial_with(&[], out)
     }
 
+    /// Opens a run of encrypted chunks held whole in `buf`, in place and
+    /// without buffering: the chunks from this decryptor's first chunk on,
+    /// back to back. The plaintext moves to the front of `buf` (no copy
+    /// beyond AES's own pass) and its length is returned.
+    ///
+    /// With `last`, `buf` ends the message: every chunk but the short final
+    /// one is full, and the final one must be there
+    /// ([`CryptoError::Truncated`] otherwise). Without it, `buf` holds full,
+    /// non-final chunks only. Runs of one message can be opened on several
+    /// threads at once, each with its own decryptor made with the run's first
+    /// chunk index.
+    ///
+    /// Call it on a fresh decryptor (nothing fed through
+    /// [`update`](Decryptor::update)); it consumes the decryptor. On any
+    /// error all of `buf` is wiped, including plaintext of chunks that had
+    /// verified: discard it.
+    pub fn open_in_place(self, buf: &mut [u8], last: bool) -> Result<usize, CryptoError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if !self.held.is_empty() {
+            return Err(CryptoError::Header(
+                "open_in_place needs a decryptor that has not been fed",
+            ));
+        }
+        let full = buf.len() / ENCRYPTED_CHUNK_SIZE;
+        let tail = buf.len() % ENCRYPTED_CHUNK_SIZE;
+        let fits = match last {
+            true => tail >= TAG_LEN,
+            false => tail == 0,
+        };
+        let chunks = full as u64 + u64::from(last);
+        if !fits {
+            return Err(CryptoError::Truncated);
+        }
+        if self.next_chunk.saturating_add(chunks) > MAX_CHUNKS {
+            return Err(CryptoError::Limit);
+        }
+        let mut plain = 0;
+        let mut src = 0;
+        let mut index = self.next_chunk;
+        while src < buf.len() {
+            let end = (src + ENCRYPTED_CHUNK_SIZE).min(buf.len());
+            match self
+                .cipher
+                .open_within(index, &mut buf[plain..end], src - plain)
+            {
+                Ok(n) => plain += n,
+                Err(e) => {
+                    buf.zeroize();
+                    return Err(e);
+                }
+            }
+            src = end;
+            index += 1;
+        }
+        Ok(plain)
+    }
+
     /// [`update`](Decryptor::update) with `ciphertext`, then
     /// [`finish_partial`](Decryptor::finish_partial), without buffering.
     fn finish_partial_with(
@@ -1049,6 +1125,93 @@ mod tests {
             want.seal(0, b"same key?", b"", &mut again).unwrap();
             assert_eq!(out, again);
         }
+    }
+
+    /// Runs of a message opened in place, on their own decryptors, give the
+    /// same plaintext as the streaming decryptor; tampering, truncation and
+    /// misaligned runs are refused and wipe the buffer.
+    #[test]
+    fn runs_open_in_place() {
+        let key = DataKey::generate().unwrap();
+        for size in [
+            0usize,
+            1,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            3 * CHUNK_SIZE + 5,
+            4 * CHUNK_SIZE,
+        ] {
+            let plain: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let message = encrypt(&key, kr(), &ctx(), &plain).unwrap();
+            let (header, header_len) = Header::parse(&message).unwrap();
+            let body = &message[header_len..];
+            let chunks = body.len().div_ceil(ENCRYPTED_CHUNK_SIZE);
+            // Every split point on a chunk boundary: two runs, the second one last.
+            for split in 0..chunks {
+                let (a, b) = body.split_at(split * ENCRYPTED_CHUNK_SIZE);
+                let mut first = a.to_vec();
+                let mut second = b.to_vec();
+                let n = Decryptor::new(&key, &header, &ctx(), 0)
+                    .unwrap()
+                    .open_in_place(&mut first, false)
+                    .unwrap();
+                let m = Decryptor::new(&key, &header, &ctx(), split as u64)
+                    .unwrap()
+                    .open_in_place(&mut second, true)
+                    .unwrap();
+                let mut joined = first[..n].to_vec();
+                joined.extend_from_slice(&second[..m]);
+                assert_eq!(joined, plain, "size {size} split {split}");
+            }
+            // A flipped bit anywhere fails its chunk and wipes the run.
+            let mut tampered = body.to_vec();
+            let at = tampered.len() - 1;
+            tampered[at] ^= 1;
+            let err = Decryptor::new(&key, &header, &ctx(), 0)
+                .unwrap()
+                .open_in_place(&mut tampered, true)
+                .unwrap_err();
+            assert_eq!(
+                err,
+                CryptoError::Authentication {
+                    chunk: chunks as u64 - 1
+                }
+            );
+            assert!(tampered.iter().all(|&b| b == 0), "wiped");
+            // A run started at the wrong index does not open.
+            if chunks > 1 {
+                let mut shifted = body[ENCRYPTED_CHUNK_SIZE..].to_vec();
+                assert!(matches!(
+                    Decryptor::new(&key, &header, &ctx(), 0)
+                        .unwrap()
+                        .open_in_place(&mut shifted, true),
+                    Err(CryptoError::Authentication { chunk: 0 })
+                ));
+            }
+        }
+        // Cut on a chunk boundary: the final chunk is missing.
+        let plain = vec![5u8; 2 * CHUNK_SIZE + 9];
+        let message = encrypt(&key, kr(), &ctx(), &plain).unwrap();
+        let (header, header_len) = Header::parse(&message).unwrap();
+        let mut cut = message[header_len..header_len + 2 * ENCRYPTED_CHUNK_SIZE].to_vec();
+        let open = |buf: &mut Vec<u8>, last| {
+            Decryptor::new(&key, &header, &ctx(), 0)
+                .unwrap()
+                .open_in_place(buf, last)
+        };
+        assert_eq!(open(&mut cut, true), Err(CryptoError::Truncated));
+        // A non-final run must hold whole chunks.
+        let mut ragged = message[header_len..header_len + ENCRYPTED_CHUNK_SIZE + 3].to_vec();
+        assert_eq!(open(&mut ragged, false), Err(CryptoError::Truncated));
+        // A decryptor already fed is refused.
+        let mut fed = Decryptor::new(&key, &header, &ctx(), 0).unwrap();
+        fed.update(&message[header_len..header_len + 10], &mut Vec::new())
+            .unwrap();
+        let mut rest = message[header_len + 10..].to_vec();
+        assert!(matches!(
+            fed.open_in_place(&mut rest, true),
+            Err(CryptoError::Header(_))
+        ));
     }
 
     #[test]

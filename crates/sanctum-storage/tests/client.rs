@@ -222,69 +222,122 @@ async fn cache_only_reads_are_refused_until_the_cache_exists() {
     assert_eq!(&body[..], b"v");
 }
 
+/// Finds the body file of body `body_id` under a local sanctum home.
+fn body_file(home: &std::path::Path, body_id: &str) -> std::path::PathBuf {
+    let mut stack = vec![home.join("blobs/objects")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.path().to_string_lossy().contains(body_id) {
+                return e.path();
+            }
+        }
+    }
+    panic!("no body file for {body_id}");
+}
+
+/// A flipped byte anywhere in a stored body fails the read with an `Encryption` error and
+/// releases no plaintext of its chunk: on the streaming path (200 kB) and on the path that
+/// reads large bodies in parallel runs opened in place (1 MiB and more), in the first run and
+/// in the last.
 #[tokio::test]
 async fn tampered_bodies_fail_with_an_encryption_error() {
     let home = tempfile::tempdir().unwrap();
     let storage = embedded(home.path()).await;
     let ctx = StorageContext::new("t1", "local").unwrap();
-    let body = vec![7u8; 200_000];
-    let v = storage
-        .blobs()
-        .put_bytes(&ctx, "ns", "k", body.clone(), PutOptions::default())
-        .await
-        .unwrap();
-    // Flip one byte of the stored body on disk (in its last chunk).
-    let mut stack = vec![home.path().join("blobs/objects")];
-    let mut body_file = None;
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if e
-                .path()
-                .to_string_lossy()
-                .contains(v.body_id.as_deref().unwrap())
-            {
-                body_file = Some(e.path());
+    // (body size, offset of the flipped byte from the end of the file; None = in chunk 2)
+    for (size, from_end) in [
+        (200_000usize, Some(1usize)),
+        ((1 << 20) + 5, Some(1)),
+        ((1 << 20) + 5, None),
+        (3 << 20, Some(20_000)),
+    ] {
+        let key = format!("k{size}-{from_end:?}");
+        let body = sanctum_storage::conformance::pattern(size, size as u64);
+        let v = storage
+            .blobs()
+            .put_bytes(&ctx, "ns", &key, body.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        let path = body_file(home.path(), v.body_id.as_deref().unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = match from_end {
+            Some(n) => bytes.len() - n,
+            None => 2 * sanctum_crypto::ENCRYPTED_CHUNK_SIZE + 500,
+        };
+        bytes[at] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let mut read = storage
+            .blobs()
+            .get(&ctx, "ns", &key, GetOptions::default())
+            .await
+            .unwrap();
+        let mut released = Vec::new();
+        let err = loop {
+            use futures::StreamExt;
+            match read.body.next().await {
+                Some(Ok(chunk)) => released.extend_from_slice(&chunk),
+                Some(Err(e)) => break e,
+                None => panic!("{key}: a tampered body must not end cleanly"),
             }
+        };
+        assert_eq!(err.code(), ErrorCode::Encryption, "{key}");
+        assert_eq!(err.operation(), Some("blob.get"));
+        assert!(
+            released.len() < body.len() && body.starts_with(&released),
+            "{key}: only verified plaintext before the tampered chunk was released"
+        );
+        // A range away from the tampered chunk still reads.
+        let first = GetOptions {
+            range: Some("0-99".parse().unwrap()),
+            ..Default::default()
+        };
+        if from_end.is_some() {
+            let (_, got) = storage
+                .blobs()
+                .get_bytes(&ctx, "ns", &key, first)
+                .await
+                .unwrap();
+            assert_eq!(&got[..], &body[..100]);
         }
     }
-    let path = body_file.expect("body file");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
-    let mut read = storage
+}
+
+/// A body file cut short, or swapped for another body's, is refused on the parallel path too.
+#[tokio::test]
+async fn truncated_and_swapped_large_bodies_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let storage = embedded(home.path()).await;
+    let ctx = StorageContext::new("t1", "local").unwrap();
+    let body = sanctum_storage::conformance::pattern(1 << 20, 1);
+    let mut files = Vec::new();
+    for key in ["a", "b", "c"] {
+        let v = storage
+            .blobs()
+            .put_bytes(&ctx, "ns", key, body.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        files.push(body_file(home.path(), v.body_id.as_deref().unwrap()));
+    }
+    // "a": its final chunk cut off (the size no longer matches the version's).
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &bytes[..bytes.len() - 16]).unwrap();
+    // "b": replaced by "c"'s body (same size, other body id, so another message key).
+    std::fs::copy(&files[2], &files[1]).unwrap();
+    for (key, code) in [("a", ErrorCode::Consistency), ("b", ErrorCode::Encryption)] {
+        let got = storage
+            .blobs()
+            .get_bytes(&ctx, "ns", key, GetOptions::default())
+            .await;
+        assert_eq!(got.unwrap_err().code(), code, "{key}");
+    }
+    let (_, c) = storage
         .blobs()
-        .get(&ctx, "ns", "k", GetOptions::default())
+        .get_bytes(&ctx, "ns", "c", GetOptions::default())
         .await
         .unwrap();
-    let mut released = 0usize;
-    let err = loop {
-        use futures::StreamExt;
-        match read.body.next().await {
-            Some(Ok(chunk)) => released += chunk.len(),
-            Some(Err(e)) => break e,
-            None => panic!("a tampered body must not end cleanly"),
-        }
-    };
-    assert_eq!(err.code(), ErrorCode::Encryption);
-    assert_eq!(err.operation(), Some("blob.get"));
-    assert!(
-        released < body.len(),
-        "the tampered chunk released no plaintext"
-    );
-    // A range away from the tampered chunk still reads.
-    let first = GetOptions {
-        range: Some("0-99".parse().unwrap()),
-        ..Default::default()
-    };
-    let (_, got) = storage
-        .blobs()
-        .get_bytes(&ctx, "ns", "k", first)
-        .await
-        .unwrap();
-    assert_eq!(&got[..], &body[..100]);
+    assert_eq!(c, body);
 }
 
 #[tokio::test]

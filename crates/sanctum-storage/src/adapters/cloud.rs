@@ -28,6 +28,8 @@ pub const CLOUD_CAPABILITIES: BlobCapabilities = BlobCapabilities {
     atomic_conditional_delete: false,
     durable: true,
     persistent: true,
+    // Every ranged read is a request, billed and a round trip away.
+    parallel_ranged_reads: false,
 };
 
 /// Builds the adapter for a cloud `config.backend` (`s3`, `gcs` or `azure`).

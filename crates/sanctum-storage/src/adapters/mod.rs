@@ -140,6 +140,9 @@ pub struct BlobCapabilities {
     pub durable: bool,
     /// Data outlives the process.
     pub persistent: bool,
+    /// A ranged read costs no more than a whole one (no request fee, no round trip), so the
+    /// facade reads large bodies in parallel runs of chunks.
+    pub parallel_ranged_reads: bool,
 }
 
 /// What [`BlobAdapter::sweep_leftovers`] removed: files that interrupted writes left behind.

@@ -27,6 +27,7 @@ use super::options::{
     BlobList, BlobRead, DamagedKey, GetOptions, ListOptions, MAX_LIST_LIMIT, PutOptions,
     SweepReport, decode_cursor, encode_cursor,
 };
+use super::parts;
 use super::sealing::{self, Place, Sealed};
 use super::stream::{Tap, Verify, checksum_string};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, PutMode, collect_bytes, once_stream};
@@ -836,6 +837,26 @@ impl BlobStore {
                     ));
                 }
                 once_stream(Bytes::from(plaintext).slice(range.start as usize..range.end as usize))
+            }
+            None if full
+                && stored.size >= parts::PARTS_MIN
+                && self.adapter.capabilities().parallel_ranged_reads =>
+            {
+                parts::read(
+                    parts::Message {
+                        adapter: self.adapter.clone(),
+                        path: paths.body(body_id)?,
+                        object_len: stored.body_object_len(),
+                        key: keys.key_for(&spec.header.key_ref)?.clone(),
+                        header: spec.header,
+                        header_bytes: spec.header_bytes,
+                        tenant: place.tenant.to_owned(),
+                        namespace: place.namespace.to_owned(),
+                        object_key: place.key.to_owned(),
+                        body_id: body_id.to_owned(),
+                    },
+                    stored.size,
+                )
             }
             None => {
                 // A range reads only the chunks that cover it.

@@ -8,6 +8,7 @@ mod keys;
 mod layout;
 pub(crate) mod manifest;
 pub mod options;
+mod parts;
 mod sealing;
 mod stream;
 

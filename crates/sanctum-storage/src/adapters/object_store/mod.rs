@@ -111,6 +111,7 @@ impl ObjectStoreAdapter {
                 atomic_conditional_delete: false,
                 durable: false,
                 persistent: false,
+                parallel_ranged_reads: true,
             },
         )
     }
