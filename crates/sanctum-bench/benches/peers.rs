@@ -290,6 +290,28 @@ fn print_memory(dir: &Path) {
     }
 }
 
+/// Profiling aid (`SANCTUM_BENCH_HOT_GETS=4096`): gets of one stored object, again and again,
+/// per system, with the page cache and the CPU caches warm. Prints the median of each.
+async fn hot_gets(size: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let systems = Systems::new(dir.path()).await;
+    let body = sanctum_storage::conformance::pattern(size, 5);
+    for system in SYSTEMS {
+        systems.put(system, "hot", body.clone()).await;
+    }
+    let mut times = vec![Vec::new(); SYSTEMS.len()];
+    for _ in 0..2000 {
+        for (i, system) in SYSTEMS.into_iter().enumerate() {
+            let t = Instant::now();
+            assert_eq!(systems.get(system, "hot").await, size as u64);
+            times[i].push(t.elapsed());
+        }
+    }
+    for (i, system) in SYSTEMS.into_iter().enumerate() {
+        println!("{}: {:?}", system.name(), median(&times[i]));
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -302,6 +324,10 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench harness probe
+    }
+    if let Ok(size) = std::env::var("SANCTUM_BENCH_HOT_GETS") {
+        rt.block_on(hot_gets(size.parse().unwrap()));
+        return;
     }
     let quick = std::env::var("SANCTUM_BENCH_QUICK").is_ok_and(|v| v == "1");
     let base = std::env::var_os("SANCTUM_BENCH_DIR")

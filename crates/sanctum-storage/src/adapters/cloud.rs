@@ -30,6 +30,7 @@ pub const CLOUD_CAPABILITIES: BlobCapabilities = BlobCapabilities {
     persistent: true,
     // Every ranged read is a request, billed and a round trip away.
     parallel_ranged_reads: false,
+    blocking_reads: false,
 };
 
 /// Builds the adapter for a cloud `config.backend` (`s3`, `gcs` or `azure`).

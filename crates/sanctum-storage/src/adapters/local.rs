@@ -710,6 +710,7 @@ impl BlobAdapter for LocalAdapter {
             durable: self.fsync(),
             persistent: true,
             parallel_ranged_reads: true,
+            blocking_reads: true,
         }
     }
 
@@ -847,6 +848,13 @@ impl BlobAdapter for LocalAdapter {
         })
         .await
         .map_err(join_err)?
+    }
+
+    fn get_blocking(&self, path: &BlobPath, range: Range<u64>) -> Result<(BlobMeta, Bytes)> {
+        let file = File::open(self.object_file(path)).map_err(io_err("open object"))?;
+        let (mut file, meta, range) = open_range(file, Some(range))?;
+        let bytes = read_chunk(&mut file, (range.end - range.start) as usize)?;
+        Ok((meta, bytes))
     }
 
     async fn head(&self, path: &BlobPath) -> Result<BlobMeta> {

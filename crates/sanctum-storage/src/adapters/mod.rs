@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// A stream of body bytes. An `Err` item ends the stream: the body is incomplete.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
@@ -143,6 +143,9 @@ pub struct BlobCapabilities {
     /// A ranged read costs no more than a whole one (no request fee, no round trip), so the
     /// facade reads large bodies in parallel runs of chunks.
     pub parallel_ranged_reads: bool,
+    /// [`BlobAdapter::get_blocking`] answers, so the facade reads and decrypts a run of chunks
+    /// on one blocking thread, with no hand-off in between.
+    pub blocking_reads: bool,
 }
 
 /// What [`BlobAdapter::sweep_leftovers`] removed: files that interrupted writes left behind.
@@ -204,6 +207,17 @@ pub trait BlobAdapter: Send + Sync + fmt::Debug + 'static {
     }
     /// Reads `path`, or only `range` of it (which must lie within the object).
     async fn get(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobGet>;
+    /// Reads bytes `range` of `path` whole, on the calling thread, which must be one that may
+    /// block (a `spawn_blocking` worker). Adapters that declare
+    /// [`BlobCapabilities::blocking_reads`] implement it; the default answers `NotSupported`,
+    /// and callers then use [`get`](BlobAdapter::get).
+    fn get_blocking(&self, path: &BlobPath, range: Range<u64>) -> Result<(BlobMeta, Bytes)> {
+        let _ = (path, range);
+        Err(Error::new(
+            ErrorCode::NotSupported,
+            format!("the {} adapter has no blocking reads", self.kind()),
+        ))
+    }
     /// Reads the metadata of `path`.
     async fn head(&self, path: &BlobPath) -> Result<BlobMeta>;
     /// Deletes `path`; with `if_match`, only while its etag is that one (else `Conflict`).

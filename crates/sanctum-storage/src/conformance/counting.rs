@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::adapters::{
@@ -113,6 +114,10 @@ impl BlobAdapter for CountingAdapter {
     async fn get(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobGet> {
         self.bump(1);
         self.inner.get(path, range).await
+    }
+    fn get_blocking(&self, path: &BlobPath, range: Range<u64>) -> Result<(BlobMeta, Bytes)> {
+        self.bump(1);
+        self.inner.get_blocking(path, range)
     }
     async fn head(&self, path: &BlobPath) -> Result<BlobMeta> {
         self.bump(2);

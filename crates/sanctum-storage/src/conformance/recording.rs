@@ -171,6 +171,16 @@ impl BlobAdapter for RecordingAdapter {
             });
         self.inner.get(path, range).await
     }
+    fn get_blocking(&self, path: &BlobPath, range: Range<u64>) -> Result<(BlobMeta, Bytes)> {
+        self.gets
+            .lock()
+            .expect("recording poisoned")
+            .push(RecordedGet {
+                path: path.as_str().to_string(),
+                range: Some(range.clone()),
+            });
+        self.inner.get_blocking(path, range)
+    }
     async fn head(&self, path: &BlobPath) -> Result<BlobMeta> {
         self.inner.head(path).await
     }

@@ -112,6 +112,7 @@ impl ObjectStoreAdapter {
                 durable: false,
                 persistent: false,
                 parallel_ranged_reads: true,
+                blocking_reads: false,
             },
         )
     }
