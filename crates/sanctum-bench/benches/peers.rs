@@ -312,6 +312,37 @@ async fn hot_gets(size: usize) {
     }
 }
 
+/// Profiling aid (`SANCTUM_BENCH_HOT_PUTS=1048576`): puts of fresh keys, again and again, by
+/// the two systems that do not fsync, with an untimed `sync` every 20 rounds. Prints medians.
+async fn hot_puts(size: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let systems = Systems::new(dir.path()).await;
+    let body = sanctum_storage::conformance::pattern(size, 5);
+    let hot: Vec<System> = match std::env::var("SANCTUM_BENCH_HOT_ONLY").as_deref() {
+        Ok("sanctum") => vec![System::SanctumOs],
+        Ok("store") => vec![System::StoreOs],
+        _ => vec![System::SanctumOs, System::StoreOs],
+    };
+    let mut times = vec![Vec::new(); hot.len()];
+    let rounds: usize =
+        std::env::var("SANCTUM_BENCH_HOT_ROUNDS").map_or(400, |v| v.parse().unwrap());
+    for round in 0..rounds {
+        if round % 20 == 0 {
+            sync_disk();
+        }
+        for (i, &system) in hot.iter().enumerate() {
+            let t = Instant::now();
+            systems
+                .put(system, &format!("p{round}"), body.clone())
+                .await;
+            times[i].push(t.elapsed());
+        }
+    }
+    for (i, system) in hot.iter().enumerate() {
+        println!("{}: {:?}", system.name(), median(&times[i]));
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -324,6 +355,10 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench harness probe
+    }
+    if let Ok(size) = std::env::var("SANCTUM_BENCH_HOT_PUTS") {
+        rt.block_on(hot_puts(size.parse().unwrap()));
+        return;
     }
     if let Ok(size) = std::env::var("SANCTUM_BENCH_HOT_GETS") {
         rt.block_on(hot_gets(size.parse().unwrap()));

@@ -565,6 +565,36 @@ async fn sixteen_writers_near_a_byte_quota_never_overshoot() {
     assert_eq!(raw.entries.len(), 0);
 }
 
+/// Bodies given whole are checked against the bytes left before anything is written, on each
+/// `put_bytes` path: small (combined message), mid-size (sealed whole) and large (streamed).
+#[tokio::test]
+async fn whole_bodies_over_the_quota_store_nothing() {
+    let (s, _) = storage().await;
+    let root = ctx(&unique("quota-whole"), ROOT);
+    let limits = QuotaLimits {
+        max_bytes: Some(100_000),
+        max_objects: None,
+    };
+    s.quotas().set(&root, "q", limits).await.unwrap();
+    let put = |key: &'static str, len: usize| {
+        s.blobs()
+            .put_bytes(&root, "q", key, vec![1u8; len], PutOptions::default())
+    };
+    for (key, len) in [("mid", 150_000), ("large", 3 << 20)] {
+        let e = put(key, len).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::QuotaExceeded, "{key}: {e}");
+        assert!(body_of(&s, &root, "q", key).await.is_err(), "{key}");
+    }
+    put("a", 60_000).await.unwrap();
+    let e = put("b", 50_000).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::QuotaExceeded, "{e}");
+    assert!(e.to_string().contains("40000 bytes left"), "{e}");
+    put("b", 40_000).await.unwrap();
+    let status = s.quotas().show(&root, "q").await.unwrap().unwrap();
+    assert_eq!(status.usage.bytes, 100_000);
+    assert_eq!(body_of(&s, &root, "q", "a").await.unwrap().len(), 60_000);
+}
+
 #[tokio::test]
 async fn quotas_count_objects_and_free_on_delete_and_purge() {
     let (s, _) = storage().await;
