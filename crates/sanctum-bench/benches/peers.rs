@@ -387,7 +387,11 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     // `SANCTUM_BENCH_SIZES=4096,1048576` runs only those sizes (for profiling).
     let sizes: Vec<usize> = match std::env::var("SANCTUM_BENCH_SIZES") {
-        Ok(list) => list.split(',').map(|s| s.trim().parse().unwrap()).collect(),
+        Ok(list) => list
+            .split(",")
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().unwrap())
+            .collect(),
         Err(_) => vec![4 * KIB, MIB, 64 * MIB],
     };
     for size in sizes {

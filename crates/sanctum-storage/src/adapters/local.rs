@@ -59,7 +59,7 @@ const ONE_READ_MAX: u64 = 2 * READ_CHUNK as u64;
 /// Contents of `<root>/FORMAT`.
 const FORMAT: &str = "sanctum-local 1\n";
 /// Chunks in flight between the async side and the blocking file thread.
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 2;
 const LOCK_STRIPES: usize = 256;
 /// Folders under the root that `init` creates and `health_check` expects.
 const SUBFOLDERS: [&str; 2] = ["objects", "locks"];

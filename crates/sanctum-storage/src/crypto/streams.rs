@@ -24,8 +24,9 @@ pub(crate) const PIPELINE_MIN: u64 = 256 * 1024;
 const BATCH: usize = 1024 * 1024;
 /// Input is decrypted in pieces of at most this size (a multiple of the encrypted chunk).
 const PIECE: usize = 4 * sanctum_crypto::ENCRYPTED_CHUNK_SIZE;
-/// Pieces in flight between the stages.
-const DEPTH: usize = 4;
+/// Pieces in flight between the stages (2, not 4: a 64 MiB `put_bytes` then grows the process by
+/// 2.0-6.9 MiB instead of 3.4-12.3 MiB, at the same throughput, measured in the peer bench).
+const DEPTH: usize = 2;
 
 /// Encrypts `input` with the namespace's current key. Returns the header and the stream of the
 /// whole message (the header first, then the chunks).
