@@ -309,9 +309,9 @@ async fn seal_whole(
 }
 
 /// The checksum of `plain`, its two BLAKE3 subtrees hashed on two blocking threads and merged
-/// (BLAKE3 is a tree: the result is exactly `blake3::hash(plain)`). On this project's machines
-/// BLAKE3 runs at about half AES-GCM's speed, so one thread hashing a whole body is what a put
-/// waits for.
+/// (BLAKE3 is a tree: the result is exactly `blake3::hash(plain)`). BLAKE3 and AES-GCM each
+/// take about 160 µs of one core per MiB on this project's machines (6.4 and 6.8 GB/s), so the
+/// hash must not wait for the seal, nor the seal for the hash.
 async fn hash_on_two_threads(plain: Bytes) -> std::result::Result<String, tokio::task::JoinError> {
     use blake3::hazmat::{HasherExt, Mode, left_subtree_len, merge_subtrees_root};
     let len = plain.len() as u64;
