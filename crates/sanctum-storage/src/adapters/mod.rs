@@ -10,6 +10,7 @@ pub mod cloud;
 pub(crate) mod json;
 pub mod local;
 pub mod object_store;
+pub mod record;
 pub mod registry;
 
 use std::fmt;

@@ -6,14 +6,17 @@ use std::time::Duration;
 
 use super::{
     AuditSinkKind, BlobBackend, ConfigProblem, ConfigReport, Environment, KeyProviderKind,
-    PolicyEngineKind, StorageConfig,
+    PolicyEngineKind, RecordBackend, StorageConfig,
 };
 use crate::adapters::BlobAdapter;
 use crate::adapters::local::LocalAdapter;
 use crate::adapters::object_store::ObjectStoreAdapter;
+use crate::adapters::record::sql::{PostgresRecordAdapter, PostgresSettings, SqliteRecordAdapter};
+use crate::adapters::record::{RecordAdapter, UnconfiguredRecords};
 use crate::adapters::registry::AdapterRegistry;
 use crate::crypto::{KeyManager, KeyProvider, LocalKeyring, MemoryKeyProvider, OpenBaoTransit};
 use crate::error::{Error, Result};
+use crate::facade::record::RecordStore;
 use crate::facade::{BlobSettings, BlobStore, Storage};
 use crate::observability::audit::{AuditSink, JsonLinesAuditSink, TracingAuditSink};
 use crate::observability::clock::{Clock, SystemClock};
@@ -32,6 +35,8 @@ pub struct StorageDependencies {
     pub blob_adapter: Option<Arc<dyn BlobAdapter>>,
     /// A custom KEK provider to use instead of the configured one.
     pub key_provider: Option<Arc<dyn KeyProvider>>,
+    /// A custom record adapter to use instead of the configured database.
+    pub record_adapter: Option<Arc<dyn RecordAdapter>>,
 }
 
 /// Validates `config`, admits the blob adapter through the registry (capabilities, `init`,
@@ -162,12 +167,58 @@ pub async fn create_storage_client(
         inline_threshold: config.blob.inline_threshold,
         ..Default::default()
     };
-    let blobs = BlobStore::new(adapter, keys, clock, audit, settings).with_access(access);
+    let record_adapter = match deps.record_adapter {
+        Some(custom) => custom,
+        None => configured_records(&config)?,
+    };
+    let blobs = BlobStore::new(
+        adapter,
+        keys.clone(),
+        clock.clone(),
+        audit.clone(),
+        settings,
+    )
+    .with_access(access);
+    let records = RecordStore::new(record_adapter, keys, clock, audit, blobs.authorizer_arc());
     let keyring = match (injected_provider, config.key_provider()) {
         (false, KeyProviderKind::Local) => config.keyring_path(),
         _ => None,
     };
-    Ok(Storage::new(blobs, registry, config.environment).with_keyring(keyring))
+    Ok(Storage::new(blobs, records, registry, config.environment).with_keyring(keyring))
+}
+
+/// The record adapter the configuration names. Nothing connects here: the database opens on
+/// first use.
+fn configured_records(config: &StorageConfig) -> Result<Arc<dyn RecordAdapter>> {
+    let record = &config.record;
+    let name = record.adapter_name.clone();
+    Ok(match record.backend {
+        RecordBackend::Sqlite => match (config.record_path(), config.blob.backend) {
+            (Some(path), _) => Arc::new(SqliteRecordAdapter::new(name, path)),
+            (None, BlobBackend::Memory) => Arc::new(SqliteRecordAdapter::in_memory(name)),
+            (None, _) => Arc::new(UnconfiguredRecords),
+        },
+        RecordBackend::Postgres => {
+            let password = match &record.password_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    Error::config(format!(
+                        "record.password_env: environment variable {var} is not set"
+                    ))
+                })?),
+                None => None,
+            };
+            Arc::new(PostgresRecordAdapter::new(
+                name,
+                PostgresSettings {
+                    url: record.url.clone().expect("validated: postgres needs a url"),
+                    password,
+                    pool_size: record.pool_size,
+                    statement_timeout: Duration::from_millis(record.statement_timeout_ms),
+                    auto_migrate: record.auto_migrate,
+                },
+            ))
+        }
+    })
 }
 
 /// The KEK provider the configuration names.

@@ -374,6 +374,56 @@ impl StorageConfig {
     }
 }
 
+/// Where records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordBackend {
+    /// A SQLite file (`record.path`), the embedded default.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server (`record.url`).
+    Postgres,
+}
+
+/// The `[record]` section. Nothing connects until records are first used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecordConfig {
+    /// `sqlite` (default) or `postgres`.
+    pub backend: RecordBackend,
+    /// The SQLite file. Default: `records.db` in the embedded home; else `<blob.root>.records.db`
+    /// beside a local blob root; else (memory blobs) an in-memory database.
+    pub path: Option<PathBuf>,
+    /// The PostgreSQL URL, without a password (`postgres://user@host:5432/db`).
+    pub url: Option<String>,
+    /// The environment variable that holds the PostgreSQL password (never the file).
+    pub password_env: Option<String>,
+    /// Most PostgreSQL connections.
+    pub pool_size: u32,
+    /// Server-side limit of each PostgreSQL statement, in ms.
+    pub statement_timeout_ms: u64,
+    /// Whether the PostgreSQL tables are created or migrated on first use (else run
+    /// `sanctum migrate` with a role that may).
+    pub auto_migrate: bool,
+    /// The adapter's name in spans and metrics.
+    pub adapter_name: String,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            backend: RecordBackend::Sqlite,
+            path: None,
+            url: None,
+            password_env: None,
+            pool_size: 8,
+            statement_timeout_ms: 30_000,
+            auto_migrate: true,
+            adapter_name: "records".into(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -390,6 +440,8 @@ pub struct StorageConfig {
     pub policy: PolicyConfig,
     /// Audit events.
     pub audit: AuditConfig,
+    /// Records.
+    pub record: RecordConfig,
 }
 
 /// The largest allowed `blob.inline_threshold`.
@@ -407,7 +459,20 @@ impl StorageConfig {
         config.policy.superusers = vec!["local".to_string()];
         config.audit.sink = AuditSinkKind::Jsonl;
         config.audit.path = Some(home.join("audit.jsonl"));
+        config.record.path = Some(home.join("records.db"));
         config
+    }
+
+    /// The SQLite file of `record.backend = "sqlite"` (see [`RecordConfig::path`]); `None` for
+    /// an in-memory database.
+    pub fn record_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.record.path {
+            return Some(path.clone());
+        }
+        let root = self.blob.root.as_ref()?;
+        let mut name = root.file_name()?.to_os_string();
+        name.push(".records.db");
+        Some(root.parent().unwrap_or(Path::new("")).join(name))
     }
 
     /// Checks the values, returning every problem found.
@@ -511,6 +576,26 @@ impl StorageConfig {
                 "actors must be 1-256 bytes without control characters",
             );
         }
+        if self.record.backend == RecordBackend::Postgres && self.record.url.is_none() {
+            problem("record.url", "required when record.backend = \"postgres\"");
+        }
+        if self.record.pool_size == 0 || self.record.pool_size > 1000 {
+            problem("record.pool_size", "must be between 1 and 1000");
+        }
+        if self.record.statement_timeout_ms == 0 {
+            problem("record.statement_timeout_ms", "must be positive");
+        }
+        if self
+            .record
+            .url
+            .as_deref()
+            .is_some_and(|url| url.contains(':') && url_has_password(url))
+        {
+            problem(
+                "record.url",
+                "must not hold a password: name its environment variable in record.password_env",
+            );
+        }
         if self.audit.sink == AuditSinkKind::Jsonl && self.audit.path.is_none() {
             problem("audit.path", "required when audit.sink = \"jsonl\"");
         }
@@ -552,4 +637,15 @@ impl StorageConfig {
         }
         out
     }
+}
+
+/// Whether a `scheme://user:password@host` URL carries a password.
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }

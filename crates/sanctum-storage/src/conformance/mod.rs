@@ -13,6 +13,7 @@ pub mod counting;
 pub mod emulators;
 pub mod facade;
 pub mod raw;
+pub mod record;
 pub mod recording;
 pub mod tamper;
 

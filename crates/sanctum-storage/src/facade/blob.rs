@@ -394,6 +394,11 @@ impl BlobStore {
         }
     }
 
+    /// A shared handle to the access checker (records check with the same one).
+    pub(crate) fn authorizer_arc(&self) -> Arc<Authorizer> {
+        self.access.clone()
+    }
+
     /// The access checker every operation goes through.
     pub fn authorizer(&self) -> &Authorizer {
         &self.access

@@ -9,6 +9,7 @@ mod layout;
 pub(crate) mod manifest;
 pub mod options;
 mod parts;
+pub mod record;
 mod sealing;
 mod stream;
 
@@ -36,6 +37,7 @@ use crate::observability::audit::AuditDropped;
 #[derive(Debug, Clone)]
 pub struct Storage {
     blobs: BlobStore,
+    records: record::RecordStore,
     registry: Arc<AdapterRegistry>,
     environment: Environment,
     /// The file of the configured local keyring, if that is the key provider.
@@ -73,11 +75,13 @@ impl HealthReport {
 impl Storage {
     pub(crate) fn new(
         blobs: BlobStore,
+        records: record::RecordStore,
         registry: Arc<AdapterRegistry>,
         environment: Environment,
     ) -> Self {
         Self {
             blobs,
+            records,
             registry,
             environment,
             keyring: None,
@@ -92,6 +96,11 @@ impl Storage {
     /// Versioned blobs.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// Records: JSON documents with optimistic locking. The database opens on first use.
+    pub fn records(&self) -> &record::RecordStore {
+        &self.records
     }
 
     /// Grants of the built-in policy.
@@ -169,6 +178,7 @@ impl Storage {
 
     /// Disposes every adapter. The client must not be used afterwards.
     pub async fn close(&self) -> Result<()> {
+        self.records.adapter().dispose().await?;
         self.registry.dispose_all().await
     }
 }

@@ -31,11 +31,21 @@ pub(crate) async fn observe<T>(
     ctx: &StorageContext,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
+    observe_on(operation, (adapter.kind(), adapter.name()), ctx, fut).await
+}
+
+/// [`observe`] for an operation on the adapter of kind and name `adapter` (any storage kind).
+pub(crate) async fn observe_on<T>(
+    operation: &'static str,
+    adapter: (&'static str, &str),
+    ctx: &StorageContext,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
     let span = tracing::info_span!(
         "storage.operation",
         operation,
-        adapter.kind = adapter.kind(),
-        adapter.name = adapter.name(),
+        adapter.kind = adapter.0,
+        adapter.name = adapter.1,
         tenant = ctx.tenant().as_str(),
         correlation_id = ctx.correlation_id(),
         error.code = tracing::field::Empty,

@@ -1,0 +1,169 @@
+//! Record adapters: rows of sealed documents in a SQL database, written only under a condition
+//! (absent, or at an expected version), so the facade's optimistic locking is the database's.
+//!
+//! Adapters see tenants, namespaces, collections, ids, versions and timestamps, and the document
+//! only as ciphertext. Every statement filters by the tenant.
+
+pub mod sql;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+
+/// Where a record lives. Every part has been validated by the facade.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordKey {
+    /// The tenant id.
+    pub tenant: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The collection.
+    pub collection: String,
+    /// The record id.
+    pub id: String,
+}
+
+/// A record as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The record id.
+    pub id: String,
+    /// Grows by one with every write, from 1.
+    pub version: u64,
+    /// The schema version the document was written under.
+    pub schema_version: u32,
+    /// When the record was first written (ms since the Unix epoch).
+    pub created_at_ms: i64,
+    /// When this version was written.
+    pub updated_at_ms: i64,
+    /// The sealed document (empty for a deleted record).
+    pub sealed: Vec<u8>,
+    /// A tombstone: the record was deleted at this version.
+    pub deleted: bool,
+}
+
+impl fmt::Debug for StoredRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredRecord")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("schema_version", &self.schema_version)
+            .field("deleted", &self.deleted)
+            .field("sealed_len", &self.sealed.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a write may happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Only if no record has the key.
+    Absent,
+    /// Only if the record is at this version.
+    Version(u64),
+}
+
+/// What a record adapter can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordCapabilities {
+    /// Conditional writes are atomic in the database (the facade relies on it).
+    pub conditional_writes: bool,
+    /// Writes survive a crash of the machine once acknowledged.
+    pub durable: bool,
+}
+
+/// A record database.
+///
+/// `upsert` and `delete` are atomic compare-and-swaps: a write whose condition does not hold
+/// changes nothing and answers `Conflict`. `list` pages through ids in byte order.
+#[async_trait]
+pub trait RecordAdapter: Send + Sync + fmt::Debug {
+    /// A short kind (`sqlite`, `postgres`), for spans and metrics.
+    fn kind(&self) -> &'static str;
+    /// The instance name.
+    fn name(&self) -> &str;
+    /// What it can do.
+    fn capabilities(&self) -> RecordCapabilities;
+    /// Connects and creates or migrates the tables (idempotent).
+    async fn init(&self) -> Result<()>;
+    /// Checks that the database answers.
+    async fn health_check(&self) -> Result<()>;
+    /// Closes connections.
+    async fn dispose(&self) -> Result<()>;
+    /// Writes `record` at `key` if `condition` holds, else `Conflict`. `Absent` means no row at
+    /// all; a deleted record (a tombstone) is replaced at its version like any other.
+    async fn upsert(
+        &self,
+        key: &RecordKey,
+        record: &StoredRecord,
+        condition: WriteCondition,
+    ) -> Result<()>;
+    /// The row at `key`, if any, tombstones included.
+    async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>>;
+    /// Deletes the record at `key` (only at `expected` when given), leaving a tombstone one
+    /// version up, written at `now_ms`. `NotFound` when there is no live record, `Conflict`
+    /// when it is at another version.
+    async fn delete(&self, key: &RecordKey, expected: Option<u64>, now_ms: i64) -> Result<()>;
+    /// Up to `limit` live records of `key`'s collection (its `id` is ignored) with ids after
+    /// `after`, in id order.
+    async fn list(
+        &self,
+        key: &RecordKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
+}
+
+/// The record adapter of a configuration that names no record database (a cloud blob backend
+/// without `record.path` or `record.backend = "postgres"`): every call is a `Config` error that
+/// says what to set. Nothing is kept in memory in its place, so nothing is lost by surprise.
+#[derive(Debug, Clone, Default)]
+pub struct UnconfiguredRecords;
+
+impl UnconfiguredRecords {
+    fn refuse<T>(&self) -> Result<T> {
+        Err(Error::config(
+            "records need a database: set record.path (SQLite) or record.backend = \"postgres\" \
+             with record.url",
+        ))
+    }
+}
+
+#[async_trait]
+impl RecordAdapter for UnconfiguredRecords {
+    fn kind(&self) -> &'static str {
+        "unconfigured"
+    }
+    fn name(&self) -> &str {
+        "unconfigured"
+    }
+    fn capabilities(&self) -> RecordCapabilities {
+        RecordCapabilities {
+            conditional_writes: true,
+            durable: false,
+        }
+    }
+    async fn init(&self) -> Result<()> {
+        self.refuse()
+    }
+    async fn health_check(&self) -> Result<()> {
+        self.refuse()
+    }
+    async fn dispose(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn upsert(&self, _: &RecordKey, _: &StoredRecord, _: WriteCondition) -> Result<()> {
+        self.refuse()
+    }
+    async fn get(&self, _: &RecordKey) -> Result<Option<StoredRecord>> {
+        self.refuse()
+    }
+    async fn delete(&self, _: &RecordKey, _: Option<u64>, _: i64) -> Result<()> {
+        self.refuse()
+    }
+    async fn list(&self, _: &RecordKey, _: Option<&str>, _: usize) -> Result<Vec<StoredRecord>> {
+        self.refuse()
+    }
+}

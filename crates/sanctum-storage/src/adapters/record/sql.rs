@@ -1,0 +1,687 @@
+//! Record adapters on `sqlx`: SQLite (the embedded default) and PostgreSQL.
+//!
+//! Both keep one table, `sanctum_records`, keyed by tenant, namespace, collection and id, and
+//! run the same statements (each dialect with its own placeholders). A conditional write is one
+//! statement whose `WHERE` (or `ON CONFLICT DO NOTHING`) is the condition, so it is atomic in
+//! the database; zero rows changed means the condition did not hold. Connections open on first
+//! use, so a client that never touches records never opens the database.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr};
+use tokio::sync::OnceCell;
+
+use super::{RecordAdapter, RecordCapabilities, RecordKey, StoredRecord, WriteCondition};
+use crate::error::{Error, ErrorCode, Result};
+
+/// The schema, as embedded migrations (what `sqlx::migrate!` would embed, without the macro
+/// crate). Versions only ever grow; a released migration is never edited.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "records",
+    "CREATE TABLE IF NOT EXISTS sanctum_records (
+        tenant TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        collection TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        schema_version INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        sealed BLOB NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, namespace, collection, id)
+    ) WITHOUT ROWID;",
+)];
+
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "records",
+    "CREATE TABLE IF NOT EXISTS sanctum_records (
+        tenant TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        collection TEXT NOT NULL,
+        id TEXT COLLATE \"C\" NOT NULL,
+        version BIGINT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        sealed BYTEA NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, namespace, collection, id)
+    );",
+)];
+
+fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    let mut migrator = Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    // Our own table, so an application's `_sqlx_migrations` in a shared database never clashes.
+    migrator.dangerous_set_table_name("sanctum_record_migrations");
+    migrator
+}
+
+/// How to reach a PostgreSQL server.
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    /// `postgres://user@host:port/database` (no password: see `password`).
+    pub url: String,
+    /// The password, read by the caller from the environment variable the config names.
+    pub password: Option<String>,
+    /// Most connections in the pool.
+    pub pool_size: u32,
+    /// Server-side limit of each statement.
+    pub statement_timeout: Duration,
+    /// Whether `init` runs the migrations (else `sanctum migrate` must have).
+    pub auto_migrate: bool,
+}
+
+/// How long a writer waits for SQLite's lock before `TransientAdapter`.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The statements of one dialect.
+struct Statements {
+    insert: &'static str,
+    update: &'static str,
+    get: &'static str,
+    delete: &'static str,
+    delete_at: &'static str,
+    list: &'static str,
+    list_after: &'static str,
+    exists: &'static str,
+}
+
+macro_rules! statements {
+    ($p:ident) => {
+        Statements {
+            insert: concat!(
+                "INSERT INTO sanctum_records (tenant, namespace, collection, id, version, \
+                 schema_version, created_at_ms, updated_at_ms, sealed, deleted) VALUES (",
+                $p!(1),
+                ", ",
+                $p!(2),
+                ", ",
+                $p!(3),
+                ", ",
+                $p!(4),
+                ", ",
+                $p!(5),
+                ", ",
+                $p!(6),
+                ", ",
+                $p!(7),
+                ", ",
+                $p!(8),
+                ", ",
+                $p!(9),
+                ", 0) ON CONFLICT DO NOTHING"
+            ),
+            // Also brings a deleted record back: the version says which row the writer saw.
+            update: concat!(
+                "UPDATE sanctum_records SET version = ",
+                $p!(5),
+                ", schema_version = ",
+                $p!(6),
+                ", created_at_ms = ",
+                $p!(7),
+                ", updated_at_ms = ",
+                $p!(8),
+                ", sealed = ",
+                $p!(9),
+                ", deleted = 0 WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND collection = ",
+                $p!(3),
+                " AND id = ",
+                $p!(4),
+                " AND version = ",
+                $p!(10)
+            ),
+            get: concat!(
+                "SELECT id, version, schema_version, created_at_ms, updated_at_ms, sealed, deleted \
+                 FROM sanctum_records WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND collection = ",
+                $p!(3),
+                " AND id = ",
+                $p!(4)
+            ),
+            // A delete leaves a tombstone one version up, so a stale expected version never
+            // matches a record created again later.
+            delete: concat!(
+                "UPDATE sanctum_records SET deleted = 1, version = version + 1, sealed = ",
+                $p!(5),
+                ", updated_at_ms = ",
+                $p!(6),
+                " WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND collection = ",
+                $p!(3),
+                " AND id = ",
+                $p!(4),
+                " AND deleted = 0"
+            ),
+            delete_at: concat!(
+                "UPDATE sanctum_records SET deleted = 1, version = version + 1, sealed = ",
+                $p!(5),
+                ", updated_at_ms = ",
+                $p!(6),
+                " WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND collection = ",
+                $p!(3),
+                " AND id = ",
+                $p!(4),
+                " AND deleted = 0 AND version = ",
+                $p!(7)
+            ),
+            list: concat!(
+                "SELECT id, version, schema_version, created_at_ms, updated_at_ms, sealed, deleted \
+                 FROM sanctum_records WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND collection = ",
+                $p!(3),
+                " AND deleted = 0 ORDER BY id LIMIT ",
+                $p!(4)
+            ),
+            list_after: concat!(
+                "SELECT id, version, schema_version, created_at_ms, updated_at_ms, sealed, deleted \
+                 FROM sanctum_records WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND collection = ",
+                $p!(3),
+                " AND deleted = 0 AND id > ",
+                $p!(5),
+                " ORDER BY id LIMIT ",
+                $p!(4)
+            ),
+            exists: concat!(
+                "SELECT version FROM sanctum_records WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND collection = ",
+                $p!(3),
+                " AND id = ",
+                $p!(4),
+                " AND deleted = 0"
+            ),
+        }
+    };
+}
+
+macro_rules! sqlite_param {
+    ($n:literal) => {
+        concat!("?", $n)
+    };
+}
+macro_rules! postgres_param {
+    ($n:literal) => {
+        concat!("$", $n)
+    };
+}
+
+const SQLITE: Statements = statements!(sqlite_param);
+const POSTGRES: Statements = statements!(postgres_param);
+
+/// The error code of a database error: lost connections, timeouts, busy locks, serialization
+/// failures and deadlocks are `TransientAdapter`; a unique violation `Conflict`; the rest
+/// `PermanentAdapter` (or `Config` for bad settings).
+fn code_of(e: &sqlx::Error) -> ErrorCode {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => ErrorCode::TransientAdapter,
+        sqlx::Error::Configuration(_) | sqlx::Error::Tls(_) => ErrorCode::Config,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // PostgreSQL: serialization failure, deadlock, lock timeout, statement timeout
+            // (query_canceled), admin shutdown or termination, and connection failures (08xxx).
+            Some("40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03") => {
+                ErrorCode::TransientAdapter
+            }
+            Some(c) if c.starts_with("08") => ErrorCode::TransientAdapter,
+            // SQLite: SQLITE_BUSY and SQLITE_LOCKED, plain or extended.
+            Some(c) if is_sqlite_busy(c) => ErrorCode::TransientAdapter,
+            _ if db.is_unique_violation() => ErrorCode::Conflict,
+            _ => ErrorCode::PermanentAdapter,
+        },
+        _ => ErrorCode::PermanentAdapter,
+    }
+}
+
+/// Maps a database error to the error model ([`code_of`]), naming what failed.
+pub(crate) fn sql_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |e| Error::new(code_of(&e), format!("record database: {what} failed: {e}")).with_source(e)
+}
+
+fn is_sqlite_busy(code: &str) -> bool {
+    // The primary result code is the low byte of an extended one: 5 BUSY, 6 LOCKED.
+    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+fn row_to_record<R: Row>(row: &R) -> Result<StoredRecord>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let bad =
+        |e: sqlx::Error| Error::consistency("a stored record row is malformed").with_source(e);
+    let version: i64 = row.try_get("version").map_err(bad)?;
+    let schema_version: i32 = row.try_get("schema_version").map_err(bad)?;
+    let deleted: i32 = row.try_get("deleted").map_err(bad)?;
+    Ok(StoredRecord {
+        deleted: deleted != 0,
+        id: row.try_get("id").map_err(bad)?,
+        version: u64::try_from(version)
+            .map_err(|_| Error::consistency("a stored record has a negative version"))?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| Error::consistency("a stored record has a bad schema version"))?,
+        created_at_ms: row.try_get("created_at_ms").map_err(bad)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(bad)?,
+        sealed: row.try_get("sealed").map_err(bad)?,
+    })
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::invalid("record version out of range"))
+}
+
+/// One adapter per dialect; the bodies are the same, over each dialect's pool and statements.
+macro_rules! sql_adapter {
+    ($name:ident, $stmts:expr, $kind:literal, $durable:expr) => {
+        #[async_trait]
+        impl RecordAdapter for $name {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn capabilities(&self) -> RecordCapabilities {
+                RecordCapabilities {
+                    conditional_writes: true,
+                    durable: $durable,
+                }
+            }
+
+            async fn init(&self) -> Result<()> {
+                self.pool().await.map(|_| ())
+            }
+
+            async fn health_check(&self) -> Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(self.pool().await?)
+                    .await
+                    .map_err(sql_err("health check"))?;
+                Ok(())
+            }
+
+            async fn dispose(&self) -> Result<()> {
+                if let Some(pool) = self.pool.get() {
+                    pool.close().await;
+                }
+                Ok(())
+            }
+
+            async fn upsert(
+                &self,
+                key: &RecordKey,
+                record: &StoredRecord,
+                condition: WriteCondition,
+            ) -> Result<()> {
+                let pool = self.pool().await?;
+                let version = to_i64(record.version)?;
+                let schema = i32::try_from(record.schema_version)
+                    .map_err(|_| Error::invalid("schema version out of range"))?;
+                let done = match condition {
+                    WriteCondition::Absent => sqlx::query($stmts.insert)
+                        .bind(&key.tenant)
+                        .bind(&key.namespace)
+                        .bind(&key.collection)
+                        .bind(&key.id)
+                        .bind(version)
+                        .bind(schema)
+                        .bind(record.created_at_ms)
+                        .bind(record.updated_at_ms)
+                        .bind(&record.sealed)
+                        .execute(pool)
+                        .await
+                        .map_err(sql_err("insert"))?,
+                    WriteCondition::Version(expected) => sqlx::query($stmts.update)
+                        .bind(&key.tenant)
+                        .bind(&key.namespace)
+                        .bind(&key.collection)
+                        .bind(&key.id)
+                        .bind(version)
+                        .bind(schema)
+                        .bind(record.created_at_ms)
+                        .bind(record.updated_at_ms)
+                        .bind(&record.sealed)
+                        .bind(to_i64(expected)?)
+                        .execute(pool)
+                        .await
+                        .map_err(sql_err("update"))?,
+                };
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                Err(match condition {
+                    WriteCondition::Absent => Error::conflict("the record exists already"),
+                    WriteCondition::Version(v) => Error::conflict(format!(
+                        "the record is not at version {v} (it changed, or does not exist)"
+                    )),
+                })
+            }
+
+            async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
+                let row = sqlx::query($stmts.get)
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(&key.id)
+                    .fetch_optional(self.pool().await?)
+                    .await
+                    .map_err(sql_err("get"))?;
+                row.as_ref().map(row_to_record).transpose()
+            }
+
+            async fn delete(
+                &self,
+                key: &RecordKey,
+                expected: Option<u64>,
+                now_ms: i64,
+            ) -> Result<()> {
+                let pool = self.pool().await?;
+                let query = match expected {
+                    None => sqlx::query($stmts.delete),
+                    Some(_) => sqlx::query($stmts.delete_at),
+                };
+                let mut query = query
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(&key.id)
+                    .bind(Vec::<u8>::new())
+                    .bind(now_ms);
+                if let Some(v) = expected {
+                    query = query.bind(to_i64(v)?);
+                }
+                let done = query.execute(pool).await.map_err(sql_err("delete"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                // Nothing deleted: absent, or (with an expected version) at another one.
+                let exists = sqlx::query($stmts.exists)
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(&key.id)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(sql_err("delete"))?;
+                Err(match (exists, expected) {
+                    (Some(_), Some(v)) => {
+                        Error::conflict(format!("the record is not at version {v}"))
+                    }
+                    _ => Error::not_found("no such record"),
+                })
+            }
+
+            async fn list(
+                &self,
+                key: &RecordKey,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<StoredRecord>> {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let query = match after {
+                    None => sqlx::query($stmts.list),
+                    Some(_) => sqlx::query($stmts.list_after),
+                };
+                let mut query = query
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(limit);
+                if let Some(after) = after {
+                    query = query.bind(after);
+                }
+                let rows = query
+                    .fetch_all(self.pool().await?)
+                    .await
+                    .map_err(sql_err("list"))?;
+                rows.iter().map(row_to_record).collect()
+            }
+        }
+    };
+}
+
+/// Records in a SQLite file: WAL, `synchronous = FULL`, a busy timeout; several processes may
+/// use one file at once. Or, without a file, in memory (gone with the process).
+#[derive(Debug)]
+pub struct SqliteRecordAdapter {
+    name: String,
+    /// `None`: an in-memory database.
+    path: Option<PathBuf>,
+    pool: OnceCell<SqlitePool>,
+}
+
+impl SqliteRecordAdapter {
+    /// An adapter over the SQLite file at `path` (created `0600`, with its folder, on first use).
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            path: Some(path.into()),
+            pool: OnceCell::new(),
+        }
+    }
+
+    /// An adapter over a database in this process's memory (tests, the memory blob backend).
+    pub fn in_memory(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            path: None,
+            pool: OnceCell::new(),
+        }
+    }
+
+    async fn pool(&self) -> Result<&SqlitePool> {
+        self.pool
+            .get_or_try_init(|| async {
+                let (options, pool) = match &self.path {
+                    Some(path) => {
+                        create_private(path).await?;
+                        let options = SqliteConnectOptions::new()
+                            .filename(path)
+                            .journal_mode(SqliteJournalMode::Wal)
+                            .synchronous(SqliteSynchronous::Full)
+                            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                        (options, SqlitePoolOptions::new().max_connections(4))
+                    }
+                    // Every connection to `:memory:` is its own database: keep exactly one.
+                    None => (
+                        SqliteConnectOptions::from_str("sqlite::memory:")
+                            .map_err(sql_err("open an in-memory record database"))?,
+                        SqlitePoolOptions::new()
+                            .max_connections(1)
+                            .min_connections(1)
+                            .idle_timeout(None)
+                            .max_lifetime(None),
+                    ),
+                };
+                let pool = pool
+                    .connect_with(options)
+                    .await
+                    .map_err(sql_err("open the SQLite record database"))?;
+                migrator(SQLITE_MIGRATIONS)
+                    .run(&pool)
+                    .await
+                    .map_err(|e| migrate_err(e, "SQLite"))?;
+                Ok(pool)
+            })
+            .await
+    }
+}
+
+/// Creates the database file `0600` (and its folder `0700`) if missing, so the database and
+/// its `-wal` and `-shm` files (which copy its mode) are private whatever the umask.
+async fn create_private(path: &std::path::Path) -> Result<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(dir)
+                .map_err(|e| Error::from_backend_io(e, "create the record database's folder"))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&path)
+            .map(drop)
+            .map_err(|e| Error::from_backend_io(e, "create the record database"))
+    })
+    .await
+    .map_err(|e| {
+        Error::new(ErrorCode::PermanentAdapter, "record database worker failed").with_source(e)
+    })?
+}
+
+sql_adapter!(SqliteRecordAdapter, SQLITE, "sqlite", true);
+
+/// Records in PostgreSQL.
+#[derive(Debug)]
+pub struct PostgresRecordAdapter {
+    name: String,
+    settings: PostgresSettings,
+    pool: OnceCell<PgPool>,
+}
+
+impl PostgresRecordAdapter {
+    /// An adapter over the server `settings` name (connected on first use).
+    pub fn new(name: impl Into<String>, settings: PostgresSettings) -> Self {
+        Self {
+            name: name.into(),
+            settings,
+            pool: OnceCell::new(),
+        }
+    }
+
+    async fn pool(&self) -> Result<&PgPool> {
+        self.pool
+            .get_or_try_init(|| async {
+                let mut options = PgConnectOptions::from_str(&self.settings.url)
+                    .map_err(sql_err("parse record.url"))?;
+                if let Some(password) = &self.settings.password {
+                    options = options.password(password);
+                }
+                let timeout = self.settings.statement_timeout.as_millis().to_string();
+                let options = options.options([("statement_timeout", timeout.as_str())]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(self.settings.pool_size)
+                    .connect_with(options)
+                    .await
+                    .map_err(sql_err("connect to the PostgreSQL record database"))?;
+                if self.settings.auto_migrate {
+                    migrator(POSTGRES_MIGRATIONS)
+                        .run(&pool)
+                        .await
+                        .map_err(|e| migrate_err(e, "PostgreSQL"))?;
+                }
+                Ok(pool)
+            })
+            .await
+    }
+
+    /// Runs the migrations (`sanctum migrate`), whatever `auto_migrate` says.
+    pub async fn migrate(&self) -> Result<()> {
+        let pool = self.pool().await?;
+        migrator(POSTGRES_MIGRATIONS)
+            .run(pool)
+            .await
+            .map_err(|e| migrate_err(e, "PostgreSQL"))
+    }
+}
+
+sql_adapter!(PostgresRecordAdapter, POSTGRES, "postgres", true);
+
+fn migrate_err(e: sqlx::migrate::MigrateError, which: &str) -> Error {
+    let code = match &e {
+        sqlx::migrate::MigrateError::Execute(inner) => code_of(inner),
+        _ => ErrorCode::Config,
+    };
+    Error::new(
+        code,
+        format!("record database {which}: migrations failed: {e}"),
+    )
+    .with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects_differ_only_in_placeholders() {
+        assert_eq!(SQLITE.get.replace('?', "$"), POSTGRES.get);
+        assert!(SQLITE.insert.contains("?9, 0) ON CONFLICT DO NOTHING"));
+        assert!(POSTGRES.update.ends_with("AND version = $10"));
+        for live_only in [SQLITE.list, SQLITE.list_after, SQLITE.delete, SQLITE.exists] {
+            assert!(live_only.contains("deleted = 0"), "{live_only}");
+        }
+    }
+
+    #[test]
+    fn busy_codes() {
+        for busy in ["5", "6", "261", "517", "262"] {
+            assert!(is_sqlite_busy(busy), "{busy}");
+        }
+        for other in ["1", "19", "2067", "x"] {
+            assert!(!is_sqlite_busy(other), "{other}");
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! The record contract suite: what every record adapter must make true through the facade.
+//!
+//! Each check takes a [`Storage`] whose record adapter is the one under test, and a tenant of
+//! its own (so checks run in parallel on one database). The actor must be a superuser.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::facade::record::{ListRecordsOptions, UpsertOptions};
+use crate::{ErrorCode, Storage, StorageContext};
+
+const ACTOR: &str = "conformance";
+
+fn ctx(tenant: &str) -> StorageContext {
+    StorageContext::new(tenant, ACTOR).expect("a valid tenant")
+}
+
+fn code<T: std::fmt::Debug>(r: crate::Result<T>) -> ErrorCode {
+    r.expect_err("expected an error").code()
+}
+
+/// Upsert then get; replace at the right version and at a stale one; create-only twice;
+/// an unconditional write after all that.
+pub async fn upsert_get_and_versions(storage: &Storage, tenant: &str) {
+    let records = storage.records();
+    let c = ctx(tenant);
+    let v1 = records
+        .upsert(
+            &c,
+            "ns",
+            "users",
+            "u1",
+            json!({"name": "ada"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.schema_version), (1, 0));
+    let got = records.get(&c, "ns", "users", "u1").await.unwrap();
+    assert_eq!(got.document, json!({"name": "ada"}));
+    assert_eq!(got.version, v1);
+    let at_1 = UpsertOptions {
+        expected_version: Some(1),
+        ..Default::default()
+    };
+    let v2 = records
+        .upsert(&c, "ns", "users", "u1", json!({"name": "bob"}), at_1)
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.created_at_ms, v1.created_at_ms, "creation time is kept");
+    let stale = records
+        .upsert(&c, "ns", "users", "u1", json!({"name": "eve"}), at_1)
+        .await;
+    assert_eq!(code(stale), ErrorCode::Conflict);
+    let create = UpsertOptions {
+        if_absent: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        code(
+            records
+                .upsert(&c, "ns", "users", "u1", json!({}), create)
+                .await
+        ),
+        ErrorCode::Conflict
+    );
+    let fresh = records
+        .upsert(&c, "ns", "users", "u2", json!({"n": 1}), create)
+        .await
+        .unwrap();
+    assert_eq!(fresh.version, 1);
+    let v3 = records
+        .upsert(
+            &c,
+            "ns",
+            "users",
+            "u1",
+            json!({"name": "cy"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+    let got = records.get(&c, "ns", "users", "u1").await.unwrap();
+    assert_eq!(
+        (got.version.version, got.document),
+        (3, json!({"name": "cy"}))
+    );
+    // Nothing changed on the refused writes.
+    let none = UpsertOptions {
+        expected_version: Some(9),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(
+            records
+                .upsert(&c, "ns", "users", "nope", json!({}), none)
+                .await
+        ),
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        code(records.get(&c, "ns", "users", "nope").await),
+        ErrorCode::NotFound
+    );
+}
+
+/// 16 writers increment one counter, each retrying on `Conflict`: exactly 16 increments.
+pub async fn concurrent_increments(storage: &Storage, tenant: &str) {
+    let c = ctx(tenant);
+    storage
+        .records()
+        .upsert(
+            &c,
+            "ns",
+            "counters",
+            "n",
+            json!({"n": 0}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let writers = (0..16).map(|_| {
+        let storage = storage.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            let records = storage.records();
+            let mut conflicts = 0u32;
+            loop {
+                let now = records.get(&c, "ns", "counters", "n").await.unwrap();
+                let n = now.document["n"].as_u64().unwrap();
+                let at = UpsertOptions {
+                    expected_version: Some(now.version.version),
+                    ..Default::default()
+                };
+                match records
+                    .upsert(&c, "ns", "counters", "n", json!({"n": n + 1}), at)
+                    .await
+                {
+                    Ok(_) => return conflicts,
+                    Err(e) if e.code() == ErrorCode::Conflict => conflicts += 1,
+                    // SQLite may answer a writer that waited too long for the lock this way;
+                    // it changed nothing, so trying again is safe.
+                    Err(e) if e.code() == ErrorCode::TransientAdapter => conflicts += 1,
+                    Err(e) => panic!("increment failed: {e}"),
+                }
+            }
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap();
+    }
+    let end = storage
+        .records()
+        .get(&c, "ns", "counters", "n")
+        .await
+        .unwrap();
+    assert_eq!(end.document, json!({"n": 16}));
+    assert_eq!(end.version.version, 17);
+}
+
+/// Delete, then `NotFound`; a stale delete is `Conflict`; a record created again continues the
+/// version count, so an expected version from before the delete never matches it.
+pub async fn delete_and_recreate(storage: &Storage, tenant: &str) {
+    let records = storage.records();
+    let c = ctx(tenant);
+    records
+        .upsert(
+            &c,
+            "ns",
+            "docs",
+            "d",
+            json!({"v": 1}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    records
+        .upsert(
+            &c,
+            "ns",
+            "docs",
+            "d",
+            json!({"v": 2}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(records.delete(&c, "ns", "docs", "d", Some(1)).await),
+        ErrorCode::Conflict
+    );
+    records
+        .delete(&c, "ns", "docs", "d", Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(records.get(&c, "ns", "docs", "d").await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(records.delete(&c, "ns", "docs", "d", None).await),
+        ErrorCode::NotFound
+    );
+    let stale = UpsertOptions {
+        expected_version: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(
+            records
+                .upsert(&c, "ns", "docs", "d", json!({}), stale)
+                .await
+        ),
+        ErrorCode::Conflict,
+        "a deleted record is at no version"
+    );
+    let create = UpsertOptions {
+        if_absent: true,
+        ..Default::default()
+    };
+    let again = records
+        .upsert(&c, "ns", "docs", "d", json!({"v": 3}), create)
+        .await
+        .unwrap();
+    assert_eq!(again.version, 4, "one past the tombstone (version 3)");
+    let listed = records
+        .list(&c, "ns", "docs", ListRecordsOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.records.len(), 1);
+    records.delete(&c, "ns", "docs", "d", None).await.unwrap();
+    let listed = records
+        .list(&c, "ns", "docs", ListRecordsOptions::default())
+        .await
+        .unwrap();
+    assert!(listed.records.is_empty(), "deleted records are not listed");
+}
+
+/// Pages through 25 records 10 at a time, in id order, each exactly once; cursors work only
+/// where they came from.
+pub async fn pagination(storage: &Storage, tenant: &str) {
+    let records = storage.records();
+    let c = ctx(tenant);
+    let mut want = BTreeSet::new();
+    for i in 0..25 {
+        let id = format!("r{i:03}");
+        records
+            .upsert(
+                &c,
+                "ns",
+                "items",
+                &id,
+                json!({"i": i}),
+                UpsertOptions::default(),
+            )
+            .await
+            .unwrap();
+        want.insert(id);
+    }
+    records
+        .upsert(&c, "ns", "other", "x", json!({}), UpsertOptions::default())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = records
+            .list(
+                &c,
+                "ns",
+                "items",
+                ListRecordsOptions {
+                    limit: Some(10),
+                    cursor: cursor.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        for r in &page.records {
+            assert_eq!(r.document["i"], json!(r.id[1..].parse::<u64>().unwrap()));
+        }
+        seen.extend(page.records.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        seen,
+        want.into_iter().collect::<Vec<_>>(),
+        "in order, once each"
+    );
+    // A cursor from this collection, used elsewhere.
+    let first = records
+        .list(
+            &c,
+            "ns",
+            "items",
+            ListRecordsOptions {
+                limit: Some(10),
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    let cursor = first.next_cursor.unwrap();
+    let elsewhere = |collection: &'static str, tenant: StorageContext| {
+        let cursor = cursor.clone();
+        async move {
+            records
+                .list(
+                    &tenant,
+                    "ns",
+                    collection,
+                    ListRecordsOptions {
+                        limit: Some(10),
+                        cursor: Some(cursor),
+                    },
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        code(elsewhere("other", c.clone()).await),
+        ErrorCode::NotFound
+    );
+    let stranger = ctx(&format!("{tenant}-x"));
+    assert_eq!(
+        code(elsewhere("items", stranger).await),
+        ErrorCode::NotFound
+    );
+    let garbage = records
+        .list(
+            &c,
+            "ns",
+            "items",
+            ListRecordsOptions {
+                limit: Some(10),
+                cursor: Some("not-a-cursor".into()),
+            },
+        )
+        .await;
+    assert_eq!(code(garbage), ErrorCode::InvalidInput);
+}
+
+/// Another tenant probing the same names finds nothing and changes nothing.
+pub async fn tenants_are_isolated(storage: &Storage, tenant: &str) {
+    let records = storage.records();
+    let owner = ctx(tenant);
+    let other_tenant = format!("{tenant}-b");
+    let other = ctx(&other_tenant);
+    records
+        .upsert(
+            &owner,
+            "ns",
+            "secrets",
+            "s1",
+            json!({"k": "mine"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(records.get(&other, "ns", "secrets", "s1").await),
+        ErrorCode::NotFound
+    );
+    let listed = records
+        .list(&other, "ns", "secrets", ListRecordsOptions::default())
+        .await
+        .unwrap();
+    assert!(listed.records.is_empty());
+    assert_eq!(
+        code(records.delete(&other, "ns", "secrets", "s1", None).await),
+        ErrorCode::NotFound
+    );
+    let theirs = records
+        .upsert(
+            &other,
+            "ns",
+            "secrets",
+            "s1",
+            json!({"k": "theirs"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.version, 1,
+        "their own record, not a new version of ours"
+    );
+    let mine = records.get(&owner, "ns", "secrets", "s1").await.unwrap();
+    assert_eq!(mine.document, json!({"k": "mine"}));
+    assert_eq!(mine.version.version, 1);
+}
+
+/// Names that could escape their scope, and documents that are not objects or too large, are
+/// `InvalidInput`, and nothing is stored.
+pub async fn hostile_input_is_refused(storage: &Storage, tenant: &str) {
+    let records = storage.records();
+    let c = ctx(tenant);
+    let doc = json!({"a": 1});
+    for (ns, collection, id) in [
+        ("ns", "../etc", "x"),
+        ("ns", "Users", "x"),
+        ("ns", "", "x"),
+        ("ns", "a/b", "x"),
+        ("ns", "users", ""),
+        ("ns", "users", "../x"),
+        ("ns", "users", "a\u{0}b"),
+        ("NS", "users", "x"),
+        ("../ns", "users", "x"),
+    ] {
+        let got = records
+            .upsert(
+                &c,
+                ns,
+                collection,
+                id,
+                doc.clone(),
+                UpsertOptions::default(),
+            )
+            .await;
+        assert_eq!(code(got), ErrorCode::InvalidInput, "{ns}/{collection}/{id}");
+    }
+    for bad in [json!([1, 2]), json!("text"), json!(null)] {
+        let got = records
+            .upsert(
+                &c,
+                "ns",
+                "users",
+                "x",
+                bad.clone(),
+                UpsertOptions::default(),
+            )
+            .await;
+        assert_eq!(code(got), ErrorCode::InvalidInput, "{bad}");
+    }
+    let big = json!({"blob": "x".repeat(crate::facade::record::MAX_DOCUMENT_BYTES)});
+    let got = records
+        .upsert(&c, "ns", "users", "x", big, UpsertOptions::default())
+        .await;
+    assert_eq!(code(got), ErrorCode::InvalidInput);
+    let both = UpsertOptions {
+        if_absent: true,
+        expected_version: Some(1),
+    };
+    assert_eq!(
+        code(records.upsert(&c, "ns", "users", "x", doc, both).await),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        code(records.get(&c, "ns", "users", "x").await),
+        ErrorCode::NotFound,
+        "nothing was stored"
+    );
+}
+
+/// What the database holds is sealed to its place: a row copied to another id or tenant, or an
+/// older row put back under a newer version, fails to open with `Encryption`.
+pub async fn moved_rows_do_not_open(storage: &Storage, tenant: &str) {
+    use crate::adapters::record::{RecordKey, WriteCondition};
+    let records = storage.records();
+    let adapter = records.adapter();
+    let c = ctx(tenant);
+    let key = |tenant: &str, id: &str| RecordKey {
+        tenant: tenant.to_string(),
+        namespace: "ns".into(),
+        collection: "acct".into(),
+        id: id.into(),
+    };
+    records
+        .upsert(
+            &c,
+            "ns",
+            "acct",
+            "alice",
+            json!({"balance": 1}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let alice_v1 = adapter.get(&key(tenant, "alice")).await.unwrap().unwrap();
+    records
+        .upsert(
+            &c,
+            "ns",
+            "acct",
+            "alice",
+            json!({"balance": 1000}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    records
+        .upsert(
+            &c,
+            "ns",
+            "acct",
+            "mallory",
+            json!({"balance": 0}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let alice = adapter.get(&key(tenant, "alice")).await.unwrap().unwrap();
+    // Alice's row copied over Mallory's.
+    let mallory = adapter.get(&key(tenant, "mallory")).await.unwrap().unwrap();
+    let forged = crate::adapters::record::StoredRecord {
+        id: "mallory".into(),
+        version: mallory.version + 1,
+        ..alice.clone()
+    };
+    adapter
+        .upsert(
+            &key(tenant, "mallory"),
+            &forged,
+            WriteCondition::Version(mallory.version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(records.get(&c, "ns", "acct", "mallory").await),
+        ErrorCode::Encryption
+    );
+    // Alice's row copied into another tenant (with that tenant's own namespace key in place).
+    let other = format!("{tenant}-c");
+    let oc = ctx(&other);
+    records
+        .upsert(
+            &oc,
+            "ns",
+            "acct",
+            "alice",
+            json!({"balance": 5}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let theirs = adapter.get(&key(&other, "alice")).await.unwrap().unwrap();
+    let copied = crate::adapters::record::StoredRecord {
+        version: theirs.version + 1,
+        ..alice.clone()
+    };
+    adapter
+        .upsert(
+            &key(&other, "alice"),
+            &copied,
+            WriteCondition::Version(theirs.version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(records.get(&oc, "ns", "acct", "alice").await),
+        ErrorCode::Encryption
+    );
+    // Rolled back: alice's version 1 row put back in place of version 2, relabelled version 3
+    // so that a writer's compare-and-swap would accept it.
+    let now = adapter.get(&key(tenant, "alice")).await.unwrap().unwrap();
+    assert_eq!(now.version, 2);
+    let rolled_back = crate::adapters::record::StoredRecord {
+        version: 3,
+        ..alice_v1
+    };
+    adapter
+        .upsert(
+            &key(tenant, "alice"),
+            &rolled_back,
+            WriteCondition::Version(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(records.get(&c, "ns", "acct", "alice").await),
+        ErrorCode::Encryption,
+        "a sealed document opens only at the version it was written as"
+    );
+}

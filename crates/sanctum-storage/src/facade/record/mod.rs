@@ -1,0 +1,479 @@
+//! The record facade: JSON documents by collection and id, sealed before they reach the
+//! database, written with optimistic locking.
+//!
+//! Every write is a compare-and-swap in the database ([`WriteCondition`]): create-if-absent,
+//! replace-at-version, or (unconditional) read the current version and replace it at that
+//! version, retried when another writer got there first. The version grows by one per write,
+//! and it is part of the sealed document's associated data together with tenant, namespace,
+//! collection, id and schema version, so a row copied to another id, tenant or version, or
+//! rolled back to an older row, does not open.
+//!
+//! Cancel safety: dropping a write future leaves the record at its old version or at the new
+//! one, never in between (each write is one statement).
+
+mod sealing;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::options::{decode_cursor, encode_cursor};
+use crate::adapters::record::{RecordAdapter, RecordKey, StoredRecord, WriteCondition};
+use crate::crypto::KeyManager;
+use crate::error::{Error, ErrorCode, Result};
+use crate::observability::audit::{AuditEvent, AuditSink};
+use crate::observability::clock::Clock;
+use crate::observability::observe_on;
+use crate::policy::{Action, Authorizer};
+use crate::types::limits::{validate_id, validate_key};
+use crate::types::{Namespace, StorageContext};
+
+/// The largest document, as JSON, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// The most records one `list` call returns.
+pub const MAX_RECORD_LIST_LIMIT: usize = 1000;
+/// How many times an unconditional upsert retries a lost compare-and-swap.
+const MAX_CAS_ATTEMPTS: usize = 100;
+/// The schema version of a collection without a declared schema.
+const UNDECLARED_SCHEMA: u32 = 0;
+
+/// Conditions of an [`RecordStore::upsert`]. The default writes unconditionally.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertOptions {
+    /// Replace only the record at this version; else `Conflict`.
+    pub expected_version: Option<u64>,
+    /// Create only: `Conflict` if the record exists.
+    pub if_absent: bool,
+}
+
+/// The version of a stored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RecordVersion {
+    /// Grows by one with every write, from 1.
+    pub version: u64,
+    /// The schema version the document was written under (0: no declared schema).
+    pub schema_version: u32,
+    /// When the record was first written (ms since the Unix epoch).
+    pub created_at_ms: i64,
+    /// When this version was written.
+    pub updated_at_ms: i64,
+}
+
+/// A record as read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// The record's id.
+    pub id: String,
+    /// Its version.
+    pub version: RecordVersion,
+    /// The document.
+    pub document: Value,
+}
+
+/// Options of [`RecordStore::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListRecordsOptions {
+    /// At most this many records (default 100, at most [`MAX_RECORD_LIST_LIMIT`]).
+    pub limit: Option<usize>,
+    /// Continue after the page that returned this cursor.
+    pub cursor: Option<String>,
+}
+
+/// One page of [`RecordStore::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPage {
+    /// Records in id order.
+    pub records: Vec<Record>,
+    /// Pass this back to get the next page; `None` after the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Records: `Storage::records()`.
+#[derive(Debug, Clone)]
+pub struct RecordStore {
+    adapter: Arc<dyn RecordAdapter>,
+    keys: Arc<KeyManager>,
+    clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditSink>,
+    access: Arc<Authorizer>,
+}
+
+/// A validated address of a record.
+struct Address {
+    key: RecordKey,
+}
+
+impl Address {
+    fn new(ctx: &StorageContext, ns: &str, collection: &str, id: &str) -> Result<Self> {
+        let namespace = Namespace::new(ctx.tenant(), ns)?;
+        validate_id("collection", collection)?;
+        validate_key(id)
+            .map_err(|e| Error::invalid(e.message().replacen("key", "record id", 1)))?;
+        Ok(Self {
+            key: RecordKey {
+                tenant: ctx.tenant().as_str().to_string(),
+                namespace: namespace.name().to_string(),
+                collection: collection.to_string(),
+                id: id.to_string(),
+            },
+        })
+    }
+
+    /// The resource the policy checks: `collection/id`.
+    fn resource(&self) -> String {
+        format!("{}/{}", self.key.collection, self.key.id)
+    }
+
+    fn not_found(&self) -> Error {
+        Error::not_found(format!(
+            "no record '{}' in collection '{}' of namespace '{}'",
+            self.key.id, self.key.collection, self.key.namespace
+        ))
+    }
+}
+
+impl RecordStore {
+    pub(crate) fn new(
+        adapter: Arc<dyn RecordAdapter>,
+        keys: Arc<KeyManager>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditSink>,
+        access: Arc<Authorizer>,
+    ) -> Self {
+        Self {
+            adapter,
+            keys,
+            clock,
+            audit,
+            access,
+        }
+    }
+
+    /// The record adapter.
+    pub fn adapter(&self) -> &Arc<dyn RecordAdapter> {
+        &self.adapter
+    }
+
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        ctx: &StorageContext,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        observe_on(
+            operation,
+            (self.adapter.kind(), self.adapter.name()),
+            ctx,
+            fut,
+        )
+        .await
+    }
+
+    /// Writes `document` (a JSON object) as the next version of record `id` in `collection`,
+    /// under the conditions of `opts`; returns the new version.
+    ///
+    /// - `if_absent`: creates the record, or fails with `Conflict`.
+    /// - `expected_version`: replaces only that version, else `Conflict`.
+    /// - neither: writes whatever the current version is (retrying lost races).
+    pub async fn upsert(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        document: Value,
+        opts: UpsertOptions,
+    ) -> Result<RecordVersion> {
+        self.observed("record.upsert", ctx, async {
+            let at = Address::new(ctx, ns, collection, id)?;
+            if opts.if_absent && opts.expected_version.is_some() {
+                return Err(Error::invalid(
+                    "if_absent and expected_version exclude each other",
+                ));
+            }
+            if !document.is_object() {
+                return Err(Error::invalid("a record document must be a JSON object"));
+            }
+            let plaintext = serde_json::to_vec(&document)
+                .map_err(|e| Error::invalid("the document does not serialize").with_source(e))?;
+            if plaintext.len() > MAX_DOCUMENT_BYTES {
+                return Err(Error::invalid(format!(
+                    "the document is {} bytes as JSON; at most {MAX_DOCUMENT_BYTES} are allowed",
+                    plaintext.len()
+                )));
+            }
+            self.access
+                .check(
+                    ctx,
+                    "record.upsert",
+                    Action::Write,
+                    ns,
+                    Some(&at.resource()),
+                )
+                .await?;
+            let keys = self.keys.namespace(&at.key.tenant, ns, true).await?;
+            let schema_version = UNDECLARED_SCHEMA;
+            let mut attempt = 0;
+            let written = loop {
+                attempt += 1;
+                // The row as it is now decides the condition, the new version and the
+                // creation time (a deleted record comes back as new, one version up).
+                let current = self.adapter.get(&at.key).await?;
+                let live = current.as_ref().filter(|c| !c.deleted);
+                match (opts.if_absent, opts.expected_version, live) {
+                    (true, _, Some(_)) => {
+                        return Err(Error::conflict(format!(
+                            "record '{}' exists already",
+                            at.key.id
+                        )));
+                    }
+                    (false, Some(v), Some(c)) if c.version != v => {
+                        return Err(Error::conflict(format!(
+                            "record '{}' is at version {}, not {v}",
+                            at.key.id, c.version
+                        )));
+                    }
+                    (false, Some(v), None) => {
+                        return Err(Error::conflict(format!(
+                            "record '{}' does not exist (expected version {v})",
+                            at.key.id
+                        )));
+                    }
+                    _ => {}
+                }
+                let (condition, version) = match &current {
+                    None => (WriteCondition::Absent, 1),
+                    Some(c) => (WriteCondition::Version(c.version), c.version + 1),
+                };
+                let created = live.map(|c| c.created_at_ms);
+                let now = self.clock.now_ms() as i64;
+                let record = StoredRecord {
+                    id: at.key.id.clone(),
+                    version,
+                    schema_version,
+                    created_at_ms: created.unwrap_or(now),
+                    updated_at_ms: now,
+                    sealed: sealing::seal(&keys, &at.key, version, schema_version, &plaintext)?,
+                    deleted: false,
+                };
+                match self.adapter.upsert(&at.key, &record, condition).await {
+                    Ok(()) => break record,
+                    // Lost a race: an unconditional write tries again on the new row; a
+                    // conditional one re-reads it, to fail with what the row is now.
+                    Err(e) if e.code() == ErrorCode::Conflict && attempt < MAX_CAS_ATTEMPTS => {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            self.audit(ctx, "record.upsert", &at, Some(written.version));
+            Ok(version_of(&written))
+        })
+        .await
+    }
+
+    /// [`upsert`](Self::upsert) of any value that serializes to a JSON object.
+    pub async fn upsert_typed<T: Serialize>(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        document: &T,
+        opts: UpsertOptions,
+    ) -> Result<RecordVersion> {
+        let document = serde_json::to_value(document)
+            .map_err(|e| Error::invalid("the document does not serialize").with_source(e))?;
+        self.upsert(ctx, ns, collection, id, document, opts).await
+    }
+
+    /// Reads record `id` of `collection`; `NotFound` if there is none.
+    pub async fn get(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Record> {
+        self.observed("record.get", ctx, async {
+            let at = Address::new(ctx, ns, collection, id)?;
+            self.access
+                .check(ctx, "record.get", Action::Read, ns, Some(&at.resource()))
+                .await?;
+            let stored = self
+                .adapter
+                .get(&at.key)
+                .await?
+                .filter(|r| !r.deleted)
+                .ok_or_else(|| at.not_found())?;
+            if stored.id != at.key.id {
+                return Err(Error::consistency("the database answered another record"));
+            }
+            let keys = self.keys.namespace(&at.key.tenant, ns, false).await?;
+            open(&keys, &at.key, stored)
+        })
+        .await
+    }
+
+    /// [`get`](Self::get), deserialized into `T`.
+    pub async fn get_typed<T: DeserializeOwned>(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<(RecordVersion, T)> {
+        let record = self.get(ctx, ns, collection, id).await?;
+        let value = serde_json::from_value(record.document).map_err(|e| {
+            Error::invalid(format!("the record does not fit the requested type: {e}"))
+        })?;
+        Ok((record.version, value))
+    }
+
+    /// Deletes record `id` (only at `expected_version`, when given). `NotFound` if there is none;
+    /// `Conflict` if it is at another version.
+    pub async fn delete(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<()> {
+        self.observed("record.delete", ctx, async {
+            let at = Address::new(ctx, ns, collection, id)?;
+            self.access
+                .check(
+                    ctx,
+                    "record.delete",
+                    Action::Delete,
+                    ns,
+                    Some(&at.resource()),
+                )
+                .await?;
+            self.adapter
+                .delete(&at.key, expected_version, self.clock.now_ms() as i64)
+                .await
+                .map_err(|e| match e.code() {
+                    ErrorCode::NotFound => at.not_found(),
+                    _ => e,
+                })?;
+            self.audit(ctx, "record.delete", &at, expected_version);
+            Ok(())
+        })
+        .await
+    }
+
+    /// A page of the records of `collection`, in id order. The cursor works only in the
+    /// tenant, namespace and collection that returned it.
+    pub async fn list(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        collection: &str,
+        opts: ListRecordsOptions,
+    ) -> Result<RecordPage> {
+        self.observed("record.list", ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            validate_id("collection", collection)?;
+            let limit = opts.limit.unwrap_or(100);
+            if limit == 0 || limit > MAX_RECORD_LIST_LIMIT {
+                return Err(Error::invalid(format!(
+                    "limit must be 1-{MAX_RECORD_LIST_LIMIT}"
+                )));
+            }
+            let tenant = ctx.tenant().as_str();
+            let scope = format!("{}/{collection}", namespace.name());
+            let after = opts
+                .cursor
+                .as_deref()
+                .map(|c| decode_cursor(tenant, &scope, c))
+                .transpose()?;
+            self.access
+                .check(ctx, "record.list", Action::List, ns, Some(collection))
+                .await?;
+            let key = RecordKey {
+                tenant: tenant.to_string(),
+                namespace: namespace.name().to_string(),
+                collection: collection.to_string(),
+                id: String::new(),
+            };
+            // One more than asked, to know whether another page follows.
+            let mut rows = self.adapter.list(&key, after.as_deref(), limit + 1).await?;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
+            if rows.is_empty() {
+                return Ok(RecordPage {
+                    records: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            let keys = self.keys.namespace(tenant, ns, false).await?;
+            let mut records = Vec::with_capacity(rows.len());
+            for row in rows {
+                let at = RecordKey {
+                    id: row.id.clone(),
+                    ..key.clone()
+                };
+                records.push(open(&keys, &at, row)?);
+            }
+            let next_cursor = match (more, records.last()) {
+                (true, Some(last)) => Some(encode_cursor(tenant, &scope, &last.id)),
+                _ => None,
+            };
+            Ok(RecordPage {
+                records,
+                next_cursor,
+            })
+        })
+        .await
+    }
+
+    fn audit(
+        &self,
+        ctx: &StorageContext,
+        operation: &'static str,
+        at: &Address,
+        version: Option<u64>,
+    ) {
+        self.audit.record(AuditEvent {
+            namespace: Some(at.key.namespace.clone()),
+            key: Some(at.resource()),
+            version_id: version.map(|v| v.to_string()),
+            ..AuditEvent::for_request(self.clock.now_ms(), operation, ctx)
+        });
+    }
+}
+
+fn version_of(stored: &StoredRecord) -> RecordVersion {
+    RecordVersion {
+        version: stored.version,
+        schema_version: stored.schema_version,
+        created_at_ms: stored.created_at_ms,
+        updated_at_ms: stored.updated_at_ms,
+    }
+}
+
+/// Opens a stored record at `key` into a [`Record`].
+fn open(
+    keys: &crate::crypto::NamespaceKeys,
+    key: &RecordKey,
+    stored: StoredRecord,
+) -> Result<Record> {
+    let plaintext = sealing::open(
+        keys,
+        key,
+        stored.version,
+        stored.schema_version,
+        &stored.sealed,
+    )?;
+    let document = serde_json::from_slice(&plaintext)
+        .map_err(|e| Error::consistency("a record's document is not JSON").with_source(e))?;
+    Ok(Record {
+        id: stored.id.clone(),
+        version: version_of(&stored),
+        document,
+    })
+}
