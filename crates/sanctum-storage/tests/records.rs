@@ -45,43 +45,48 @@ fn postgres_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-/// The URL of this run's fresh database, created once.
-async fn postgres_url() -> String {
-    static DB: OnceCell<String> = OnceCell::const_new();
-    DB.get_or_init(|| async {
-        use sqlx::Connection;
-        let name = format!(
-            "sanctum_test_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-        );
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_base()))
-            .await
-            .expect("PostgreSQL at SANCTUM_TEST_POSTGRES_URL (default 127.0.0.1:5432)");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        format!("{}/{name}", postgres_base())
-    })
-    .await
-    .clone()
+/// Creates a fresh database named after this process, the time and `tag`; returns its URL.
+async fn fresh_database(tag: &str) -> String {
+    use sqlx::Connection;
+    let name = format!(
+        "sanctum_test_{}_{}_{tag}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_base()))
+        .await
+        .expect("PostgreSQL at SANCTUM_TEST_POSTGRES_URL (default 127.0.0.1:5432)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("{}/{name}", postgres_base())
 }
 
-async fn postgres() -> Arc<dyn RecordAdapter> {
+/// The URL of this run's shared fresh database, created once.
+async fn postgres_url() -> String {
+    static DB: OnceCell<String> = OnceCell::const_new();
+    DB.get_or_init(|| fresh_database("shared")).await.clone()
+}
+
+fn postgres_at(url: String) -> Arc<dyn RecordAdapter> {
     Arc::new(PostgresRecordAdapter::new(
         "records",
         PostgresSettings {
-            url: postgres_url().await,
+            url,
             password: None,
             pool_size: 20,
             statement_timeout: std::time::Duration::from_secs(30),
             auto_migrate: true,
         },
     ))
+}
+
+async fn postgres() -> Arc<dyn RecordAdapter> {
+    postgres_at(postgres_url().await)
 }
 
 macro_rules! contract {
@@ -129,6 +134,8 @@ contract!(
     tenants_are_isolated,
     hostile_input_is_refused,
     moved_rows_do_not_open,
+    transactions_commit_together,
+    transactions_roll_back,
 );
 
 /// Finds `needle` in `haystack`.
@@ -415,4 +422,116 @@ async fn record_configuration_is_checked() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Config);
     assert!(err.to_string().contains("record.path"), "{err}");
+}
+
+/// PostgreSQL connections terminated (`pg_terminate_backend`) while writers and transactions
+/// run: every call succeeds whole or fails as `TransientAdapter`; no transaction is committed
+/// in part; afterwards calls succeed on fresh connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_connections_killed_mid_write() {
+    use sqlx::Connection;
+    // A database of its own: the killer ends every connection to it.
+    let url = fresh_database("faults").await;
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let storage = storage_with(postgres_at(url)).await;
+    let ctx = StorageContext::new("pg-faults", "conformance").unwrap();
+    // Warm the pool up, so there are connections to kill.
+    storage
+        .records()
+        .upsert(
+            &ctx,
+            "ns",
+            "pairs",
+            "warm",
+            json!({}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let killer = tokio::spawn(async move {
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_base()))
+            .await
+            .unwrap();
+        let mut killed = 0i64;
+        for _ in 0..25 {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()) AS t",
+            )
+            .bind(&db)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            killed += n;
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        }
+        killed
+    });
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let storage = storage.clone();
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut transient) = (0, 0);
+                for i in 0..30 {
+                    let value = json!({"w": w, "i": i});
+                    let result = async {
+                        let mut tx = storage.records().begin(&ctx, "ns").await?;
+                        let id = format!("{w}-{i}");
+                        tx.upsert("left", &id, value.clone(), UpsertOptions::default())
+                            .await?;
+                        tx.upsert("right", &id, value.clone(), UpsertOptions::default())
+                            .await?;
+                        tx.commit().await
+                    }
+                    .await;
+                    match result {
+                        Ok(()) => ok += 1,
+                        Err(e) if e.code() == ErrorCode::TransientAdapter => transient += 1,
+                        Err(e) => panic!("a killed connection surfaced as {:?}: {e}", e.code()),
+                    }
+                }
+                (ok, transient)
+            })
+        })
+        .collect();
+    let mut transient_total = 0;
+    for writer in writers {
+        let (_, transient) = writer.await.unwrap();
+        transient_total += transient;
+    }
+    let killed = killer.await.unwrap();
+    assert!(killed > 0, "the test killed no connection");
+    // Nothing partial: each pair is there twice or not at all.
+    let records = storage.records();
+    for w in 0..8 {
+        for i in 0..30 {
+            let id = format!("{w}-{i}");
+            let left = records.get(&ctx, "ns", "left", &id).await;
+            let right = records.get(&ctx, "ns", "right", &id).await;
+            match (left, right) {
+                (Ok(l), Ok(r)) => assert_eq!(l.document, r.document),
+                (Err(l), Err(r)) => {
+                    assert_eq!(
+                        (l.code(), r.code()),
+                        (ErrorCode::NotFound, ErrorCode::NotFound)
+                    )
+                }
+                (l, r) => panic!("{id} committed in part: {l:?} / {r:?}"),
+            }
+        }
+    }
+    // Fresh connections work.
+    records
+        .upsert(
+            &ctx,
+            "ns",
+            "pairs",
+            "after",
+            json!({"ok": true}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    println!("killed {killed} connections; {transient_total} transactions failed as transient");
 }

@@ -114,6 +114,30 @@ pub trait RecordAdapter: Send + Sync + fmt::Debug {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredRecord>>;
+    /// Starts a transaction: its writes become visible together at `commit`, or not at all.
+    async fn begin(&self) -> Result<Box<dyn RecordTransaction>>;
+}
+
+/// A database transaction. Dropping it without [`commit`](RecordTransaction::commit) rolls it
+/// back (when its connection goes back to the pool). After `commit` or `rollback`, every call
+/// is `InvalidInput`.
+#[async_trait]
+pub trait RecordTransaction: Send + fmt::Debug {
+    /// [`RecordAdapter::upsert`], inside the transaction.
+    async fn upsert(
+        &mut self,
+        key: &RecordKey,
+        record: &StoredRecord,
+        condition: WriteCondition,
+    ) -> Result<()>;
+    /// [`RecordAdapter::get`], inside the transaction (it sees the transaction's writes).
+    async fn get(&mut self, key: &RecordKey) -> Result<Option<StoredRecord>>;
+    /// [`RecordAdapter::delete`], inside the transaction.
+    async fn delete(&mut self, key: &RecordKey, expected: Option<u64>, now_ms: i64) -> Result<()>;
+    /// Makes every write of the transaction visible at once.
+    async fn commit(&mut self) -> Result<()>;
+    /// Discards every write of the transaction.
+    async fn rollback(&mut self) -> Result<()>;
 }
 
 /// The record adapter of a configuration that names no record database (a cloud blob backend
@@ -164,6 +188,9 @@ impl RecordAdapter for UnconfiguredRecords {
         self.refuse()
     }
     async fn list(&self, _: &RecordKey, _: Option<&str>, _: usize) -> Result<Vec<StoredRecord>> {
+        self.refuse()
+    }
+    async fn begin(&self) -> Result<Box<dyn RecordTransaction>> {
         self.refuse()
     }
 }

@@ -20,7 +20,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 use tokio::sync::OnceCell;
 
-use super::{RecordAdapter, RecordCapabilities, RecordKey, StoredRecord, WriteCondition};
+use super::{
+    RecordAdapter, RecordCapabilities, RecordKey, RecordTransaction, StoredRecord, WriteCondition,
+};
 use crate::error::{Error, ErrorCode, Result};
 
 /// The schema, as embedded migrations (what `sqlx::migrate!` would embed, without the macro
@@ -323,9 +325,153 @@ fn to_i64(v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::invalid("record version out of range"))
 }
 
-/// One adapter per dialect; the bodies are the same, over each dialect's pool and statements.
+/// One adapter per dialect; the bodies are the same, over each dialect's connection type and
+/// statements. Every operation runs on one connection: the pool's for a lone call, the
+/// transaction's inside one.
 macro_rules! sql_adapter {
-    ($name:ident, $stmts:expr, $kind:literal, $durable:expr) => {
+    ($name:ident, $ops:ident, $tx:ident, $conn:ty, $db:ty, $stmts:expr, $kind:literal, $begin:expr) => {
+        mod $ops {
+            use super::*;
+
+            pub(super) async fn upsert(
+                conn: &mut $conn,
+                key: &RecordKey,
+                record: &StoredRecord,
+                condition: WriteCondition,
+            ) -> Result<()> {
+                let version = to_i64(record.version)?;
+                let schema = i32::try_from(record.schema_version)
+                    .map_err(|_| Error::invalid("schema version out of range"))?;
+                let done = match condition {
+                    WriteCondition::Absent => sqlx::query($stmts.insert)
+                        .bind(&key.tenant)
+                        .bind(&key.namespace)
+                        .bind(&key.collection)
+                        .bind(&key.id)
+                        .bind(version)
+                        .bind(schema)
+                        .bind(record.created_at_ms)
+                        .bind(record.updated_at_ms)
+                        .bind(&record.sealed)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(sql_err("insert"))?,
+                    WriteCondition::Version(expected) => sqlx::query($stmts.update)
+                        .bind(&key.tenant)
+                        .bind(&key.namespace)
+                        .bind(&key.collection)
+                        .bind(&key.id)
+                        .bind(version)
+                        .bind(schema)
+                        .bind(record.created_at_ms)
+                        .bind(record.updated_at_ms)
+                        .bind(&record.sealed)
+                        .bind(to_i64(expected)?)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(sql_err("update"))?,
+                };
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                Err(match condition {
+                    WriteCondition::Absent => Error::conflict("the record exists already"),
+                    WriteCondition::Version(v) => Error::conflict(format!(
+                        "the record is not at version {v} (it changed, or does not exist)"
+                    )),
+                })
+            }
+
+            pub(super) async fn get(
+                conn: &mut $conn,
+                key: &RecordKey,
+            ) -> Result<Option<StoredRecord>> {
+                let row = sqlx::query($stmts.get)
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(&key.id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(sql_err("get"))?;
+                row.as_ref().map(row_to_record).transpose()
+            }
+
+            pub(super) async fn delete(
+                conn: &mut $conn,
+                key: &RecordKey,
+                expected: Option<u64>,
+                now_ms: i64,
+            ) -> Result<()> {
+                let query = match expected {
+                    None => sqlx::query($stmts.delete),
+                    Some(_) => sqlx::query($stmts.delete_at),
+                };
+                let mut query = query
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(&key.id)
+                    .bind(Vec::<u8>::new())
+                    .bind(now_ms);
+                if let Some(v) = expected {
+                    query = query.bind(to_i64(v)?);
+                }
+                let done = query.execute(&mut *conn).await.map_err(sql_err("delete"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                // Nothing deleted: absent, or (with an expected version) at another one.
+                let exists = sqlx::query($stmts.exists)
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(&key.id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(sql_err("delete"))?;
+                Err(match (exists, expected) {
+                    (Some(_), Some(v)) => {
+                        Error::conflict(format!("the record is not at version {v}"))
+                    }
+                    _ => Error::not_found("no such record"),
+                })
+            }
+
+            pub(super) async fn list(
+                conn: &mut $conn,
+                key: &RecordKey,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<StoredRecord>> {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let query = match after {
+                    None => sqlx::query($stmts.list),
+                    Some(_) => sqlx::query($stmts.list_after),
+                };
+                let mut query = query
+                    .bind(&key.tenant)
+                    .bind(&key.namespace)
+                    .bind(&key.collection)
+                    .bind(limit);
+                if let Some(after) = after {
+                    query = query.bind(after);
+                }
+                let rows = query.fetch_all(&mut *conn).await.map_err(sql_err("list"))?;
+                rows.iter().map(row_to_record).collect()
+            }
+        }
+
+        impl $name {
+            async fn conn(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
+                self.pool()
+                    .await?
+                    .acquire()
+                    .await
+                    .map_err(sql_err("take a connection"))
+            }
+        }
+
         #[async_trait]
         impl RecordAdapter for $name {
             fn kind(&self) -> &'static str {
@@ -339,7 +485,7 @@ macro_rules! sql_adapter {
             fn capabilities(&self) -> RecordCapabilities {
                 RecordCapabilities {
                     conditional_writes: true,
-                    durable: $durable,
+                    durable: self.durable(),
                 }
             }
 
@@ -368,60 +514,11 @@ macro_rules! sql_adapter {
                 record: &StoredRecord,
                 condition: WriteCondition,
             ) -> Result<()> {
-                let pool = self.pool().await?;
-                let version = to_i64(record.version)?;
-                let schema = i32::try_from(record.schema_version)
-                    .map_err(|_| Error::invalid("schema version out of range"))?;
-                let done = match condition {
-                    WriteCondition::Absent => sqlx::query($stmts.insert)
-                        .bind(&key.tenant)
-                        .bind(&key.namespace)
-                        .bind(&key.collection)
-                        .bind(&key.id)
-                        .bind(version)
-                        .bind(schema)
-                        .bind(record.created_at_ms)
-                        .bind(record.updated_at_ms)
-                        .bind(&record.sealed)
-                        .execute(pool)
-                        .await
-                        .map_err(sql_err("insert"))?,
-                    WriteCondition::Version(expected) => sqlx::query($stmts.update)
-                        .bind(&key.tenant)
-                        .bind(&key.namespace)
-                        .bind(&key.collection)
-                        .bind(&key.id)
-                        .bind(version)
-                        .bind(schema)
-                        .bind(record.created_at_ms)
-                        .bind(record.updated_at_ms)
-                        .bind(&record.sealed)
-                        .bind(to_i64(expected)?)
-                        .execute(pool)
-                        .await
-                        .map_err(sql_err("update"))?,
-                };
-                if done.rows_affected() == 1 {
-                    return Ok(());
-                }
-                Err(match condition {
-                    WriteCondition::Absent => Error::conflict("the record exists already"),
-                    WriteCondition::Version(v) => Error::conflict(format!(
-                        "the record is not at version {v} (it changed, or does not exist)"
-                    )),
-                })
+                $ops::upsert(&mut *self.conn().await?, key, record, condition).await
             }
 
             async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
-                let row = sqlx::query($stmts.get)
-                    .bind(&key.tenant)
-                    .bind(&key.namespace)
-                    .bind(&key.collection)
-                    .bind(&key.id)
-                    .fetch_optional(self.pool().await?)
-                    .await
-                    .map_err(sql_err("get"))?;
-                row.as_ref().map(row_to_record).transpose()
+                $ops::get(&mut *self.conn().await?, key).await
             }
 
             async fn delete(
@@ -430,40 +527,7 @@ macro_rules! sql_adapter {
                 expected: Option<u64>,
                 now_ms: i64,
             ) -> Result<()> {
-                let pool = self.pool().await?;
-                let query = match expected {
-                    None => sqlx::query($stmts.delete),
-                    Some(_) => sqlx::query($stmts.delete_at),
-                };
-                let mut query = query
-                    .bind(&key.tenant)
-                    .bind(&key.namespace)
-                    .bind(&key.collection)
-                    .bind(&key.id)
-                    .bind(Vec::<u8>::new())
-                    .bind(now_ms);
-                if let Some(v) = expected {
-                    query = query.bind(to_i64(v)?);
-                }
-                let done = query.execute(pool).await.map_err(sql_err("delete"))?;
-                if done.rows_affected() == 1 {
-                    return Ok(());
-                }
-                // Nothing deleted: absent, or (with an expected version) at another one.
-                let exists = sqlx::query($stmts.exists)
-                    .bind(&key.tenant)
-                    .bind(&key.namespace)
-                    .bind(&key.collection)
-                    .bind(&key.id)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(sql_err("delete"))?;
-                Err(match (exists, expected) {
-                    (Some(_), Some(v)) => {
-                        Error::conflict(format!("the record is not at version {v}"))
-                    }
-                    _ => Error::not_found("no such record"),
-                })
+                $ops::delete(&mut *self.conn().await?, key, expected, now_ms).await
             }
 
             async fn list(
@@ -472,24 +536,78 @@ macro_rules! sql_adapter {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<StoredRecord>> {
-                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                let query = match after {
-                    None => sqlx::query($stmts.list),
-                    Some(_) => sqlx::query($stmts.list_after),
-                };
-                let mut query = query
-                    .bind(&key.tenant)
-                    .bind(&key.namespace)
-                    .bind(&key.collection)
-                    .bind(limit);
-                if let Some(after) = after {
-                    query = query.bind(after);
-                }
-                let rows = query
-                    .fetch_all(self.pool().await?)
+                $ops::list(&mut *self.conn().await?, key, after, limit).await
+            }
+
+            async fn begin(&self) -> Result<Box<dyn RecordTransaction>> {
+                let tx = self
+                    .pool()
+                    .await?
+                    .begin_with($begin)
                     .await
-                    .map_err(sql_err("list"))?;
-                rows.iter().map(row_to_record).collect()
+                    .map_err(sql_err("begin a transaction"))?;
+                Ok(Box::new($tx { tx: Some(tx) }))
+            }
+        }
+
+        /// A transaction on one connection; dropped without `commit`, it rolls back.
+        struct $tx {
+            tx: Option<sqlx::Transaction<'static, $db>>,
+        }
+
+        impl std::fmt::Debug for $tx {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($tx))
+                    .field("open", &self.tx.is_some())
+                    .finish()
+            }
+        }
+
+        impl $tx {
+            fn open(&mut self) -> Result<&mut $conn> {
+                self.tx
+                    .as_deref_mut()
+                    .ok_or_else(|| Error::invalid("the transaction has ended"))
+            }
+        }
+
+        #[async_trait]
+        impl RecordTransaction for $tx {
+            async fn upsert(
+                &mut self,
+                key: &RecordKey,
+                record: &StoredRecord,
+                condition: WriteCondition,
+            ) -> Result<()> {
+                $ops::upsert(self.open()?, key, record, condition).await
+            }
+
+            async fn get(&mut self, key: &RecordKey) -> Result<Option<StoredRecord>> {
+                $ops::get(self.open()?, key).await
+            }
+
+            async fn delete(
+                &mut self,
+                key: &RecordKey,
+                expected: Option<u64>,
+                now_ms: i64,
+            ) -> Result<()> {
+                $ops::delete(self.open()?, key, expected, now_ms).await
+            }
+
+            async fn commit(&mut self) -> Result<()> {
+                let tx = self
+                    .tx
+                    .take()
+                    .ok_or_else(|| Error::invalid("the transaction has ended"))?;
+                tx.commit().await.map_err(sql_err("commit"))
+            }
+
+            async fn rollback(&mut self) -> Result<()> {
+                match self.tx.take() {
+                    Some(tx) => tx.rollback().await.map_err(sql_err("roll back")),
+                    None => Ok(()),
+                }
             }
         }
     };
@@ -591,7 +709,24 @@ async fn create_private(path: &std::path::Path) -> Result<()> {
     })?
 }
 
-sql_adapter!(SqliteRecordAdapter, SQLITE, "sqlite", true);
+impl SqliteRecordAdapter {
+    fn durable(&self) -> bool {
+        self.path.is_some()
+    }
+}
+
+// `BEGIN IMMEDIATE` takes the write lock at once: a deferred transaction that later writes
+// can fail with SQLITE_BUSY_SNAPSHOT, which the busy timeout does not wait out.
+sql_adapter!(
+    SqliteRecordAdapter,
+    sqlite_ops,
+    SqliteTransaction,
+    sqlx::SqliteConnection,
+    sqlx::Sqlite,
+    SQLITE,
+    "sqlite",
+    "BEGIN IMMEDIATE"
+);
 
 /// Records in PostgreSQL.
 #[derive(Debug)]
@@ -647,7 +782,22 @@ impl PostgresRecordAdapter {
     }
 }
 
-sql_adapter!(PostgresRecordAdapter, POSTGRES, "postgres", true);
+impl PostgresRecordAdapter {
+    fn durable(&self) -> bool {
+        true
+    }
+}
+
+sql_adapter!(
+    PostgresRecordAdapter,
+    postgres_ops,
+    PostgresTransaction,
+    sqlx::PgConnection,
+    sqlx::Postgres,
+    POSTGRES,
+    "postgres",
+    "BEGIN"
+);
 
 fn migrate_err(e: sqlx::migrate::MigrateError, which: &str) -> Error {
     let code = match &e {

@@ -12,6 +12,9 @@
 //! one, never in between (each write is one statement).
 
 mod sealing;
+mod transaction;
+
+pub use transaction::RecordTransaction;
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use serde_json::Value;
 
 use super::options::{decode_cursor, encode_cursor};
 use crate::adapters::record::{RecordAdapter, RecordKey, StoredRecord, WriteCondition};
-use crate::crypto::KeyManager;
+use crate::crypto::{KeyManager, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
 use crate::observability::clock::Clock;
@@ -101,6 +104,7 @@ pub struct RecordStore {
 }
 
 /// A validated address of a record.
+#[derive(Debug)]
 struct Address {
     key: RecordKey,
 }
@@ -188,22 +192,7 @@ impl RecordStore {
     ) -> Result<RecordVersion> {
         self.observed("record.upsert", ctx, async {
             let at = Address::new(ctx, ns, collection, id)?;
-            if opts.if_absent && opts.expected_version.is_some() {
-                return Err(Error::invalid(
-                    "if_absent and expected_version exclude each other",
-                ));
-            }
-            if !document.is_object() {
-                return Err(Error::invalid("a record document must be a JSON object"));
-            }
-            let plaintext = serde_json::to_vec(&document)
-                .map_err(|e| Error::invalid("the document does not serialize").with_source(e))?;
-            if plaintext.len() > MAX_DOCUMENT_BYTES {
-                return Err(Error::invalid(format!(
-                    "the document is {} bytes as JSON; at most {MAX_DOCUMENT_BYTES} are allowed",
-                    plaintext.len()
-                )));
-            }
+            let plaintext = check_write(&document, opts)?;
             self.access
                 .check(
                     ctx,
@@ -214,50 +203,12 @@ impl RecordStore {
                 )
                 .await?;
             let keys = self.keys.namespace(&at.key.tenant, ns, true).await?;
-            let schema_version = UNDECLARED_SCHEMA;
             let mut attempt = 0;
             let written = loop {
                 attempt += 1;
-                // The row as it is now decides the condition, the new version and the
-                // creation time (a deleted record comes back as new, one version up).
                 let current = self.adapter.get(&at.key).await?;
-                let live = current.as_ref().filter(|c| !c.deleted);
-                match (opts.if_absent, opts.expected_version, live) {
-                    (true, _, Some(_)) => {
-                        return Err(Error::conflict(format!(
-                            "record '{}' exists already",
-                            at.key.id
-                        )));
-                    }
-                    (false, Some(v), Some(c)) if c.version != v => {
-                        return Err(Error::conflict(format!(
-                            "record '{}' is at version {}, not {v}",
-                            at.key.id, c.version
-                        )));
-                    }
-                    (false, Some(v), None) => {
-                        return Err(Error::conflict(format!(
-                            "record '{}' does not exist (expected version {v})",
-                            at.key.id
-                        )));
-                    }
-                    _ => {}
-                }
-                let (condition, version) = match &current {
-                    None => (WriteCondition::Absent, 1),
-                    Some(c) => (WriteCondition::Version(c.version), c.version + 1),
-                };
-                let created = live.map(|c| c.created_at_ms);
                 let now = self.clock.now_ms() as i64;
-                let record = StoredRecord {
-                    id: at.key.id.clone(),
-                    version,
-                    schema_version,
-                    created_at_ms: created.unwrap_or(now),
-                    updated_at_ms: now,
-                    sealed: sealing::seal(&keys, &at.key, version, schema_version, &plaintext)?,
-                    deleted: false,
-                };
+                let (record, condition) = plan_write(&keys, &at, current, opts, &plaintext, now)?;
                 match self.adapter.upsert(&at.key, &record, condition).await {
                     Ok(()) => break record,
                     // Lost a race: an unconditional write tries again on the new row; a
@@ -476,4 +427,76 @@ fn open(
         version: version_of(&stored),
         document,
     })
+}
+
+/// Checks a document and its write options; returns the document's JSON.
+fn check_write(document: &Value, opts: UpsertOptions) -> Result<Vec<u8>> {
+    if opts.if_absent && opts.expected_version.is_some() {
+        return Err(Error::invalid(
+            "if_absent and expected_version exclude each other",
+        ));
+    }
+    if !document.is_object() {
+        return Err(Error::invalid("a record document must be a JSON object"));
+    }
+    let plaintext = serde_json::to_vec(document)
+        .map_err(|e| Error::invalid("the document does not serialize").with_source(e))?;
+    if plaintext.len() > MAX_DOCUMENT_BYTES {
+        return Err(Error::invalid(format!(
+            "the document is {} bytes as JSON; at most {MAX_DOCUMENT_BYTES} are allowed",
+            plaintext.len()
+        )));
+    }
+    Ok(plaintext)
+}
+
+/// The next row of the record at `at`, given the row there now (`current`, tombstones
+/// included) and the write's conditions, and the condition that makes writing it a
+/// compare-and-swap. A deleted record comes back as new, one version up.
+fn plan_write(
+    keys: &NamespaceKeys,
+    at: &Address,
+    current: Option<StoredRecord>,
+    opts: UpsertOptions,
+    plaintext: &[u8],
+    now: i64,
+) -> Result<(StoredRecord, WriteCondition)> {
+    let live = current.as_ref().filter(|c| !c.deleted);
+    match (opts.if_absent, opts.expected_version, live) {
+        (true, _, Some(_)) => {
+            return Err(Error::conflict(format!(
+                "record '{}' exists already",
+                at.key.id
+            )));
+        }
+        (false, Some(v), Some(c)) if c.version != v => {
+            return Err(Error::conflict(format!(
+                "record '{}' is at version {}, not {v}",
+                at.key.id, c.version
+            )));
+        }
+        (false, Some(v), None) => {
+            return Err(Error::conflict(format!(
+                "record '{}' does not exist (expected version {v})",
+                at.key.id
+            )));
+        }
+        _ => {}
+    }
+    let created = live.map(|c| c.created_at_ms);
+    let (condition, version) = match &current {
+        None => (WriteCondition::Absent, 1),
+        Some(c) => (WriteCondition::Version(c.version), c.version + 1),
+    };
+    let schema_version = UNDECLARED_SCHEMA;
+    let record = StoredRecord {
+        id: at.key.id.clone(),
+        version,
+        schema_version,
+        created_at_ms: created.unwrap_or(now),
+        updated_at_ms: now,
+        sealed: sealing::seal(keys, &at.key, version, schema_version, plaintext)?,
+        deleted: false,
+    };
+    Ok((record, condition))
 }
