@@ -78,6 +78,9 @@ pub enum Command {
     /// Namespace quotas: limits on stored bytes and live objects.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Records: JSON documents by collection and id, with versions (optimistic locking).
+    #[command(subcommand)]
+    Record(RecordCommand),
     /// Check the configured backend and key provider; exits 9 when one is unhealthy.
     Health,
     /// Create the store (if needed) and make a first admin of the tenant, which must have no
@@ -237,6 +240,79 @@ pub enum QuotaCommand {
     Show(NsArgs),
     /// Remove a namespace's quota.
     Rm(NsArgs),
+}
+
+/// `sanctum record ...`.
+#[derive(Debug, Subcommand)]
+pub enum RecordCommand {
+    /// Write a JSON object as the next version of a record; prints the new version.
+    Put(RecordPutArgs),
+    /// Print a record's document (with --json: the document and its version).
+    Get(RecordArgs),
+    /// Delete a record.
+    Rm(RecordRmArgs),
+    /// List a collection's records, in id order.
+    Ls(RecordLsArgs),
+}
+
+/// A namespace, a collection and a record id.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The namespace.
+    #[arg(value_name = "NS")]
+    pub ns: String,
+    /// The collection (1-63 of [a-z0-9-]).
+    #[arg(value_name = "COLLECTION")]
+    pub collection: String,
+    /// The record id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// `record put`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("condition").multiple(false)))]
+pub struct RecordPutArgs {
+    /// Where.
+    #[command(flatten)]
+    pub at: RecordArgs,
+    /// The file holding the JSON object, or `-` (the default) for stdin.
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub file: PathBuf,
+    /// Replace only this version; another one is a conflict (exit status 4).
+    #[arg(long, value_name = "V", group = "condition")]
+    pub if_version: Option<u64>,
+    /// Create only; an existing record is a conflict (exit status 4).
+    #[arg(long, group = "condition")]
+    pub if_absent: bool,
+}
+
+/// `record rm`.
+#[derive(Debug, Args)]
+pub struct RecordRmArgs {
+    /// Where.
+    #[command(flatten)]
+    pub at: RecordArgs,
+    /// Delete only this version.
+    #[arg(long, value_name = "V")]
+    pub if_version: Option<u64>,
+}
+
+/// `record ls`.
+#[derive(Debug, Args)]
+pub struct RecordLsArgs {
+    /// The namespace.
+    #[arg(value_name = "NS")]
+    pub ns: String,
+    /// The collection.
+    #[arg(value_name = "COLLECTION")]
+    pub collection: String,
+    /// At most this many records.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+    /// Continue after the page that printed this cursor.
+    #[arg(long, value_name = "C")]
+    pub cursor: Option<String>,
 }
 
 /// `quota set`.

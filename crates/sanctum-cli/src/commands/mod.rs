@@ -5,6 +5,7 @@ mod blob;
 mod keys;
 mod policy;
 mod quota;
+mod record;
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,9 @@ use sanctum_storage::{
     create_storage_client,
 };
 
-use crate::cli::{BlobCommand, Cli, Command, GlobalArgs, InitArgs, PolicyCommand, QuotaCommand};
+use crate::cli::{
+    BlobCommand, Cli, Command, GlobalArgs, InitArgs, PolicyCommand, QuotaCommand, RecordCommand,
+};
 use crate::output;
 
 /// Environment variable naming the home folder of the embedded default.
@@ -230,6 +233,7 @@ fn writes(command: &Command) -> bool {
         ),
         Command::Policy(cmd) => !matches!(cmd, PolicyCommand::Show),
         Command::Quota(cmd) => !matches!(cmd, QuotaCommand::Show(_)),
+        Command::Record(cmd) => matches!(cmd, RecordCommand::Put(_) | RecordCommand::Rm(_)),
         Command::Keys(_) | Command::Init(_) => true,
         Command::Health | Command::Completions(_) => false,
     }
@@ -249,6 +253,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(&session, cmd).await,
         Command::Policy(cmd) => policy::run(&session, cmd).await,
         Command::Quota(cmd) => quota::run(&session, cmd).await,
+        Command::Record(cmd) => record::run(&session, cmd).await,
         Command::Health => health(&session).await,
         Command::Init(args) => init(&session, args).await,
         Command::Completions(_) => unreachable!("handled above"),
