@@ -16,6 +16,17 @@ fn names(key: &RecordKey, version: u64, schema_version: u32) -> (String, String)
     )
 }
 
+/// The context of version `version` of the record at `key`, built on the owned `names`.
+fn context<'a>(key: &'a RecordKey, names: &'a (String, String)) -> Context<'a> {
+    Context {
+        tenant: &key.tenant,
+        namespace: &key.namespace,
+        object_key: &names.0,
+        body_id: &names.1,
+        kind: kind::RECORD,
+    }
+}
+
 /// Seals `plaintext` (the document's JSON) as version `version` of the record at `key`.
 pub(super) fn seal(
     keys: &NamespaceKeys,
@@ -24,14 +35,8 @@ pub(super) fn seal(
     schema_version: u32,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let (object_key, body_id) = names(key, version, schema_version);
-    let ctx = Context {
-        tenant: &key.tenant,
-        namespace: &key.namespace,
-        object_key: &object_key,
-        body_id: &body_id,
-        kind: kind::RECORD,
-    };
+    let names = names(key, version, schema_version);
+    let ctx = context(key, &names);
     let (key_ref, data_key) = keys.current();
     sanctum_crypto::encrypt_with_suite(keys.suite(), data_key, key_ref, &ctx, plaintext)
         .map_err(crypto_err)
@@ -54,13 +59,7 @@ pub(super) fn open(
         .with_source(e)
     })?;
     let data_key = keys.key_for(&header.key_ref)?;
-    let (object_key, body_id) = names(key, version, schema_version);
-    let ctx = Context {
-        tenant: &key.tenant,
-        namespace: &key.namespace,
-        object_key: &object_key,
-        body_id: &body_id,
-        kind: kind::RECORD,
-    };
+    let names = names(key, version, schema_version);
+    let ctx = context(key, &names);
     sanctum_crypto::decrypt(data_key, &header, header_len, &ctx, sealed).map_err(crypto_err)
 }
