@@ -1,7 +1,7 @@
 //! # sanctum-storage
 //!
-//! One safe API over blobs (and, as they land, records and streams), from a local folder to
-//! the cloud. Start with [`create_storage_client`] and a [`StorageConfig`]; every call takes a
+//! One safe API over blobs and records (and, as they land, streams), from a local folder and a
+//! SQLite file to the cloud and PostgreSQL. Start with [`create_storage_client`] and a [`StorageConfig`]; every call takes a
 //! [`StorageContext`] naming the tenant and actor.
 //!
 //! ```no_run
@@ -22,8 +22,9 @@
 //! before the write is visible) → encryption → resilience (coming) → `adapters` → cache
 //! invalidation (coming). Read: validation → policy → cache lookup (coming) → `adapters` →
 //! decryption. `observability` wraps every facade operation.
-//! Every body and every caller-given metadata value is encrypted before it reaches an adapter
-//! ([`crypto`]).
+//! Every body, every caller-given metadata value and every record document is encrypted before
+//! it reaches an adapter ([`crypto`]). Records (`Storage::records()`, in `facade::record`) take
+//! the same path over a `adapters::record::RecordAdapter`.
 //!
 //! ## Features
 //! | feature | what it adds |

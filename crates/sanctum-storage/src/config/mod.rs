@@ -342,11 +342,16 @@ impl StorageConfig {
         if let Some(path) = &self.keys.keyring {
             return Some(path.clone());
         }
+        Some(self.beside_blob_root(".keys")?.join("keyring.json"))
+    }
+
+    /// `<blob.root>` with `suffix` added to its last folder name, beside it (`/srv/data` and
+    /// `.keys` give `/srv/data.keys`); `None` without a root, or if it has no last folder name.
+    fn beside_blob_root(&self, suffix: &str) -> Option<PathBuf> {
         let root = self.blob.root.as_ref()?;
-        let mut folder = root.file_name()?.to_os_string();
-        folder.push(".keys");
-        let parent = root.parent().unwrap_or(Path::new(""));
-        Some(parent.join(folder).join("keyring.json"))
+        let mut name = root.file_name()?.to_os_string();
+        name.push(suffix);
+        Some(root.parent().unwrap_or(Path::new("")).join(name))
     }
 
     /// Where the default keyring used to be, inside the data folder (`<blob.root>/keyring.json`),
@@ -469,10 +474,7 @@ impl StorageConfig {
         if let Some(path) = &self.record.path {
             return Some(path.clone());
         }
-        let root = self.blob.root.as_ref()?;
-        let mut name = root.file_name()?.to_os_string();
-        name.push(".records.db");
-        Some(root.parent().unwrap_or(Path::new("")).join(name))
+        self.beside_blob_root(".records.db")
     }
 
     /// Checks the values, returning every problem found.

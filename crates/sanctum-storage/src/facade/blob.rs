@@ -180,6 +180,19 @@ impl KeyPaths {
 
 /// Whether a failure to read one key is damage to that key's stored data (which a listing may
 /// skip) rather than a failure of the backend or the caller.
+/// A read of a committed version's body object found none: the store is damaged.
+pub(super) fn missing_body(e: Error) -> Error {
+    e.missing_means(
+        ErrorCode::Consistency,
+        "the body of a committed version is missing",
+    )
+}
+
+/// A body object whose size is not the one its version implies.
+pub(super) fn wrong_body_size() -> Error {
+    Error::consistency("body size differs from the version's size")
+}
+
 fn is_damage(e: &Error) -> bool {
     matches!(e.code(), ErrorCode::Consistency | ErrorCode::Encryption)
 }
@@ -1013,16 +1026,9 @@ impl BlobStore {
             .adapter
             .get(&paths.body(body_id)?, range)
             .await
-            .map_err(|e| {
-                e.missing_means(
-                    ErrorCode::Consistency,
-                    "the body of a committed version is missing",
-                )
-            })?;
+            .map_err(missing_body)?;
         if got.meta.size != stored.body_object_len() {
-            return Err(Error::consistency(
-                "body size differs from the version's size",
-            ));
+            return Err(wrong_body_size());
         }
         Ok(got.body)
     }

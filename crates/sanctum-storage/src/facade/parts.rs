@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sanctum_crypto::{Context, DataKey, Decryptor, ENCRYPTED_CHUNK_SIZE, Header};
 
+use super::blob::{missing_body, wrong_body_size};
 use crate::adapters::{BlobAdapter, BlobPath, ByteStream, collect_bytes};
 use crate::crypto::crypto_err;
 use crate::error::{Error, ErrorCode, Result};
@@ -132,13 +133,6 @@ async fn read_run(message: Arc<Message>, run: Run) -> Result<Bytes> {
         .map_err(worker_failed)?
 }
 
-fn missing_body(e: Error) -> Error {
-    e.missing_means(
-        ErrorCode::Consistency,
-        "the body of a committed version is missing",
-    )
-}
-
 fn worker_failed(e: tokio::task::JoinError) -> Error {
     Error::new(ErrorCode::Encryption, "decryption worker failed").with_source(e)
 }
@@ -146,9 +140,7 @@ fn worker_failed(e: tokio::task::JoinError) -> Error {
 /// The object must have the size the version implies, and the run must have come whole.
 fn check_read(message: &Message, run: &Run, object_size: u64, cipher: &[u8]) -> Result<()> {
     if object_size != message.object_len {
-        return Err(Error::consistency(
-            "body size differs from the version's size",
-        ));
+        return Err(wrong_body_size());
     }
     if cipher.len() as u64 != run.range.end - run.range.start {
         return Err(Error::consistency("body object ended early"));

@@ -664,12 +664,11 @@ impl SqliteRecordAdapter {
                 // Several processes may open a new database at once, and sqlx's migration lock
                 // does nothing on SQLite: a file lock beside the database serializes the setup.
                 let _setup = match &self.path {
-                    Some(path) => Some(lock_setup(path).await?),
+                    Some(path) => Some(prepare_file(path).await?),
                     None => None,
                 };
                 let (options, pool) = match &self.path {
                     Some(path) => {
-                        create_private(path).await?;
                         let options = SqliteConnectOptions::new()
                             .filename(path)
                             .journal_mode(SqliteJournalMode::Wal)
@@ -702,43 +701,12 @@ impl SqliteRecordAdapter {
     }
 }
 
-/// Takes the setup lock of the database at `path` (`<path>.lock`, created `0600`), waiting
-/// for another process's setup to finish; released when the returned file is dropped.
-async fn lock_setup(path: &std::path::Path) -> Result<std::fs::File> {
-    let mut lock = path.as_os_str().to_os_string();
-    lock.push(".lock");
-    let lock = PathBuf::from(lock);
-    let dir = path.parent().map(std::path::Path::to_path_buf);
-    tokio::task::spawn_blocking(move || {
-        if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder
-                .create(&dir)
-                .map_err(|e| Error::from_backend_io(e, "create the record database's folder"))?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(&lock)
-            .map_err(|e| Error::from_backend_io(e, "open the record database's lock"))?;
-        file.lock()
-            .map_err(|e| Error::from_backend_io(e, "lock the record database for setup"))?;
-        Ok(file)
-    })
-    .await
-    .map_err(|e| {
-        Error::new(ErrorCode::PermanentAdapter, "record database worker failed").with_source(e)
-    })?
-}
-
-/// Creates the database file `0600` (and its folder `0700`) if missing, so the database and
-/// its `-wal` and `-shm` files (which copy its mode) are private whatever the umask.
-async fn create_private(path: &std::path::Path) -> Result<()> {
+/// Prepares the database file at `path` in one trip to a blocking thread: creates its folder
+/// (`0700`) and the file itself (`0600`, so the database and its `-wal` and `-shm` files, which
+/// copy its mode, are private whatever the umask), then takes the setup lock (`<path>.lock`),
+/// waiting for another process's setup to finish. The lock is released when the returned file
+/// is dropped.
+async fn prepare_file(path: &std::path::Path) -> Result<std::fs::File> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -750,14 +718,21 @@ async fn create_private(path: &std::path::Path) -> Result<()> {
                 .create(dir)
                 .map_err(|e| Error::from_backend_io(e, "create the record database's folder"))?;
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options
-            .open(&path)
-            .map(drop)
-            .map_err(|e| Error::from_backend_io(e, "create the record database"))
+        let private = |file: &std::path::Path| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(file)
+        };
+        let mut lock = path.as_os_str().to_os_string();
+        lock.push(".lock");
+        let lock = private(std::path::Path::new(&lock))
+            .map_err(|e| Error::from_backend_io(e, "open the record database's lock"))?;
+        lock.lock()
+            .map_err(|e| Error::from_backend_io(e, "lock the record database for setup"))?;
+        private(&path).map_err(|e| Error::from_backend_io(e, "create the record database"))?;
+        Ok(lock)
     })
     .await
     .map_err(|e| {
