@@ -81,6 +81,11 @@ pub enum Command {
     /// Records: JSON documents by collection and id, with versions (optimistic locking).
     #[command(subcommand)]
     Record(RecordCommand),
+    /// Record schemas: the declared collections, and drift against the record database.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Create or migrate the record database's tables (also where record.auto_migrate = false).
+    Migrate,
     /// Check the configured backend and key provider; exits 9 when one is unhealthy.
     Health,
     /// Create the store (if needed) and make a first admin of the tenant, which must have no
@@ -242,6 +247,16 @@ pub enum QuotaCommand {
     Rm(NsArgs),
 }
 
+/// `sanctum schema ...`.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print the declared collections: versions and schema fingerprints.
+    Show,
+    /// Compare the declarations with the record database and print the drift (exits 0 with
+    /// drift too: the report is the answer).
+    Check,
+}
+
 /// `sanctum record ...`.
 #[derive(Debug, Subcommand)]
 pub enum RecordCommand {
@@ -329,6 +344,13 @@ pub struct QuotaSetArgs {
     /// The most live objects the namespace may hold.
     #[arg(long, value_name = "N", group = "limits")]
     pub max_objects: Option<u64>,
+    /// The most live records the namespace may hold.
+    #[arg(long, value_name = "N", group = "limits")]
+    pub max_records: Option<u64>,
+    /// The most bytes of sealed record documents the namespace may keep (SIZE as for
+    /// --max-bytes).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, group = "limits")]
+    pub max_record_bytes: Option<u64>,
 }
 
 /// A namespace.

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use sanctum_storage::adapters::record::sql::{
     PostgresRecordAdapter, PostgresSettings, SqliteRecordAdapter,
 };
-use sanctum_storage::adapters::record::{RecordAdapter, RecordKey, StoredRecord, WriteCondition};
+use sanctum_storage::adapters::record::{
+    RecordAdapter, RecordKey, StoredRecord, UsageChange, WriteCondition,
+};
 use sanctum_storage::facade::record::UpsertOptions;
 use sanctum_storage::{
     Storage, StorageConfig, StorageContext, StorageDependencies, create_storage_client,
@@ -79,7 +81,8 @@ fn key(c: usize, i: usize) -> RecordKey {
     }
 }
 
-/// Raw A: the adapter's read-then-conditional-write with the plaintext document.
+/// Raw A: the adapter's read-then-conditional-write with the plaintext document, counting
+/// usage as the facade does (a new row, or a change of size, makes it a transaction).
 async fn raw_a_upsert(adapter: &dyn RecordAdapter, key: &RecordKey, doc: &[u8]) {
     let current = adapter.get(key).await.unwrap();
     let (condition, version) = match &current {
@@ -95,7 +98,16 @@ async fn raw_a_upsert(adapter: &dyn RecordAdapter, key: &RecordKey, doc: &[u8]) 
         sealed: doc.to_vec(),
         deleted: false,
     };
-    adapter.upsert(key, &record, condition).await.unwrap();
+    let old_len = current.as_ref().map_or(0, |c| c.sealed.len() as i64);
+    let change = UsageChange {
+        records: i64::from(current.is_none()),
+        bytes: doc.len() as i64 - old_len,
+        ..UsageChange::default()
+    };
+    adapter
+        .upsert(key, &record, condition, &change)
+        .await
+        .unwrap();
 }
 
 struct Row {

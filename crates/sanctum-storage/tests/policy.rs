@@ -149,6 +149,7 @@ async fn run(
                 QuotaLimits {
                     max_bytes: Some(1),
                     max_objects: Some(1),
+                    ..QuotaLimits::default()
                 },
             )
             .await
@@ -512,6 +513,7 @@ async fn sixteen_writers_near_a_byte_quota_never_overshoot() {
             QuotaLimits {
                 max_bytes: Some(100_000),
                 max_objects: None,
+                ..QuotaLimits::default()
             },
         )
         .await
@@ -574,6 +576,7 @@ async fn whole_bodies_over_the_quota_store_nothing() {
     let limits = QuotaLimits {
         max_bytes: Some(100_000),
         max_objects: None,
+        ..QuotaLimits::default()
     };
     s.quotas().set(&root, "q", limits).await.unwrap();
     let put = |key: &'static str, len: usize| {
@@ -606,6 +609,7 @@ async fn quotas_count_objects_and_free_on_delete_and_purge() {
         QuotaLimits {
             max_bytes: Some(10_000),
             max_objects: Some(2),
+            ..QuotaLimits::default()
         },
     )
     .await
@@ -672,6 +676,7 @@ async fn racing_writers_on_one_key_count_one_object() {
             QuotaLimits {
                 max_bytes: None,
                 max_objects: Some(100),
+                ..QuotaLimits::default()
             },
         )
         .await
@@ -741,6 +746,7 @@ async fn audit_events_follow_each_flow_and_carry_no_data() {
             QuotaLimits {
                 max_bytes: Some(1 << 20),
                 max_objects: None,
+                ..QuotaLimits::default()
             },
         )
         .await

@@ -136,6 +136,9 @@ contract!(
     moved_rows_do_not_open,
     transactions_commit_together,
     transactions_roll_back,
+    schemas_validate_and_upcast,
+    drift_is_refused,
+    quotas_hold_under_concurrency,
 );
 
 /// Finds `needle` in `haystack`.
@@ -194,6 +197,7 @@ async fn sqlite_file_holds_only_ciphertext() {
             &key,
             &raw,
             sanctum_storage::adapters::record::WriteCondition::Absent,
+            &Default::default(),
         )
         .await
         .unwrap();

@@ -6,6 +6,7 @@ mod keys;
 mod policy;
 mod quota;
 mod record;
+mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -213,12 +214,13 @@ fn config_env() -> anyhow::Result<Vec<(String, String)>> {
     Ok(vars)
 }
 
-/// The embedded default (blobs in `<home>/blobs`), with environment overrides applied.
+/// The embedded default (blobs in `<home>/blobs`), with `<home>/sanctum.toml` merged over it
+/// when it exists, and environment overrides applied.
 fn embedded_config(
     home: &std::path::Path,
     env: Vec<(String, String)>,
 ) -> anyhow::Result<StorageConfig> {
-    Ok(StorageConfig::embedded(home).with_env_overrides(env)?)
+    Ok(StorageConfig::embedded_with_file(home, env)?)
 }
 
 /// Whether `command` writes, so that it may create a missing home.
@@ -234,7 +236,8 @@ fn writes(command: &Command) -> bool {
         Command::Policy(cmd) => !matches!(cmd, PolicyCommand::Show),
         Command::Quota(cmd) => !matches!(cmd, QuotaCommand::Show(_)),
         Command::Record(cmd) => matches!(cmd, RecordCommand::Put(_) | RecordCommand::Rm(_)),
-        Command::Keys(_) | Command::Init(_) => true,
+        Command::Keys(_) | Command::Init(_) | Command::Migrate => true,
+        Command::Schema(_) => false,
         Command::Health | Command::Completions(_) => false,
     }
 }
@@ -254,6 +257,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy::run(&session, cmd).await,
         Command::Quota(cmd) => quota::run(&session, cmd).await,
         Command::Record(cmd) => record::run(&session, cmd).await,
+        Command::Schema(cmd) => schema::run(&session, cmd).await,
+        Command::Migrate => schema::migrate(&session).await,
         Command::Health => health(&session).await,
         Command::Init(args) => init(&session, args).await,
         Command::Completions(_) => unreachable!("handled above"),

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use super::BlobAdapter;
+use super::record::RecordAdapter;
+use crate::config::Environment;
 use crate::error::{Error, ErrorCode, Result};
 
-/// Named blob adapters that passed admission.
+/// Named blob and record adapters that passed admission.
 #[derive(Debug, Default)]
 pub struct AdapterRegistry {
     blobs: RwLock<BTreeMap<String, Arc<dyn BlobAdapter>>>,
+    records: RwLock<BTreeMap<String, Arc<dyn RecordAdapter>>>,
 }
 
 impl AdapterRegistry {
@@ -42,6 +45,43 @@ impl AdapterRegistry {
         Ok(())
     }
 
+    /// Checks a record adapter's capabilities (conditional writes; durability in
+    /// `production`), runs `init` (which migrates, unless told not to) and `health_check`, then
+    /// admits it under its name. A second adapter with the same name is a `Config` error.
+    pub async fn register_record(
+        &self,
+        adapter: Arc<dyn RecordAdapter>,
+        environment: Environment,
+    ) -> Result<()> {
+        check_record_capabilities(adapter.as_ref(), environment)?;
+        let taken = || {
+            Error::config(format!(
+                "a record adapter named '{}' is already registered",
+                adapter.name()
+            ))
+        };
+        if self.record(adapter.name()).is_some() {
+            return Err(taken());
+        }
+        adapter.init().await?;
+        adapter.health_check().await?;
+        let mut records = self.records.write().expect("registry lock poisoned");
+        if records.contains_key(adapter.name()) {
+            return Err(taken());
+        }
+        records.insert(adapter.name().to_string(), adapter.clone());
+        Ok(())
+    }
+
+    /// The admitted record adapter named `name`.
+    pub fn record(&self, name: &str) -> Option<Arc<dyn RecordAdapter>> {
+        self.records
+            .read()
+            .expect("registry lock poisoned")
+            .get(name)
+            .cloned()
+    }
+
     /// The admitted adapter named `name`.
     pub fn blob(&self, name: &str) -> Option<Arc<dyn BlobAdapter>> {
         self.blobs
@@ -60,7 +100,46 @@ impl AdapterRegistry {
         for adapter in adapters {
             adapter.dispose().await?;
         }
+        let records: Vec<_> =
+            std::mem::take(&mut *self.records.write().expect("registry lock poisoned"))
+                .into_values()
+                .collect();
+        for adapter in records {
+            adapter.dispose().await?;
+        }
         Ok(())
+    }
+}
+
+/// Checks that a record adapter can carry the facade's optimistic locking, and, in
+/// `production`, that what it acknowledges survives a crash.
+pub fn check_record_capabilities(
+    adapter: &dyn RecordAdapter,
+    environment: Environment,
+) -> Result<()> {
+    let caps = adapter.capabilities();
+    let mut problems = Vec::new();
+    if adapter.name().is_empty() {
+        problems.push("the adapter has an empty name");
+    }
+    if !caps.conditional_writes {
+        problems.push("records need atomic conditional writes (compare-and-swap)");
+    }
+    if environment == Environment::Production && !caps.durable {
+        problems.push("production needs a durable record database (not an in-memory one)");
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::NotSupported,
+            format!(
+                "record adapter '{}' ({}) rejected: {}",
+                adapter.name(),
+                adapter.kind(),
+                problems.join("; ")
+            ),
+        ))
     }
 }
 
@@ -157,6 +236,41 @@ mod tests {
             ErrorCode::NotSupported
         );
         assert!(registry.blob("no-cas").is_none() && registry.blob("odd").is_none());
+    }
+
+    #[tokio::test]
+    async fn admits_record_adapters_by_capability() {
+        use crate::adapters::record::sql::SqliteRecordAdapter;
+        let registry = AdapterRegistry::new();
+        let memory: Arc<dyn RecordAdapter> = Arc::new(SqliteRecordAdapter::in_memory("r"));
+        let err = registry
+            .register_record(memory.clone(), Environment::Production)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotSupported);
+        assert!(err.message().contains("durable"), "{err}");
+        assert!(registry.record("r").is_none());
+        registry
+            .register_record(memory.clone(), Environment::Development)
+            .await
+            .unwrap();
+        assert!(registry.record("r").is_some());
+        let dup = registry
+            .register_record(memory, Environment::Development)
+            .await
+            .unwrap_err();
+        assert_eq!(dup.code(), ErrorCode::Config);
+        // A database under a regular file can never open: init fails, nothing is admitted.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let broken = SqliteRecordAdapter::new("broken", file.path().join("db/records.db"));
+        let err = registry
+            .register_record(Arc::new(broken), Environment::Development)
+            .await
+            .unwrap_err();
+        assert_ne!(err.code(), ErrorCode::NotSupported, "{err}");
+        assert!(registry.record("broken").is_none());
+        registry.dispose_all().await.unwrap();
+        assert!(registry.record("r").is_none());
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use crate::adapters::record::{RecordAdapter, UnconfiguredRecords};
 use crate::adapters::registry::AdapterRegistry;
 use crate::crypto::{KeyManager, KeyProvider, LocalKeyring, MemoryKeyProvider, OpenBaoTransit};
 use crate::error::{Error, Result};
-use crate::facade::record::RecordStore;
+use crate::facade::record::{CollectionSchema, RecordStore, RecordStoreParts, SchemaRegistry};
 use crate::facade::{BlobSettings, BlobStore, Storage};
 use crate::observability::audit::{AuditSink, JsonLinesAuditSink, TracingAuditSink};
 use crate::observability::clock::{Clock, SystemClock};
@@ -37,6 +37,9 @@ pub struct StorageDependencies {
     pub key_provider: Option<Arc<dyn KeyProvider>>,
     /// A custom record adapter to use instead of the configured database.
     pub record_adapter: Option<Arc<dyn RecordAdapter>>,
+    /// Collections declared in code, beside `[[record.collections]]` (a name may not be in
+    /// both).
+    pub record_schemas: Vec<CollectionSchema>,
 }
 
 /// Validates `config`, admits the blob adapter through the registry (capabilities, `init`,
@@ -86,6 +89,9 @@ pub async fn create_storage_client(
         let report = ConfigReport { problems };
         return Err(Error::config(format!("invalid configuration: {report}")).with_source(report));
     }
+    let mut declared = config.record_schemas()?;
+    declared.extend(deps.record_schemas);
+    let schemas = SchemaRegistry::new(declared)?;
     let injected_provider = deps.key_provider.is_some();
     let provider: Arc<dyn KeyProvider> = match deps.key_provider {
         Some(custom) => custom,
@@ -179,7 +185,17 @@ pub async fn create_storage_client(
         settings,
     )
     .with_access(access);
-    let records = RecordStore::new(record_adapter, keys, clock, audit, blobs.authorizer_arc());
+    let records = RecordStore::new(RecordStoreParts {
+        adapter: record_adapter,
+        keys,
+        clock,
+        audit,
+        access: blobs.authorizer_arc(),
+        quotas: blobs.quota_ledger(),
+        registry: registry.clone(),
+        schemas,
+        environment: config.environment,
+    });
     let keyring = match (injected_provider, config.key_provider()) {
         (false, KeyProviderKind::Local) => config.keyring_path(),
         _ => None,

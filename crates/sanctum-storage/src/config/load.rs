@@ -94,7 +94,51 @@ impl StorageConfig {
             ))
             .with_source(e)
         })?;
-        Self::parse(&text, env, &path.display().to_string())
+        let mut config = Self::parse(&text, env, &path.display().to_string())?;
+        config.resolve_schema_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// The embedded default for `home` ([`StorageConfig::embedded`]), with `<home>/sanctum.toml`
+    /// merged over it when that file exists (its tables merge key by key; other values
+    /// replace), then overrides from `env`. A CLI user can so declare collections, or change
+    /// any setting, and keep the embedded home.
+    pub fn embedded_with_file<I, K, V>(home: &Path, env: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut table = toml::Table::try_from(Self::embedded(home)).map_err(|e| {
+            Error::config("cannot represent the configuration as TOML").with_source(e)
+        })?;
+        let file = home.join(HOME_CONFIG_FILE);
+        let origin = file.display().to_string();
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let overlay: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    ConfigReport {
+                        problems: vec![ConfigProblem {
+                            path: "(syntax)".into(),
+                            message: e.message().replace('\n', " "),
+                        }],
+                    }
+                    .into_error(&origin)
+                })?;
+                merge_tables(&mut table, overlay);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::config(format!(
+                    "cannot read configuration file {origin}: {}",
+                    e.kind()
+                ))
+                .with_source(e));
+            }
+        }
+        let mut config = Self::parse_table(table, env, &origin)?;
+        config.resolve_schema_paths(home);
+        Ok(config)
     }
 
     /// Validates a configuration built in code (the same checks as loading).
@@ -231,6 +275,23 @@ impl StorageConfig {
         match parsed {
             Some(config) if problems.is_empty() => Ok(config),
             _ => Err(ConfigReport { problems }.into_error(origin)),
+        }
+    }
+}
+
+/// The file in the embedded home that [`StorageConfig::embedded_with_file`] merges.
+pub const HOME_CONFIG_FILE: &str = "sanctum.toml";
+
+/// Merges `overlay` into `base`: tables key by key, anything else replaced.
+fn merge_tables(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => {
+                merge_tables(inner, over)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
     }
 }
@@ -476,6 +537,44 @@ mod tests {
             .unwrap();
         assert_eq!(ok.blob.durability, crate::adapters::local::Durability::Os);
         assert_eq!(ok.blob.root.as_deref(), Some(Path::new("/home/blobs")));
+    }
+
+    #[test]
+    fn the_home_file_merges_over_the_embedded_default() {
+        let home = tempfile::tempdir().unwrap();
+        let none: [(&str, &str); 0] = [];
+        assert_eq!(
+            StorageConfig::embedded_with_file(home.path(), none).unwrap(),
+            StorageConfig::embedded(home.path())
+        );
+        std::fs::write(
+            home.path().join(HOME_CONFIG_FILE),
+            "[blob]\ninline_threshold = 100\n[[record.collections]]\nname = \"users\"\n\
+             [[record.collections.versions]]\nversion = 1\nschema = \"users.v1.json\"\n",
+        )
+        .unwrap();
+        let merged =
+            StorageConfig::embedded_with_file(home.path(), [("SANCTUM_RECORD__POOL_SIZE", "3")])
+                .unwrap();
+        assert_eq!(merged.blob.inline_threshold, 100);
+        // Keys the file does not set keep the embedded default.
+        assert_eq!(merged.blob.root, Some(home.path().join("blobs")));
+        assert_eq!(merged.record.path, Some(home.path().join("records.db")));
+        assert_eq!(merged.record.pool_size, 3);
+        assert_eq!(
+            merged.record.collections[0].versions[0].schema,
+            home.path().join("users.v1.json")
+        );
+        // The schema file is read when the schemas are asked for.
+        assert_eq!(
+            merged.record_schemas().unwrap_err().code(),
+            ErrorCode::Config
+        );
+        std::fs::write(home.path().join("users.v1.json"), r#"{"type": "object"}"#).unwrap();
+        assert_eq!(merged.record_schemas().unwrap()[0].newest(), 1);
+        std::fs::write(home.path().join(HOME_CONFIG_FILE), "[blob]\nbogus = 1\n").unwrap();
+        let err = StorageConfig::embedded_with_file(home.path(), none).unwrap_err();
+        assert!(err.to_string().contains("blob.bogus"), "{err}");
     }
 
     #[test]

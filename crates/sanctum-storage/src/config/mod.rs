@@ -8,13 +8,14 @@ mod client;
 mod load;
 
 pub use client::{StorageDependencies, create_storage_client};
-pub use load::{ConfigProblem, ConfigReport};
+pub use load::{ConfigProblem, ConfigReport, HOME_CONFIG_FILE};
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::local::Durability;
+use crate::error::{Error, Result};
 
 /// Where the client runs. In `production` the development defaults are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -412,6 +413,41 @@ pub struct RecordConfig {
     pub auto_migrate: bool,
     /// The adapter's name in spans and metrics.
     pub adapter_name: String,
+    /// Declared collections (`[[record.collections]]`), beside those declared in code.
+    pub collections: Vec<CollectionConfig>,
+}
+
+/// One `[[record.collections]]`: a collection and its schema versions.
+///
+/// ```toml
+/// [[record.collections]]
+/// name = "users"
+/// [[record.collections.versions]]
+/// version = 1
+/// schema = "schemas/users.v1.json"
+/// [[record.collections.versions]]
+/// version = 2
+/// schema = "schemas/users.v2.json"
+/// upcast = [{ rename = "/name", to = "/full_name" }, { add = "/plan", default = "free" }]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionConfig {
+    /// The collection.
+    pub name: String,
+    /// Its schema versions, from 1, in order.
+    pub versions: Vec<SchemaVersionConfig>,
+}
+
+/// One schema version of a [`CollectionConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaVersionConfig {
+    /// The version number (1, 2, …).
+    pub version: u32,
+    /// The JSON Schema file; a relative path is relative to the configuration file's folder.
+    pub schema: PathBuf,
+    /// How a document of the previous version becomes one of this version (none: unchanged).
+    #[serde(default)]
+    pub upcast: Vec<crate::facade::record::UpcastStep>,
 }
 
 impl Default for RecordConfig {
@@ -425,6 +461,55 @@ impl Default for RecordConfig {
             statement_timeout_ms: 30_000,
             auto_migrate: true,
             adapter_name: "records".into(),
+            collections: Vec::new(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The collections `[[record.collections]]` declares, their schema files read and compiled.
+    /// A missing or malformed file, or an incomplete declaration, is a `Config` error.
+    pub fn record_schemas(&self) -> Result<Vec<crate::facade::record::CollectionSchema>> {
+        let mut out = Vec::new();
+        for declared in &self.record.collections {
+            let mut collection = crate::facade::record::CollectionSchema::new(&declared.name);
+            for version in &declared.versions {
+                let text = std::fs::read_to_string(&version.schema).map_err(|e| {
+                    Error::config(format!(
+                        "record.collections '{}': cannot read the schema of version {} at {}: {}",
+                        declared.name,
+                        version.version,
+                        version.schema.display(),
+                        e.kind()
+                    ))
+                })?;
+                let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    Error::config(format!(
+                        "record.collections '{}': the schema of version {} ({}) is not JSON: {e}",
+                        declared.name,
+                        version.version,
+                        version.schema.display()
+                    ))
+                })?;
+                collection = collection.version(version.version, schema)?;
+                if version.version > 1 {
+                    collection =
+                        collection.upcast_steps(version.version, version.upcast.clone())?;
+                }
+            }
+            out.push(collection);
+        }
+        Ok(out)
+    }
+
+    /// Makes relative schema paths relative to `dir` (the configuration file's folder).
+    pub(crate) fn resolve_schema_paths(&mut self, dir: &Path) {
+        for collection in &mut self.record.collections {
+            for version in &mut collection.versions {
+                if version.schema.is_relative() {
+                    version.schema = dir.join(&version.schema);
+                }
+            }
         }
     }
 }

@@ -7,7 +7,11 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use crate::facade::record::{ListRecordsOptions, UpsertOptions};
+use crate::config::Environment;
+use crate::facade::record::{
+    CollectionSchema, ListRecordsOptions, SchemaRegistry, UpcastStep, UpsertOptions,
+};
+use crate::quota::QuotaLimits;
 use crate::{ErrorCode, Storage, StorageContext};
 
 const ACTOR: &str = "conformance";
@@ -521,6 +525,7 @@ pub async fn moved_rows_do_not_open(storage: &Storage, tenant: &str) {
             &key(tenant, "mallory"),
             &forged,
             WriteCondition::Version(mallory.version),
+            &Default::default(),
         )
         .await
         .unwrap();
@@ -552,6 +557,7 @@ pub async fn moved_rows_do_not_open(storage: &Storage, tenant: &str) {
             &key(&other, "alice"),
             &copied,
             WriteCondition::Version(theirs.version),
+            &Default::default(),
         )
         .await
         .unwrap();
@@ -572,6 +578,7 @@ pub async fn moved_rows_do_not_open(storage: &Storage, tenant: &str) {
             &key(tenant, "alice"),
             &rolled_back,
             WriteCondition::Version(2),
+            &Default::default(),
         )
         .await
         .unwrap();
@@ -690,4 +697,391 @@ pub async fn transactions_roll_back(storage: &Storage, tenant: &str) {
     );
     let kept = records.get(&c, "ns", "docs", "kept").await.unwrap();
     assert_eq!((kept.version.version, kept.document), (1, json!({"v": 1})));
+}
+
+/// A collection name of this check's own: the schema registry is the database's, shared by
+/// every tenant, so collections must not collide between checks running side by side.
+fn own_collection(tenant: &str, what: &str) -> String {
+    format!("{tenant}-{what}")
+}
+
+fn users_v1(name: &str) -> CollectionSchema {
+    CollectionSchema::new(name)
+        .version(
+            1,
+            json!({"type": "object", "required": ["name"],
+                   "properties": {"name": {"type": "string"}}}),
+        )
+        .expect("schema v1")
+}
+
+fn users_v3(name: &str) -> CollectionSchema {
+    users_v1(name)
+        .version(
+            2,
+            json!({"type": "object", "required": ["full_name"],
+                   "properties": {"full_name": {"type": "string"}}}),
+        )
+        .and_then(|c| {
+            c.upcast_steps(
+                2,
+                vec![UpcastStep::Rename {
+                    rename: "/name".into(),
+                    to: "/full_name".into(),
+                }],
+            )
+        })
+        .and_then(|c| {
+            c.version(
+                3,
+                json!({"type": "object", "required": ["full_name", "plan"],
+                       "properties": {"full_name": {"type": "string"},
+                                      "plan": {"enum": ["free", "pro"]},
+                                      "age": {"type": "integer", "minimum": 0}}}),
+            )
+        })
+        .and_then(|c| {
+            // A Rust upcaster: adds the plan the declarative steps could add too.
+            c.upcast_with(3, |mut doc| {
+                if let Some(object) = doc.as_object_mut() {
+                    object.entry("plan").or_insert(json!("free"));
+                }
+                Ok(doc)
+            })
+        })
+        .expect("schema v3")
+}
+
+fn declared(collections: Vec<CollectionSchema>) -> SchemaRegistry {
+    SchemaRegistry::new(collections).expect("a complete declaration")
+}
+
+/// Writes validate against the newest version, naming every failing field and storing
+/// nothing; a document written under version 1 reads as version 3 through two upcasters; the
+/// stored row keeps the version it was written under.
+pub async fn schemas_validate_and_upcast(storage: &Storage, tenant: &str) {
+    let c = ctx(tenant);
+    let users = own_collection(tenant, "users");
+    let v1 = storage
+        .records()
+        .redeclared(declared(vec![users_v1(&users)]), Environment::Development);
+    let written = v1
+        .upsert(
+            &c,
+            "ns",
+            &users,
+            "ada",
+            json!({"name": "Ada"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.schema_version, 1);
+    let missing = v1
+        .upsert(
+            &c,
+            "ns",
+            &users,
+            "bob",
+            json!({"nom": "canary-schema"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), ErrorCode::InvalidInput);
+    assert!(missing.message().contains("/name (required)"), "{missing}");
+    assert_eq!(
+        code(v1.get(&c, "ns", &users, "bob").await),
+        ErrorCode::NotFound
+    );
+
+    let v3 = storage
+        .records()
+        .redeclared(declared(vec![users_v3(&users)]), Environment::Development);
+    let ada = v3.get(&c, "ns", &users, "ada").await.unwrap();
+    assert_eq!(ada.document, json!({"full_name": "Ada", "plan": "free"}));
+    assert_eq!(
+        ada.version.schema_version, 1,
+        "the version it was written under"
+    );
+    let rejected = v3
+        .upsert(
+            &c,
+            "ns",
+            &users,
+            "ada",
+            json!({"full_name": 7, "plan": "canary-gold", "age": -1}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(rejected.code(), ErrorCode::InvalidInput);
+    for field in ["/full_name (type)", "/plan (enum)", "/age (minimum)"] {
+        assert!(rejected.message().contains(field), "{rejected}");
+    }
+    assert!(!rejected.message().contains("canary"), "{rejected}");
+    // Nothing stored: still version 1.
+    assert_eq!(
+        v3.get(&c, "ns", &users, "ada")
+            .await
+            .unwrap()
+            .version
+            .version,
+        1
+    );
+    let rewritten = v3
+        .upsert(
+            &c,
+            "ns",
+            &users,
+            "ada",
+            json!({"full_name": "Ada L.", "plan": "pro"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((rewritten.version, rewritten.schema_version), (2, 3));
+    let typed: (crate::facade::record::RecordVersion, serde_json::Value) =
+        v3.get_typed(&c, "ns", &users, "ada").await.unwrap();
+    assert_eq!(typed.1["plan"], json!("pro"));
+    // Code that knows only version 1 now meets a version-3 database: drift, refused.
+    let stale = storage
+        .records()
+        .redeclared(declared(vec![users_v1(&users)]), Environment::Development);
+    let refused = stale.get(&c, "ns", &users, "ada").await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Config);
+    assert!(refused.message().contains("newer"), "{refused}");
+}
+
+/// Each drift refusal: a version's schema changed under the same number, a version newer
+/// than the code knows, and in production a stored collection the code does not declare
+/// (a warning only in development). The report says the same without failing.
+pub async fn drift_is_refused(storage: &Storage, tenant: &str) {
+    let c = ctx(tenant);
+    let name = own_collection(tenant, "drift");
+    let first = storage
+        .records()
+        .redeclared(declared(vec![users_v1(&name)]), Environment::Development);
+    first
+        .upsert(
+            &c,
+            "ns",
+            &name,
+            "a",
+            json!({"name": "A"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    // The same version number, another schema.
+    let edited = CollectionSchema::new(&name)
+        .version(1, json!({"type": "object", "required": ["name", "email"]}))
+        .unwrap();
+    let edited = storage
+        .records()
+        .redeclared(declared(vec![edited]), Environment::Development);
+    let err = edited.get(&c, "ns", &name, "a").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config);
+    assert!(
+        err.message().contains(&name) && err.message().contains("changed"),
+        "{err}"
+    );
+    let report = edited.schema_report().await.unwrap();
+    assert!(!report.ok() && report.problems.iter().any(|p| p.contains(&name)));
+    // Refused every time, not only the first.
+    assert_eq!(
+        code(edited.get(&c, "ns", &name, "a").await),
+        ErrorCode::Config
+    );
+    // Undeclared: development warns and goes on; production refuses.
+    let undeclared = storage
+        .records()
+        .redeclared(declared(vec![]), Environment::Development);
+    assert_eq!(
+        undeclared.get(&c, "ns", &name, "a").await.unwrap().document,
+        json!({"name": "A"})
+    );
+    let report = undeclared.schema_report().await.unwrap();
+    assert!(
+        report.warnings.iter().any(|w| w.contains(&name)),
+        "{report:?}"
+    );
+    let production = storage
+        .records()
+        .redeclared(declared(vec![]), Environment::Production);
+    let err = production.get(&c, "ns", &name, "a").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config);
+    assert!(err.message().contains(&name), "{err}");
+    // In production, a write to an undeclared collection is refused before anything is kept.
+    let fresh = own_collection(tenant, "nodecl");
+    let strict = storage
+        .records()
+        .redeclared(declared(vec![users_v1(&name)]), Environment::Production);
+    let err = strict
+        .upsert(&c, "ns", &fresh, "x", json!({}), UpsertOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config);
+    assert_eq!(
+        code(undeclared.get(&c, "ns", &fresh, "x").await),
+        ErrorCode::NotFound
+    );
+    let report = undeclared.schema_report().await.unwrap();
+    assert!(
+        !report.stored.iter().any(|s| s.collection == fresh),
+        "{report:?}"
+    );
+}
+
+/// Quotas on records: 16 concurrent creators against `max_records` 5 leave exactly 5; a
+/// refused write stores nothing; updates within the limit pass; a delete frees a place; a
+/// limit on bytes refuses a document that would pass it; a limit lowered below the usage
+/// refuses growth and allows shrinking.
+pub async fn quotas_hold_under_concurrency(storage: &Storage, tenant: &str) {
+    let c = ctx(tenant);
+    let records = storage.records();
+    let limits = QuotaLimits {
+        max_records: Some(5),
+        ..QuotaLimits::default()
+    };
+    storage.quotas().set(&c, "quota", limits).await.unwrap();
+    let results = futures::future::join_all((0..16).map(|i| {
+        let c = c.clone();
+        async move {
+            records
+                .upsert(
+                    &c,
+                    "quota",
+                    "docs",
+                    &format!("d{i:02}"),
+                    json!({"n": i}),
+                    UpsertOptions::default(),
+                )
+                .await
+        }
+    }))
+    .await;
+    let won: Vec<usize> = (0..16).filter(|i| results[*i].is_ok()).collect();
+    assert_eq!(won.len(), 5, "{results:?}");
+    for (i, result) in results.iter().enumerate() {
+        if let Err(e) = result {
+            assert_eq!(e.code(), ErrorCode::QuotaExceeded, "{e}");
+            assert_eq!(
+                code(records.get(&c, "quota", "docs", &format!("d{i:02}")).await),
+                ErrorCode::NotFound
+            );
+        }
+    }
+    let usage = records.usage(&c, "quota").await.unwrap();
+    assert_eq!(usage.records, 5);
+    let page = records
+        .list(&c, "quota", "docs", ListRecordsOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 5);
+    // Updates add no record.
+    let first = format!("d{:02}", won[0]);
+    records
+        .upsert(
+            &c,
+            "quota",
+            "docs",
+            &first,
+            json!({"n": "updated"}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            records
+                .upsert(
+                    &c,
+                    "quota",
+                    "docs",
+                    "extra",
+                    json!({}),
+                    UpsertOptions::default()
+                )
+                .await
+        ),
+        ErrorCode::QuotaExceeded
+    );
+    records
+        .delete(&c, "quota", "docs", &first, None)
+        .await
+        .unwrap();
+    assert_eq!(records.usage(&c, "quota").await.unwrap().records, 4);
+    records
+        .upsert(
+            &c,
+            "quota",
+            "docs",
+            "extra",
+            json!({}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Bytes: the usage counts sealed bytes; a document that would pass the limit is refused.
+    let used = records.usage(&c, "quota").await.unwrap().bytes;
+    assert!(used > 0);
+    let limits = QuotaLimits {
+        max_records: Some(100),
+        max_record_bytes: Some(used + 300),
+        ..QuotaLimits::default()
+    };
+    storage.quotas().set(&c, "quota", limits).await.unwrap();
+    let big = json!({"blob": "x".repeat(400)});
+    assert_eq!(
+        code(
+            records
+                .upsert(&c, "quota", "docs", "big", big, UpsertOptions::default())
+                .await
+        ),
+        ErrorCode::QuotaExceeded
+    );
+    assert_eq!(
+        code(records.get(&c, "quota", "docs", "big").await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(records.usage(&c, "quota").await.unwrap().bytes, used);
+    // Lowered below the usage: no growth, shrinking allowed.
+    let lowered = QuotaLimits {
+        max_records: Some(1),
+        ..QuotaLimits::default()
+    };
+    storage.quotas().set(&c, "quota", lowered).await.unwrap();
+    assert_eq!(
+        code(
+            records
+                .upsert(
+                    &c,
+                    "quota",
+                    "docs",
+                    "more",
+                    json!({}),
+                    UpsertOptions::default()
+                )
+                .await
+        ),
+        ErrorCode::QuotaExceeded
+    );
+    records
+        .delete(&c, "quota", "docs", "extra", None)
+        .await
+        .unwrap();
+    assert_eq!(records.usage(&c, "quota").await.unwrap().records, 4);
+    // A transaction's writes count too, and a refused one leaves the transaction's earlier
+    // writes to the caller's commit or rollback.
+    let mut tx = records.begin(&c, "quota").await.unwrap();
+    assert_eq!(
+        code(
+            tx.upsert("docs", "tx", json!({}), UpsertOptions::default())
+                .await
+        ),
+        ErrorCode::QuotaExceeded
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(records.usage(&c, "quota").await.unwrap().records, 4);
 }

@@ -210,9 +210,11 @@ impl QuotaAdmin {
                 "quota.set",
                 namespace.name(),
                 format!(
-                    "max_bytes {}, max_objects {}",
+                    "max_bytes {}, max_objects {}, max_records {}, max_record_bytes {}",
                     show(limits.max_bytes),
-                    show(limits.max_objects)
+                    show(limits.max_objects),
+                    show(limits.max_records),
+                    show(limits.max_record_bytes)
                 ),
             );
             Ok(status)

@@ -408,6 +408,11 @@ impl BlobStore {
     }
 
     /// A shared handle to the access checker (records check with the same one).
+    /// The quota ledger the records check their limits with.
+    pub(crate) fn quota_ledger(&self) -> Arc<QuotaLedger> {
+        self.quotas.clone()
+    }
+
     pub(crate) fn authorizer_arc(&self) -> Arc<Authorizer> {
         self.access.clone()
     }

@@ -29,10 +29,17 @@ const MAX_DOC_BYTES: u64 = 64 * 1024;
 /// The limits of one namespace; `None` means unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaLimits {
-    /// The most plaintext bytes the namespace may keep.
+    /// The most plaintext blob bytes the namespace may keep.
     pub max_bytes: Option<u64>,
-    /// The most live objects the namespace may hold.
+    /// The most live blobs the namespace may hold.
     pub max_objects: Option<u64>,
+    /// The most live records the namespace may hold (counted in the record database).
+    #[serde(default)]
+    pub max_records: Option<u64>,
+    /// The most bytes of sealed record documents the namespace may keep (counted in the record
+    /// database).
+    #[serde(default)]
+    pub max_record_bytes: Option<u64>,
 }
 
 /// What a namespace uses.

@@ -65,6 +65,48 @@ pub enum WriteCondition {
     Version(u64),
 }
 
+/// A change of a namespace's record usage, applied in the same transaction as the write it
+/// counts, and the limits the grown usage must stay within (`None`: no limit). Growth past a
+/// limit is `QuotaExceeded` and the write does not happen; shrinking always succeeds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageChange {
+    /// Live records added (negative: removed).
+    pub records: i64,
+    /// Stored (sealed) bytes added (negative: freed).
+    pub bytes: i64,
+    /// The most live records the namespace may hold.
+    pub max_records: Option<u64>,
+    /// The most stored record bytes the namespace may hold.
+    pub max_bytes: Option<u64>,
+}
+
+impl UsageChange {
+    /// Whether the change counts nothing.
+    pub fn is_zero(&self) -> bool {
+        self.records == 0 && self.bytes == 0
+    }
+}
+
+/// What a namespace's records use, as the record database counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecordUsage {
+    /// Live records.
+    pub records: u64,
+    /// Bytes of their sealed documents.
+    pub bytes: u64,
+}
+
+/// A collection's schema version as the database keeps it, for drift detection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredSchema {
+    /// The collection.
+    pub collection: String,
+    /// The schema version (0: written without a declaration).
+    pub version: u32,
+    /// The fingerprint of the version's JSON Schema (empty for version 0).
+    pub fingerprint: String,
+}
+
 /// What a record adapter can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordCapabilities {
@@ -88,24 +130,46 @@ pub trait RecordAdapter: Send + Sync + fmt::Debug {
     fn capabilities(&self) -> RecordCapabilities;
     /// Connects and creates or migrates the tables (idempotent).
     async fn init(&self) -> Result<()>;
+    /// Creates or migrates the tables whatever the adapter's settings say (`sanctum migrate`,
+    /// for deployments whose application role may not change the schema). Default: `init`.
+    async fn migrate(&self) -> Result<()> {
+        self.init().await
+    }
     /// Checks that the database answers.
     async fn health_check(&self) -> Result<()>;
     /// Closes connections.
     async fn dispose(&self) -> Result<()>;
-    /// Writes `record` at `key` if `condition` holds, else `Conflict`. `Absent` means no row at
-    /// all; a deleted record (a tombstone) is replaced at its version like any other.
+    /// Writes `record` at `key` if `condition` holds, else `Conflict`, and applies `change` to
+    /// the namespace's usage in the same transaction (`QuotaExceeded` if it would pass a limit:
+    /// then nothing is written). `Absent` means no row at all; a deleted record (a tombstone) is
+    /// replaced at its version like any other.
     async fn upsert(
         &self,
         key: &RecordKey,
         record: &StoredRecord,
         condition: WriteCondition,
+        change: &UsageChange,
     ) -> Result<()>;
     /// The row at `key`, if any, tombstones included.
     async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>>;
     /// Deletes the record at `key` (only at `expected` when given), leaving a tombstone one
-    /// version up, written at `now_ms`. `NotFound` when there is no live record, `Conflict`
-    /// when it is at another version.
-    async fn delete(&self, key: &RecordKey, expected: Option<u64>, now_ms: i64) -> Result<()>;
+    /// version up, written at `now_ms`, and applies `change` to the usage in the same
+    /// transaction. `NotFound` when there is no live record, `Conflict` when it is at another
+    /// version.
+    async fn delete(
+        &self,
+        key: &RecordKey,
+        expected: Option<u64>,
+        now_ms: i64,
+        change: &UsageChange,
+    ) -> Result<()>;
+    /// What the records of `tenant`'s namespace `namespace` use.
+    async fn usage(&self, tenant: &str, namespace: &str) -> Result<RecordUsage>;
+    /// Keeps `schema` unless the database has that collection's version already; returns
+    /// whether it was new. Schemas are the deployment's, not a tenant's: they carry no tenant.
+    async fn register_schema(&self, schema: &StoredSchema, now_ms: i64) -> Result<bool>;
+    /// Every kept schema version, by collection and version.
+    async fn schemas(&self) -> Result<Vec<StoredSchema>>;
     /// Up to `limit` live records of `key`'s collection (its `id` is ignored) with ids after
     /// `after`, in id order.
     async fn list(
@@ -129,11 +193,20 @@ pub trait RecordTransaction: Send + fmt::Debug {
         key: &RecordKey,
         record: &StoredRecord,
         condition: WriteCondition,
+        change: &UsageChange,
     ) -> Result<()>;
     /// [`RecordAdapter::get`], inside the transaction (it sees the transaction's writes).
     async fn get(&mut self, key: &RecordKey) -> Result<Option<StoredRecord>>;
     /// [`RecordAdapter::delete`], inside the transaction.
-    async fn delete(&mut self, key: &RecordKey, expected: Option<u64>, now_ms: i64) -> Result<()>;
+    async fn delete(
+        &mut self,
+        key: &RecordKey,
+        expected: Option<u64>,
+        now_ms: i64,
+        change: &UsageChange,
+    ) -> Result<()>;
+    /// [`RecordAdapter::register_schema`], inside the transaction.
+    async fn register_schema(&mut self, schema: &StoredSchema, now_ms: i64) -> Result<bool>;
     /// Makes every write of the transaction visible at once.
     async fn commit(&mut self) -> Result<()>;
     /// Discards every write of the transaction.
@@ -178,13 +251,28 @@ impl RecordAdapter for UnconfiguredRecords {
     async fn dispose(&self) -> Result<()> {
         Ok(())
     }
-    async fn upsert(&self, _: &RecordKey, _: &StoredRecord, _: WriteCondition) -> Result<()> {
+    async fn upsert(
+        &self,
+        _: &RecordKey,
+        _: &StoredRecord,
+        _: WriteCondition,
+        _: &UsageChange,
+    ) -> Result<()> {
         self.refuse()
     }
     async fn get(&self, _: &RecordKey) -> Result<Option<StoredRecord>> {
         self.refuse()
     }
-    async fn delete(&self, _: &RecordKey, _: Option<u64>, _: i64) -> Result<()> {
+    async fn delete(&self, _: &RecordKey, _: Option<u64>, _: i64, _: &UsageChange) -> Result<()> {
+        self.refuse()
+    }
+    async fn usage(&self, _: &str, _: &str) -> Result<RecordUsage> {
+        self.refuse()
+    }
+    async fn register_schema(&self, _: &StoredSchema, _: i64) -> Result<bool> {
+        self.refuse()
+    }
+    async fn schemas(&self) -> Result<Vec<StoredSchema>> {
         self.refuse()
     }
     async fn list(&self, _: &RecordKey, _: Option<&str>, _: usize) -> Result<Vec<StoredRecord>> {

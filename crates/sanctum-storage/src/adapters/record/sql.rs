@@ -22,16 +22,18 @@ use sqlx::{Row, SqlSafeStr};
 use tokio::sync::OnceCell;
 
 use super::{
-    RecordAdapter, RecordCapabilities, RecordKey, RecordTransaction, StoredRecord, WriteCondition,
+    RecordAdapter, RecordCapabilities, RecordKey, RecordTransaction, RecordUsage, StoredRecord,
+    StoredSchema, UsageChange, WriteCondition,
 };
 use crate::error::{Error, ErrorCode, Result};
 
 /// The schema, as embedded migrations (what `sqlx::migrate!` would embed, without the macro
 /// crate). Versions only ever grow; a released migration is never edited.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "records",
-    "CREATE TABLE IF NOT EXISTS sanctum_records (
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "records",
+        "CREATE TABLE IF NOT EXISTS sanctum_records (
         tenant TEXT NOT NULL,
         namespace TEXT NOT NULL,
         collection TEXT NOT NULL,
@@ -44,12 +46,53 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
         deleted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (tenant, namespace, collection, id)
     ) WITHOUT ROWID;",
-)];
+    ),
+    (2, "schemas and usage", SCHEMAS_AND_USAGE_SQLITE),
+];
 
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "records",
-    "CREATE TABLE IF NOT EXISTS sanctum_records (
+/// Migration 2: the schema fingerprints of drift detection, and record usage per namespace
+/// (counted from the rows already there, so quotas set later start right).
+const SCHEMAS_AND_USAGE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS sanctum_record_schemas (
+        collection TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        registered_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (collection, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sanctum_record_usage (
+        tenant TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        records INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (tenant, namespace)
+    ) WITHOUT ROWID;
+    INSERT INTO sanctum_record_usage (tenant, namespace, records, bytes)
+        SELECT tenant, namespace, SUM(1 - deleted), SUM(length(sealed))
+        FROM sanctum_records GROUP BY tenant, namespace;";
+
+const SCHEMAS_AND_USAGE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS sanctum_record_schemas (
+        collection TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        registered_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (collection, version)
+    );
+    CREATE TABLE IF NOT EXISTS sanctum_record_usage (
+        tenant TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        records BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        PRIMARY KEY (tenant, namespace)
+    );
+    INSERT INTO sanctum_record_usage (tenant, namespace, records, bytes)
+        SELECT tenant, namespace, SUM(1 - deleted), SUM(length(sealed))
+        FROM sanctum_records GROUP BY tenant, namespace;";
+
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "records",
+        "CREATE TABLE IF NOT EXISTS sanctum_records (
         tenant TEXT NOT NULL,
         namespace TEXT NOT NULL,
         collection TEXT NOT NULL,
@@ -62,7 +105,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
         deleted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (tenant, namespace, collection, id)
     );",
-)];
+    ),
+    (2, "schemas and usage", SCHEMAS_AND_USAGE_POSTGRES),
+];
 
 fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     let mut migrator = Migrator::with_migrations(
@@ -112,6 +157,11 @@ struct Statements {
     list: &'static str,
     list_after: &'static str,
     exists: &'static str,
+    usage_charge: &'static str,
+    usage_create: &'static str,
+    usage_get: &'static str,
+    schema_insert: &'static str,
+    schema_all: &'static str,
 }
 
 macro_rules! statements {
@@ -241,6 +291,62 @@ macro_rules! statements {
                 $p!(4),
                 " AND deleted = 0"
             ),
+            // Growth is checked against the limits in the same statement, under the row's
+            // lock: concurrent writers cannot pass a limit together.
+            usage_charge: concat!(
+                "UPDATE sanctum_record_usage SET records = records + ",
+                $p!(3),
+                ", bytes = bytes + ",
+                $p!(4),
+                " WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND (",
+                $p!(3),
+                " <= 0 OR CAST(",
+                $p!(5),
+                " AS BIGINT) IS NULL OR records + ",
+                $p!(3),
+                " <= ",
+                $p!(5),
+                ") AND (",
+                $p!(4),
+                " <= 0 OR CAST(",
+                $p!(6),
+                " AS BIGINT) IS NULL OR bytes + ",
+                $p!(4),
+                " <= ",
+                $p!(6),
+                ")"
+            ),
+            usage_create: concat!(
+                "INSERT INTO sanctum_record_usage (tenant, namespace, records, bytes) VALUES (",
+                $p!(1),
+                ", ",
+                $p!(2),
+                ", 0, 0) ON CONFLICT DO NOTHING"
+            ),
+            usage_get: concat!(
+                "SELECT records, bytes FROM sanctum_record_usage WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2)
+            ),
+            schema_insert: concat!(
+                "INSERT INTO sanctum_record_schemas (collection, version, fingerprint, \
+                 registered_at_ms) VALUES (",
+                $p!(1),
+                ", ",
+                $p!(2),
+                ", ",
+                $p!(3),
+                ", ",
+                $p!(4),
+                ") ON CONFLICT DO NOTHING"
+            ),
+            schema_all: "SELECT collection, version, fingerprint FROM sanctum_record_schemas \
+                         ORDER BY collection, version",
         }
     };
 }
@@ -320,6 +426,25 @@ where
         updated_at_ms: row.try_get("updated_at_ms").map_err(bad)?,
         sealed: row.try_get("sealed").map_err(bad)?,
     })
+}
+
+/// The `QuotaExceeded` of a refused `change`, given the usage now.
+fn exceeded(now: RecordUsage, change: &UsageChange) -> Error {
+    let grown = |used: u64, delta: i64| used.saturating_add_signed(delta);
+    let (what, limit, would) = match change.max_records {
+        Some(max) if change.records > 0 && grown(now.records, change.records) > max => {
+            ("records", max, grown(now.records, change.records))
+        }
+        _ => (
+            "record bytes",
+            change.max_bytes.unwrap_or(0),
+            grown(now.bytes, change.bytes),
+        ),
+    };
+    Error::new(
+        ErrorCode::QuotaExceeded,
+        format!("namespace quota exceeded: {what} would be {would}, the limit is {limit}"),
+    )
 }
 
 fn to_i64(v: u64) -> Result<i64> {
@@ -439,6 +564,114 @@ macro_rules! sql_adapter {
                 })
             }
 
+            /// Applies `change` to the namespace's usage, or `QuotaExceeded`.
+            pub(super) async fn charge(
+                conn: &mut $conn,
+                key: &RecordKey,
+                change: &UsageChange,
+            ) -> Result<()> {
+                if change.is_zero() {
+                    return Ok(());
+                }
+                let limit = |max: Option<u64>| max.map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+                for first in [true, false] {
+                    let done = sqlx::query($stmts.usage_charge)
+                        .bind(&key.tenant)
+                        .bind(&key.namespace)
+                        .bind(change.records)
+                        .bind(change.bytes)
+                        .bind(limit(change.max_records))
+                        .bind(limit(change.max_bytes))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(sql_err("count usage"))?;
+                    if done.rows_affected() == 1 {
+                        return Ok(());
+                    }
+                    // No row yet (the namespace's first write), or a limit is reached.
+                    let created = first
+                        && sqlx::query($stmts.usage_create)
+                            .bind(&key.tenant)
+                            .bind(&key.namespace)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(sql_err("count usage"))?
+                            .rows_affected()
+                            == 1;
+                    if !created {
+                        break;
+                    }
+                }
+                let now = usage(conn, &key.tenant, &key.namespace).await?;
+                Err(exceeded(now, change))
+            }
+
+            pub(super) async fn usage(
+                conn: &mut $conn,
+                tenant: &str,
+                namespace: &str,
+            ) -> Result<RecordUsage> {
+                let row = sqlx::query($stmts.usage_get)
+                    .bind(tenant)
+                    .bind(namespace)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(sql_err("read usage"))?;
+                let Some(row) = row else {
+                    return Ok(RecordUsage::default());
+                };
+                let count = |column: &str| -> Result<u64> {
+                    let n: i64 = row.try_get(column).map_err(|e| {
+                        Error::consistency("a stored usage row is malformed").with_source(e)
+                    })?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                };
+                Ok(RecordUsage {
+                    records: count("records")?,
+                    bytes: count("bytes")?,
+                })
+            }
+
+            pub(super) async fn register_schema(
+                conn: &mut $conn,
+                schema: &StoredSchema,
+                now_ms: i64,
+            ) -> Result<bool> {
+                let version = i32::try_from(schema.version)
+                    .map_err(|_| Error::invalid("schema version out of range"))?;
+                let done = sqlx::query($stmts.schema_insert)
+                    .bind(&schema.collection)
+                    .bind(version)
+                    .bind(&schema.fingerprint)
+                    .bind(now_ms)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(sql_err("register a schema"))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            pub(super) async fn schemas(conn: &mut $conn) -> Result<Vec<StoredSchema>> {
+                let rows = sqlx::query($stmts.schema_all)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(sql_err("read the schemas"))?;
+                rows.iter()
+                    .map(|row| {
+                        let bad = |e: sqlx::Error| {
+                            Error::consistency("a stored schema row is malformed").with_source(e)
+                        };
+                        let version: i32 = row.try_get("version").map_err(bad)?;
+                        Ok(StoredSchema {
+                            collection: row.try_get("collection").map_err(bad)?,
+                            version: u32::try_from(version).map_err(|_| {
+                                Error::consistency("a stored schema has a negative version")
+                            })?,
+                            fingerprint: row.try_get("fingerprint").map_err(bad)?,
+                        })
+                    })
+                    .collect()
+            }
+
             pub(super) async fn list(
                 conn: &mut $conn,
                 key: &RecordKey,
@@ -464,6 +697,15 @@ macro_rules! sql_adapter {
         }
 
         impl $name {
+            /// A transaction on a connection of the pool (the caller holds the write turn).
+            async fn begin_now(&self) -> Result<sqlx::Transaction<'static, $db>> {
+                self.pool()
+                    .await?
+                    .begin_with($begin)
+                    .await
+                    .map_err(sql_err("begin a transaction"))
+            }
+
             async fn conn(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
                 self.pool()
                     .await?
@@ -494,6 +736,10 @@ macro_rules! sql_adapter {
                 self.pool().await.map(|_| ())
             }
 
+            async fn migrate(&self) -> Result<()> {
+                self.migrate_now().await
+            }
+
             async fn health_check(&self) -> Result<()> {
                 sqlx::query("SELECT 1")
                     .execute(self.pool().await?)
@@ -514,9 +760,17 @@ macro_rules! sql_adapter {
                 key: &RecordKey,
                 record: &StoredRecord,
                 condition: WriteCondition,
+                change: &UsageChange,
             ) -> Result<()> {
                 let _turn = self.write_turn().await?;
-                $ops::upsert(&mut *self.conn().await?, key, record, condition).await
+                if change.is_zero() {
+                    // One statement: atomic without a transaction.
+                    return $ops::upsert(&mut *self.conn().await?, key, record, condition).await;
+                }
+                let mut tx = self.begin_now().await?;
+                $ops::upsert(&mut *tx, key, record, condition).await?;
+                $ops::charge(&mut *tx, key, change).await?;
+                tx.commit().await.map_err(sql_err("commit"))
             }
 
             async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
@@ -528,9 +782,29 @@ macro_rules! sql_adapter {
                 key: &RecordKey,
                 expected: Option<u64>,
                 now_ms: i64,
+                change: &UsageChange,
             ) -> Result<()> {
                 let _turn = self.write_turn().await?;
-                $ops::delete(&mut *self.conn().await?, key, expected, now_ms).await
+                if change.is_zero() {
+                    return $ops::delete(&mut *self.conn().await?, key, expected, now_ms).await;
+                }
+                let mut tx = self.begin_now().await?;
+                $ops::delete(&mut *tx, key, expected, now_ms).await?;
+                $ops::charge(&mut *tx, key, change).await?;
+                tx.commit().await.map_err(sql_err("commit"))
+            }
+
+            async fn usage(&self, tenant: &str, namespace: &str) -> Result<RecordUsage> {
+                $ops::usage(&mut *self.conn().await?, tenant, namespace).await
+            }
+
+            async fn register_schema(&self, schema: &StoredSchema, now_ms: i64) -> Result<bool> {
+                let _turn = self.write_turn().await?;
+                $ops::register_schema(&mut *self.conn().await?, schema, now_ms).await
+            }
+
+            async fn schemas(&self) -> Result<Vec<StoredSchema>> {
+                $ops::schemas(&mut *self.conn().await?).await
             }
 
             async fn list(
@@ -544,12 +818,7 @@ macro_rules! sql_adapter {
 
             async fn begin(&self) -> Result<Box<dyn RecordTransaction>> {
                 let turn = self.write_turn().await?;
-                let tx = self
-                    .pool()
-                    .await?
-                    .begin_with($begin)
-                    .await
-                    .map_err(sql_err("begin a transaction"))?;
+                let tx = self.begin_now().await?;
                 Ok(Box::new($tx { tx: Some(tx), turn }))
             }
         }
@@ -584,8 +853,11 @@ macro_rules! sql_adapter {
                 key: &RecordKey,
                 record: &StoredRecord,
                 condition: WriteCondition,
+                change: &UsageChange,
             ) -> Result<()> {
-                $ops::upsert(self.open()?, key, record, condition).await
+                let conn = self.open()?;
+                $ops::upsert(&mut *conn, key, record, condition).await?;
+                $ops::charge(conn, key, change).await
             }
 
             async fn get(&mut self, key: &RecordKey) -> Result<Option<StoredRecord>> {
@@ -597,8 +869,19 @@ macro_rules! sql_adapter {
                 key: &RecordKey,
                 expected: Option<u64>,
                 now_ms: i64,
+                change: &UsageChange,
             ) -> Result<()> {
-                $ops::delete(self.open()?, key, expected, now_ms).await
+                let conn = self.open()?;
+                $ops::delete(&mut *conn, key, expected, now_ms).await?;
+                $ops::charge(conn, key, change).await
+            }
+
+            async fn register_schema(
+                &mut self,
+                schema: &StoredSchema,
+                now_ms: i64,
+            ) -> Result<bool> {
+                $ops::register_schema(self.open()?, schema, now_ms).await
             }
 
             async fn commit(&mut self) -> Result<()> {
@@ -745,6 +1028,11 @@ impl SqliteRecordAdapter {
         self.path.is_some()
     }
 
+    /// Opening the database migrates it.
+    async fn migrate_now(&self) -> Result<()> {
+        self.pool().await.map(|_| ())
+    }
+
     /// Waits for this process's write turn, as long as SQLite's busy timeout at most (a writer
     /// that waits longer gets `TransientAdapter`, as it would from SQLite).
     async fn write_turn(&self) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
@@ -818,7 +1106,7 @@ impl PostgresRecordAdapter {
     }
 
     /// Runs the migrations (`sanctum migrate`), whatever `auto_migrate` says.
-    pub async fn migrate(&self) -> Result<()> {
+    async fn migrate_now(&self) -> Result<()> {
         let pool = self.pool().await?;
         migrator(POSTGRES_MIGRATIONS)
             .run(pool)

@@ -8,28 +8,46 @@
 //! collection, id and schema version, so a row copied to another id, tenant or version, or
 //! rolled back to an older row, does not open.
 //!
+//! Documents are checked against the newest declared schema of their collection before they
+//! are sealed, and every read brings an older document to the newest version through the
+//! declared upcasters ([`schema`]). At the store's first use the record adapter is admitted
+//! through the registry and the declarations are compared with the database's ([`drift`]).
+//!
+//! Record usage (live records, sealed bytes) is counted in the record database, in the same
+//! transaction as each write, against the namespace's `max_records` and `max_record_bytes`.
+//!
 //! Cancel safety: dropping a write future leaves the record at its old version or at the new
-//! one, never in between (each write is one statement).
+//! one, never in between (each write is one statement, or one transaction with its usage).
 
+pub mod drift;
+pub mod schema;
 mod sealing;
 mod transaction;
 
+pub use drift::SchemaReport;
+pub use schema::{CollectionSchema, SchemaRegistry, UpcastStep};
 pub use transaction::RecordTransaction;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::options::{decode_cursor, encode_cursor};
-use crate::adapters::record::{RecordAdapter, RecordKey, StoredRecord, WriteCondition};
+use crate::adapters::record::{
+    RecordAdapter, RecordKey, RecordUsage, StoredRecord, StoredSchema, UsageChange, WriteCondition,
+};
+use crate::adapters::registry::AdapterRegistry;
+use crate::config::Environment;
 use crate::crypto::{KeyManager, NamespaceKeys};
 use crate::error::{Error, ErrorCode, Result};
 use crate::observability::audit::{AuditEvent, AuditSink};
 use crate::observability::clock::Clock;
 use crate::observability::observe_on;
 use crate::policy::{Action, Authorizer};
+use crate::quota::QuotaLedger;
 use crate::types::limits::{validate_id, validate_key};
 use crate::types::{Namespace, StorageContext};
 
@@ -101,6 +119,27 @@ pub struct RecordStore {
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
     access: Arc<Authorizer>,
+    quotas: Arc<QuotaLedger>,
+    registry: Arc<AdapterRegistry>,
+    schemas: Arc<SchemaRegistry>,
+    environment: Environment,
+    /// Set once the adapter is admitted and the schemas have no drift.
+    ready: Arc<tokio::sync::OnceCell<()>>,
+    /// Undeclared collections this process has registered as version 0.
+    undeclared: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What a [`RecordStore`] is built from.
+pub(crate) struct RecordStoreParts {
+    pub adapter: Arc<dyn RecordAdapter>,
+    pub keys: Arc<KeyManager>,
+    pub clock: Arc<dyn Clock>,
+    pub audit: Arc<dyn AuditSink>,
+    pub access: Arc<Authorizer>,
+    pub quotas: Arc<QuotaLedger>,
+    pub registry: Arc<AdapterRegistry>,
+    pub schemas: SchemaRegistry,
+    pub environment: Environment,
 }
 
 /// A validated address of a record.
@@ -139,25 +178,43 @@ impl Address {
 }
 
 impl RecordStore {
-    pub(crate) fn new(
-        adapter: Arc<dyn RecordAdapter>,
-        keys: Arc<KeyManager>,
-        clock: Arc<dyn Clock>,
-        audit: Arc<dyn AuditSink>,
-        access: Arc<Authorizer>,
-    ) -> Self {
+    pub(crate) fn new(parts: RecordStoreParts) -> Self {
         Self {
-            adapter,
-            keys,
-            clock,
-            audit,
-            access,
+            adapter: parts.adapter,
+            keys: parts.keys,
+            clock: parts.clock,
+            audit: parts.audit,
+            access: parts.access,
+            quotas: parts.quotas,
+            registry: parts.registry,
+            schemas: Arc::new(parts.schemas),
+            environment: parts.environment,
+            ready: Arc::default(),
+            undeclared: Arc::default(),
+        }
+    }
+
+    /// The same store as another deployment of the code would see it: `schemas` declared, in
+    /// `environment`, checked for drift again at its first use (the conformance suite's
+    /// clients of one database).
+    pub(crate) fn redeclared(&self, schemas: SchemaRegistry, environment: Environment) -> Self {
+        Self {
+            schemas: Arc::new(schemas),
+            environment,
+            ready: Arc::default(),
+            undeclared: Arc::default(),
+            ..self.clone()
         }
     }
 
     /// The record adapter.
     pub fn adapter(&self) -> &Arc<dyn RecordAdapter> {
         &self.adapter
+    }
+
+    /// The declared collections.
+    pub fn schemas(&self) -> &SchemaRegistry {
+        &self.schemas
     }
 
     async fn observed<T>(
@@ -173,6 +230,146 @@ impl RecordStore {
             fut,
         )
         .await
+    }
+
+    /// Runs once, at the first record operation: admits the adapter through the registry
+    /// (capabilities, `init`, `health_check`), then compares the declared schemas with the
+    /// database's and registers the new versions. Drift is a `Config` error, and the next call
+    /// tries again.
+    async fn ready(&self, ctx: &StorageContext) -> Result<()> {
+        self.ready
+            .get_or_try_init(|| async {
+                if self.registry.record(self.adapter.name()).is_none() {
+                    self.registry
+                        .register_record(self.adapter.clone(), self.environment)
+                        .await?;
+                }
+                let report = self.compare_schemas().await?;
+                for warning in &report.warnings {
+                    tracing::warn!(target: "sanctum::records", "schema drift: {warning}");
+                }
+                refuse_drift(&report)?;
+                let now = self.clock.now_ms();
+                let mut registered = Vec::new();
+                for schema in &report.declared {
+                    if self.adapter.register_schema(schema, now as i64).await? {
+                        registered.push(schema);
+                    }
+                }
+                if !registered.is_empty() {
+                    // Another client may have registered other fingerprints meanwhile.
+                    refuse_drift(&self.compare_schemas().await?)?;
+                }
+                for schema in registered {
+                    self.audit.record(AuditEvent {
+                        key: Some(schema.collection.clone()),
+                        version_id: Some(schema.version.to_string()),
+                        detail: Some(format!("schema fingerprint {}", schema.fingerprint)),
+                        ..AuditEvent::for_request(now, "record.schema.register", ctx)
+                    });
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn compare_schemas(&self) -> Result<SchemaReport> {
+        let stored = self.adapter.schemas().await?;
+        Ok(drift::compare(&self.schemas, stored, self.environment))
+    }
+
+    /// The declared schemas against the record database's, without failing on drift (what
+    /// `sanctum schema check` prints). It opens the database, and registers nothing. It
+    /// concerns the deployment, not a tenant, so it takes no context.
+    pub async fn schema_report(&self) -> Result<SchemaReport> {
+        self.adapter.init().await?;
+        self.compare_schemas().await
+    }
+
+    /// Creates or migrates the record database's tables (`sanctum migrate`), even where
+    /// `record.auto_migrate = false`. It concerns the deployment, not a tenant.
+    pub async fn migrate(&self) -> Result<()> {
+        self.adapter.migrate().await
+    }
+
+    /// The records and sealed bytes namespace `ns` uses, as its quota counts them.
+    pub async fn usage(&self, ctx: &StorageContext, ns: &str) -> Result<RecordUsage> {
+        self.observed("record.usage", ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            self.access
+                .check(ctx, "record.usage", Action::Read, ns, None)
+                .await?;
+            self.ready(ctx).await?;
+            self.adapter
+                .usage(ctx.tenant().as_str(), namespace.name())
+                .await
+        })
+        .await
+    }
+
+    /// The schema version a write to `collection` takes, after checking `document` against
+    /// it; and, for a collection without a declaration (version 0, development only) that this
+    /// process has not registered yet, the registration the caller must write.
+    fn admit_document(
+        &self,
+        collection: &str,
+        document: &Value,
+    ) -> Result<(u32, Option<StoredSchema>)> {
+        if let Some(declared) = self.schemas.get(collection) {
+            declared.validate(document)?;
+            return Ok((declared.newest(), None));
+        }
+        if self.environment == Environment::Production {
+            return Err(Error::config(format!(
+                "collection '{collection}' has no declared schema, which production requires: \
+                 declare it ([[record.collections]] or StorageDependencies.record_schemas)"
+            )));
+        }
+        let known = self
+            .undeclared
+            .lock()
+            .expect("undeclared lock")
+            .contains(collection);
+        let register = (!known).then(|| StoredSchema {
+            collection: collection.to_string(),
+            version: UNDECLARED_SCHEMA,
+            fingerprint: String::new(),
+        });
+        Ok((UNDECLARED_SCHEMA, register))
+    }
+
+    /// Registers an undeclared collection outside a transaction, once per process.
+    async fn register_undeclared(&self, schema: Option<StoredSchema>) -> Result<()> {
+        if let Some(schema) = schema {
+            self.adapter
+                .register_schema(&schema, self.clock.now_ms() as i64)
+                .await?;
+            self.undeclared
+                .lock()
+                .expect("undeclared lock")
+                .insert(schema.collection);
+        }
+        Ok(())
+    }
+
+    /// The limits a write to `ns` checks record usage against.
+    async fn limits(&self, tenant: &str, ns: &str) -> Result<UsageChange> {
+        let limits = self.quotas.limits(tenant, ns).await?.unwrap_or_default();
+        Ok(UsageChange {
+            max_records: limits.max_records,
+            max_bytes: limits.max_record_bytes,
+            ..UsageChange::default()
+        })
+    }
+
+    /// Opens a stored record at `key` and brings its document to the newest schema version.
+    fn open(&self, keys: &NamespaceKeys, key: &RecordKey, stored: StoredRecord) -> Result<Record> {
+        let mut record = open(keys, key, stored)?;
+        if let Some(declared) = self.schemas.get(&key.collection) {
+            record.document = declared.upcast(record.version.schema_version, record.document)?;
+        }
+        Ok(record)
     }
 
     /// Writes `document` (a JSON object) as the next version of record `id` in `collection`,
@@ -202,14 +399,28 @@ impl RecordStore {
                     Some(&at.resource()),
                 )
                 .await?;
+            self.ready(ctx).await?;
+            let (schema_version, register) = self.admit_document(collection, &document)?;
+            self.register_undeclared(register).await?;
+            let limits = self.limits(&at.key.tenant, &at.key.namespace).await?;
             let keys = self.keys.namespace(&at.key.tenant, ns, true).await?;
             let mut attempt = 0;
             let written = loop {
                 attempt += 1;
                 let current = self.adapter.get(&at.key).await?;
                 let now = self.clock.now_ms() as i64;
-                let (record, condition) = plan_write(&keys, &at, current, opts, &plaintext, now)?;
-                match self.adapter.upsert(&at.key, &record, condition).await {
+                let write = Write {
+                    plaintext: &plaintext,
+                    schema_version,
+                    opts,
+                    now,
+                };
+                let (record, condition, change) = plan_write(&keys, &at, current, write, limits)?;
+                match self
+                    .adapter
+                    .upsert(&at.key, &record, condition, &change)
+                    .await
+                {
                     Ok(()) => break record,
                     // Lost a race: an unconditional write tries again on the new row; a
                     // conditional one re-reads it, to fail with what the row is now.
@@ -253,6 +464,7 @@ impl RecordStore {
             self.access
                 .check(ctx, "record.get", Action::Read, ns, Some(&at.resource()))
                 .await?;
+            self.ready(ctx).await?;
             let stored = self
                 .adapter
                 .get(&at.key)
@@ -263,7 +475,7 @@ impl RecordStore {
                 return Err(Error::consistency("the database answered another record"));
             }
             let keys = self.keys.namespace(&at.key.tenant, ns, false).await?;
-            open(&keys, &at.key, stored)
+            self.open(&keys, &at.key, stored)
         })
         .await
     }
@@ -304,14 +516,29 @@ impl RecordStore {
                     Some(&at.resource()),
                 )
                 .await?;
-            self.adapter
-                .delete(&at.key, expected_version, self.clock.now_ms() as i64)
-                .await
-                .map_err(|e| match e.code() {
-                    ErrorCode::NotFound => at.not_found(),
-                    _ => e,
-                })?;
-            self.audit(ctx, "record.delete", &at, expected_version);
+            self.ready(ctx).await?;
+            let limits = self.limits(&at.key.tenant, &at.key.namespace).await?;
+            let mut attempt = 0;
+            let deleted = loop {
+                attempt += 1;
+                let current = self.adapter.get(&at.key).await?;
+                let (version, change) = plan_delete(&at, current, expected_version, limits)?;
+                let now = self.clock.now_ms() as i64;
+                match self
+                    .adapter
+                    .delete(&at.key, Some(version), now, &change)
+                    .await
+                {
+                    Ok(()) => break version,
+                    // Lost a race: look again (a conditional delete then fails with what is there).
+                    Err(e) if e.code() == ErrorCode::Conflict && attempt < MAX_CAS_ATTEMPTS => {
+                        continue;
+                    }
+                    Err(e) if e.code() == ErrorCode::NotFound => return Err(at.not_found()),
+                    Err(e) => return Err(e),
+                }
+            };
+            self.audit(ctx, "record.delete", &at, Some(deleted));
             Ok(())
         })
         .await
@@ -345,6 +572,7 @@ impl RecordStore {
             self.access
                 .check(ctx, "record.list", Action::List, ns, Some(collection))
                 .await?;
+            self.ready(ctx).await?;
             let key = RecordKey {
                 tenant: tenant.to_string(),
                 namespace: namespace.name().to_string(),
@@ -368,7 +596,7 @@ impl RecordStore {
                     id: row.id.clone(),
                     ..key.clone()
                 };
-                records.push(open(&keys, &at, row)?);
+                records.push(self.open(&keys, &at, row)?);
             }
             let next_cursor = match (more, records.last()) {
                 (true, Some(last)) => Some(encode_cursor(tenant, &scope, &last.id)),
@@ -450,17 +678,32 @@ fn check_write(document: &Value, opts: UpsertOptions) -> Result<Vec<u8>> {
     Ok(plaintext)
 }
 
+/// What one write puts: the document's JSON under a schema version, with its conditions.
+#[derive(Debug, Clone, Copy)]
+struct Write<'a> {
+    plaintext: &'a [u8],
+    schema_version: u32,
+    opts: UpsertOptions,
+    now: i64,
+}
+
 /// The next row of the record at `at`, given the row there now (`current`, tombstones
-/// included) and the write's conditions, and the condition that makes writing it a
-/// compare-and-swap. A deleted record comes back as new, one version up.
+/// included) and the write, the condition that makes writing it a compare-and-swap, and the
+/// change of usage it makes (with `limits`' limits). A deleted record comes back as new, one
+/// version up.
 fn plan_write(
     keys: &NamespaceKeys,
     at: &Address,
     current: Option<StoredRecord>,
-    opts: UpsertOptions,
-    plaintext: &[u8],
-    now: i64,
-) -> Result<(StoredRecord, WriteCondition)> {
+    write: Write<'_>,
+    limits: UsageChange,
+) -> Result<(StoredRecord, WriteCondition, UsageChange)> {
+    let Write {
+        plaintext,
+        schema_version,
+        opts,
+        now,
+    } = write;
     let live = current.as_ref().filter(|c| !c.deleted);
     match (opts.if_absent, opts.expected_version, live) {
         (true, _, Some(_)) => {
@@ -488,7 +731,6 @@ fn plan_write(
         None => (WriteCondition::Absent, 1),
         Some(c) => (WriteCondition::Version(c.version), c.version + 1),
     };
-    let schema_version = UNDECLARED_SCHEMA;
     let record = StoredRecord {
         id: at.key.id.clone(),
         version,
@@ -498,5 +740,53 @@ fn plan_write(
         sealed: sealing::seal(keys, &at.key, version, schema_version, plaintext)?,
         deleted: false,
     };
-    Ok((record, condition))
+    let change = UsageChange {
+        records: i64::from(live.is_none()),
+        bytes: byte_len(&record) - live.map_or(0, byte_len),
+        ..limits
+    };
+    Ok((record, condition, change))
+}
+
+/// The version a delete of the record at `at` replaces, given the row there now, and the
+/// change of usage it makes.
+fn plan_delete(
+    at: &Address,
+    current: Option<StoredRecord>,
+    expected: Option<u64>,
+    limits: UsageChange,
+) -> Result<(u64, UsageChange)> {
+    let live = current
+        .filter(|c| !c.deleted)
+        .ok_or_else(|| at.not_found())?;
+    if let Some(v) = expected
+        && v != live.version
+    {
+        return Err(Error::conflict(format!(
+            "record '{}' is at version {}, not {v}",
+            at.key.id, live.version
+        )));
+    }
+    let change = UsageChange {
+        records: -1,
+        bytes: -byte_len(&live),
+        ..limits
+    };
+    Ok((live.version, change))
+}
+
+/// The bytes a row counts against the namespace's quota: its sealed document.
+fn byte_len(record: &StoredRecord) -> i64 {
+    i64::try_from(record.sealed.len()).unwrap_or(i64::MAX)
+}
+
+/// A `Config` error listing every problem of `report`, if it has any.
+fn refuse_drift(report: &SchemaReport) -> Result<()> {
+    if report.ok() {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "the record schemas drifted; `sanctum schema check` shows the report: {}",
+        report.problems.join("; ")
+    )))
 }

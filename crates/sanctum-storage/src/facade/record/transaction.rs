@@ -9,8 +9,8 @@
 use serde_json::Value;
 
 use super::{
-    Address, MAX_CAS_ATTEMPTS, Record, RecordStore, RecordVersion, UpsertOptions, check_write,
-    open, plan_write, version_of,
+    Address, MAX_CAS_ATTEMPTS, Record, RecordStore, RecordVersion, UpsertOptions, Write,
+    check_write, plan_delete, plan_write, version_of,
 };
 use crate::adapters::record::RecordTransaction as AdapterTransaction;
 use crate::crypto::NamespaceKeys;
@@ -43,6 +43,7 @@ impl RecordStore {
     pub async fn begin(&self, ctx: &StorageContext, ns: &str) -> Result<RecordTransaction> {
         self.observed("record.begin", ctx, async {
             crate::types::Namespace::new(ctx.tenant(), ns)?;
+            self.ready(ctx).await?;
             let keys = self.keys.namespace(ctx.tenant().as_str(), ns, true).await?;
             let tx = self.adapter.begin().await?;
             Ok(RecordTransaction {
@@ -103,14 +104,28 @@ impl RecordTransaction {
                 Some(&at.resource()),
             )
             .await?;
+        let (schema_version, register) = self.store.admit_document(collection, &document)?;
+        if let Some(schema) = register {
+            // Through the transaction (it holds the database's write lock); kept only if it
+            // commits, so the process does not remember it as registered.
+            let now = self.store.clock.now_ms() as i64;
+            let registered = self.tx.register_schema(&schema, now).await;
+            self.settle(registered).await?;
+        }
+        let limits = self.store.limits(&at.key.tenant, &at.key.namespace).await?;
         let mut attempt = 0;
         let written = loop {
             attempt += 1;
             let current = self.tx.get(&at.key).await;
             let current = self.settle(current).await?;
-            let now = self.store.clock.now_ms() as i64;
-            let (record, condition) = plan_write(&self.keys, &at, current, opts, &plaintext, now)?;
-            let stored = self.tx.upsert(&at.key, &record, condition).await;
+            let write = Write {
+                plaintext: &plaintext,
+                schema_version,
+                opts,
+                now: self.store.clock.now_ms() as i64,
+            };
+            let (record, condition, change) = plan_write(&self.keys, &at, current, write, limits)?;
+            let stored = self.tx.upsert(&at.key, &record, condition, &change).await;
             match self.settle(stored).await {
                 Ok(()) => break record,
                 Err(e) if e.code() == ErrorCode::Conflict && attempt < MAX_CAS_ATTEMPTS => continue,
@@ -143,7 +158,7 @@ impl RecordTransaction {
             .await?
             .filter(|r| !r.deleted)
             .ok_or_else(|| at.not_found())?;
-        open(&self.keys, &at.key, stored)
+        self.store.open(&self.keys, &at.key, stored)
     }
 
     /// [`RecordStore::delete`] inside the transaction.
@@ -165,13 +180,18 @@ impl RecordTransaction {
                 Some(&at.resource()),
             )
             .await?;
+        let limits = self.store.limits(&at.key.tenant, &at.key.namespace).await?;
+        // Deleted at the version read: if another writer got there first, `Conflict`.
+        let current = self.tx.get(&at.key).await;
+        let current = self.settle(current).await?;
+        let (version, change) = plan_delete(&at, current, expected_version, limits)?;
         let now = self.store.clock.now_ms() as i64;
-        let deleted = self.tx.delete(&at.key, expected_version, now).await;
+        let deleted = self.tx.delete(&at.key, Some(version), now, &change).await;
         self.settle(deleted).await.map_err(|e| match e.code() {
             ErrorCode::NotFound => at.not_found(),
             _ => e,
         })?;
-        self.written.push(("record.delete", at, expected_version));
+        self.written.push(("record.delete", at, Some(version)));
         Ok(())
     }
 
