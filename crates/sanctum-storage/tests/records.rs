@@ -139,6 +139,7 @@ contract!(
     schemas_validate_and_upcast,
     drift_is_refused,
     quotas_hold_under_concurrency,
+    key_rotation_covers_records,
 );
 
 /// Finds `needle` in `haystack`.
@@ -538,4 +539,178 @@ async fn postgres_connections_killed_mid_write() {
         .await
         .unwrap();
     println!("killed {killed} connections; {transient_total} transactions failed as transient");
+}
+
+/// A statement the server cancels at `statement_timeout` (a row lock held elsewhere) is
+/// `TransientAdapter`, changes nothing, and the next call succeeds once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_statement_timeout_is_transient() {
+    use sqlx::Connection;
+    let url = postgres_url().await;
+    let adapter: Arc<dyn RecordAdapter> = Arc::new(PostgresRecordAdapter::new(
+        "records",
+        PostgresSettings {
+            url: url.clone(),
+            password: None,
+            pool_size: 4,
+            statement_timeout: std::time::Duration::from_millis(300),
+            auto_migrate: true,
+        },
+    ));
+    let storage = storage_with(adapter).await;
+    let ctx = StorageContext::new("pg-timeout", "conformance").unwrap();
+    let records = storage.records();
+    records
+        .upsert(
+            &ctx,
+            "ns",
+            "c",
+            "held",
+            json!({"v": 1}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query(
+        "SELECT id FROM sanctum_records WHERE tenant = 'pg-timeout' AND id = 'held' FOR UPDATE",
+    )
+    .fetch_all(&mut holder)
+    .await
+    .unwrap();
+    let err = records
+        .upsert(
+            &ctx,
+            "ns",
+            "c",
+            "held",
+            json!({"v": 2}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TransientAdapter, "{err}");
+    assert!(err.message().contains("statement timeout"), "{err}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let now = records.get(&ctx, "ns", "c", "held").await.unwrap();
+    assert_eq!((now.version.version, now.document), (1, json!({"v": 1})));
+    records
+        .upsert(
+            &ctx,
+            "ns",
+            "c",
+            "held",
+            json!({"v": 2}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Two transactions that lock two records in opposite orders deadlock: PostgreSQL aborts one
+/// (40P01), which is `TransientAdapter` and rolled back whole; the other commits; the records
+/// hold exactly the winner's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_deadlock_is_transient_and_rolled_back() {
+    let storage = storage_with(postgres().await).await;
+    let ctx = StorageContext::new("pg-deadlock", "conformance").unwrap();
+    let records = storage.records();
+    for id in ["a", "b"] {
+        records
+            .upsert(
+                &ctx,
+                "ns",
+                "c",
+                id,
+                json!({"by": "none"}),
+                UpsertOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut one = records.begin(&ctx, "ns").await.unwrap();
+    let mut two = records.begin(&ctx, "ns").await.unwrap();
+    let by = |who: &str| json!({"by": who});
+    one.upsert("c", "a", by("one"), UpsertOptions::default())
+        .await
+        .unwrap();
+    two.upsert("c", "b", by("two"), UpsertOptions::default())
+        .await
+        .unwrap();
+    let (first, second) = tokio::join!(
+        one.upsert("c", "b", by("one"), UpsertOptions::default()),
+        two.upsert("c", "a", by("two"), UpsertOptions::default()),
+    );
+    let (winner, loser_err, name) = match (first, second) {
+        (Ok(_), Err(e)) => (one, e, "one"),
+        (Err(e), Ok(_)) => (two, e, "two"),
+        other => panic!("expected exactly one deadlock victim: {other:?}"),
+    };
+    assert_eq!(loser_err.code(), ErrorCode::TransientAdapter, "{loser_err}");
+    assert!(loser_err.message().contains("deadlock"), "{loser_err}");
+    winner.commit().await.unwrap();
+    for id in ["a", "b"] {
+        let record = records.get(&ctx, "ns", "c", id).await.unwrap();
+        assert_eq!(record.document, by(name), "{id}");
+        assert_eq!(record.version.version, 2, "{id}: one write, the winner's");
+    }
+}
+
+/// SQLite held by another process's writer past the busy timeout: `TransientAdapter`, nothing
+/// written; once released, the write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_busy_past_the_timeout_is_transient() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage_with(sqlite_file(&dir)).await;
+    let ctx = StorageContext::new("busy", "conformance").unwrap();
+    let records = storage.records();
+    records
+        .upsert(
+            &ctx,
+            "ns",
+            "c",
+            "x",
+            json!({"v": 1}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let path = dir.path().join("records.db");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let err = records
+        .upsert(
+            &ctx,
+            "ns",
+            "c",
+            "x",
+            json!({"v": 2}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TransientAdapter, "{err}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert_eq!(
+        records.get(&ctx, "ns", "c", "x").await.unwrap().document,
+        json!({"v": 1})
+    );
+    records
+        .upsert(
+            &ctx,
+            "ns",
+            "c",
+            "x",
+            json!({"v": 2}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
 }

@@ -3,6 +3,7 @@
 
 use sanctum_storage::crypto::EpochState;
 use sanctum_storage::facade::ReencryptOptions;
+use sanctum_storage::facade::record::RecordReencryptReport;
 
 use super::Session;
 use crate::cli::{KeysCommand, NsArgs, ReencryptArgs, RetireArgs, ShredArgs};
@@ -155,8 +156,9 @@ async fn rotate(session: &Session, args: NsArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `keys reencrypt NS`: the blob pass, then (once it is complete) the record pass.
 async fn reencrypt(session: &Session, args: ReencryptArgs) -> anyhow::Result<()> {
-    let report = session
+    let (report, records) = session
         .with_storage(async |s| {
             let mut cursor = args.cursor.clone();
             let mut total = sanctum_storage::facade::ReencryptReport::default();
@@ -176,13 +178,37 @@ async fn reencrypt(session: &Session, args: ReencryptArgs) -> anyhow::Result<()>
                 total.next_cursor = batch.next_cursor.clone();
                 cursor = batch.next_cursor;
                 if cursor.is_none() || args.once {
-                    return Ok(total);
+                    break;
+                }
+            }
+            if total.next_cursor.is_some() {
+                return Ok((total, None));
+            }
+            let mut records = RecordReencryptReport::default();
+            let mut cursor = None;
+            loop {
+                let opts = ReencryptOptions {
+                    cursor: cursor.clone(),
+                    limit: args.limit,
+                };
+                let batch = s
+                    .keys()
+                    .reencrypt_records(&session.ctx, &args.ns, opts)
+                    .await?;
+                records.epoch = batch.epoch;
+                records.records_scanned += batch.records_scanned;
+                records.records_resealed += batch.records_resealed;
+                cursor = batch.next_cursor;
+                if cursor.is_none() {
+                    return Ok((total, Some(records)));
                 }
             }
         })
         .await?;
     if session.json {
-        output::json(&report)
+        let mut doc = serde_json::to_value(&report)?;
+        doc["records"] = serde_json::to_value(&records)?;
+        output::json(&doc)
     } else {
         output::line(format_args!(
             "namespace {}: {} keys scanned, {} bodies rewritten, {} versions resealed, epoch {}",
@@ -192,6 +218,12 @@ async fn reencrypt(session: &Session, args: ReencryptArgs) -> anyhow::Result<()>
             report.versions_resealed,
             report.epoch
         ))?;
+        if let Some(records) = &records {
+            output::line(format_args!(
+                "namespace {}: {} records scanned, {} records resealed",
+                args.ns, records.records_scanned, records.records_resealed
+            ))?;
+        }
         match &report.next_cursor {
             Some(c) => output::line(format_args!("not finished; continue with --cursor {c}")),
             None => Ok(()),

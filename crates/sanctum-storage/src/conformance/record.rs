@@ -1072,16 +1072,122 @@ pub async fn quotas_hold_under_concurrency(storage: &Storage, tenant: &str) {
         .await
         .unwrap();
     assert_eq!(records.usage(&c, "quota").await.unwrap().records, 4);
-    // A transaction's writes count too, and a refused one leaves the transaction's earlier
-    // writes to the caller's commit or rollback.
+    // A transaction's writes count too, at its commit: one that would pass a limit commits
+    // nothing of itself, not even its deletes.
     let mut tx = records.begin(&c, "quota").await.unwrap();
-    assert_eq!(
-        code(
-            tx.upsert("docs", "tx", json!({}), UpsertOptions::default())
-                .await
-        ),
-        ErrorCode::QuotaExceeded
-    );
-    tx.rollback().await.unwrap();
+    let kept = format!("d{:02}", won[1]);
+    tx.delete("docs", &kept, None).await.unwrap();
+    for id in ["tx1", "tx2"] {
+        tx.upsert("docs", id, json!({}), UpsertOptions::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(code(tx.commit().await), ErrorCode::QuotaExceeded);
     assert_eq!(records.usage(&c, "quota").await.unwrap().records, 4);
+    assert_eq!(
+        code(records.get(&c, "quota", "docs", "tx1").await),
+        ErrorCode::NotFound
+    );
+    assert!(records.get(&c, "quota", "docs", &kept).await.is_ok());
+    // Within the limit (one out, one in), the transaction commits and the count holds.
+    let four = QuotaLimits {
+        max_records: Some(4),
+        ..QuotaLimits::default()
+    };
+    storage.quotas().set(&c, "quota", four).await.unwrap();
+    let mut tx = records.begin(&c, "quota").await.unwrap();
+    tx.delete("docs", &kept, None).await.unwrap();
+    tx.upsert("docs", "tx1", json!({}), UpsertOptions::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(records.usage(&c, "quota").await.unwrap().records, 4);
+}
+
+/// Key rotation covers records: after a namespace rotation, retiring the old epoch is refused
+/// while a record is under it; re-encryption re-seals it at its own version; then the epoch
+/// retires, the record still reads, and its old ciphertext put back no longer opens. A
+/// crypto-shredded tenant's records fail with `Encryption`.
+pub async fn key_rotation_covers_records(storage: &Storage, tenant: &str) {
+    let c = ctx(tenant);
+    let records = storage.records();
+    let keys = storage.keys();
+    let written = records
+        .upsert(
+            &c,
+            "rk",
+            "docs",
+            "r1",
+            json!({"secret": 1}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    let key = crate::adapters::record::RecordKey {
+        tenant: tenant.into(),
+        namespace: "rk".into(),
+        collection: "docs".into(),
+        id: "r1".into(),
+    };
+    let old_row = records.adapter().get(&key).await.unwrap().unwrap();
+    keys.rotate_namespace(&c, "rk").await.unwrap();
+    let refused = keys.retire_epochs(&c, "rk", None).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Conflict);
+    assert!(refused.message().contains("1 records"), "{refused}");
+    let opts = crate::facade::ReencryptOptions {
+        cursor: None,
+        limit: 10,
+    };
+    let report = keys
+        .reencrypt_records(&c, "rk", opts.clone())
+        .await
+        .unwrap();
+    assert_eq!((report.records_scanned, report.records_resealed), (1, 1));
+    assert!(report.next_cursor.is_none());
+    let again = keys.reencrypt_records(&c, "rk", opts).await.unwrap();
+    assert_eq!(again.records_resealed, 0, "a finished pass does nothing");
+    let now = records.get(&c, "rk", "docs", "r1").await.unwrap();
+    assert_eq!(now.document, json!({"secret": 1}));
+    assert_eq!(
+        now.version, written,
+        "re-sealing keeps version and timestamps"
+    );
+    let resealed = records.adapter().get(&key).await.unwrap().unwrap();
+    assert_ne!(resealed.sealed, old_row.sealed);
+    keys.retire_epochs(&c, "rk", None).await.unwrap();
+    assert_eq!(
+        records.get(&c, "rk", "docs", "r1").await.unwrap().document,
+        json!({"secret": 1})
+    );
+    // The old ciphertext, put back at the same version, is under a retired epoch now.
+    records
+        .adapter()
+        .upsert(
+            &key,
+            &old_row,
+            crate::adapters::record::WriteCondition::Version(old_row.version),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(records.get(&c, "rk", "docs", "r1").await),
+        ErrorCode::Encryption
+    );
+    records
+        .upsert(
+            &c,
+            "rk",
+            "docs",
+            "r2",
+            json!({"secret": 2}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    keys.shred_tenant(&c).await.unwrap();
+    assert_eq!(
+        code(records.get(&c, "rk", "docs", "r2").await),
+        ErrorCode::Encryption
+    );
 }

@@ -72,6 +72,7 @@ pub struct RetireReport {
 #[derive(Debug, Clone)]
 pub struct KeyAdmin {
     pub(super) blobs: BlobStore,
+    pub(super) records: super::record::RecordStore,
 }
 
 fn epoch_of(hex: Option<&str>) -> Result<Option<u32>> {
@@ -187,9 +188,19 @@ impl KeyAdmin {
                 .map(|e| e.epoch)
                 .collect();
             let in_use = self.epochs_in_use(&namespace).await?;
+            let records = match self.records.configured() {
+                true => self.records.epochs_in_use(ctx, namespace.name()).await?,
+                false => BTreeMap::new(),
+            };
             let blocking: Vec<String> = wanted
                 .iter()
-                .filter_map(|e| in_use.get(e).map(|n| format!("epoch {e} ({n} versions)")))
+                .filter_map(|e| {
+                    let what = [(in_use.get(e), "versions"), (records.get(e), "records")]
+                        .into_iter()
+                        .filter_map(|(n, what)| n.map(|n| format!("{n} {what}")))
+                        .collect::<Vec<_>>();
+                    (!what.is_empty()).then(|| format!("epoch {e} ({})", what.join(", ")))
+                })
                 .collect();
             if !blocking.is_empty() {
                 return Err(Error::conflict(format!(
@@ -365,6 +376,44 @@ impl KeyAdmin {
                 None,
                 None,
             );
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Re-seals every record of `ns` that an older data-key epoch protects, up to `limit` per
+    /// call, at the record's own version (its document, version and timestamps stay).
+    /// Resumable: pass the report's `next_cursor` to continue. Needs `ManageKeys` on `ns`.
+    /// Without a configured record database there is nothing to do.
+    pub async fn reencrypt_records(
+        &self,
+        ctx: &StorageContext,
+        ns: &str,
+        opts: ReencryptOptions,
+    ) -> Result<super::record::RecordReencryptReport> {
+        let b = &self.blobs;
+        observe("keys.reencrypt_records", b.adapter.as_ref(), ctx, async {
+            let namespace = Namespace::new(ctx.tenant(), ns)?;
+            b.access
+                .check(
+                    ctx,
+                    "keys.reencrypt_records",
+                    Action::ManageKeys,
+                    namespace.name(),
+                    None,
+                )
+                .await?;
+            if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
+                return Err(Error::invalid(format!("limit must be 1-{MAX_LIST_LIMIT}")));
+            }
+            if !self.records.configured() {
+                return Ok(super::record::RecordReencryptReport::default());
+            }
+            let report = self
+                .records
+                .reencrypt(ctx, namespace.name(), opts.cursor.as_deref(), opts.limit)
+                .await?;
+            b.audit_event(ctx, "keys.reencrypt_records", Some(&namespace), None, None);
             Ok(report)
         })
         .await

@@ -121,6 +121,7 @@ impl Storage {
     pub fn keys(&self) -> KeyAdmin {
         KeyAdmin {
             blobs: self.blobs.clone(),
+            records: self.records.clone(),
         }
     }
 

@@ -178,6 +178,15 @@ pub trait RecordAdapter: Send + Sync + fmt::Debug {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredRecord>>;
+    /// Up to `limit` live records of `tenant`'s namespace `namespace`, in every collection,
+    /// after `after` (collection, id), in (collection, id) order: re-encryption's walk.
+    async fn scan(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredRecord)>>;
     /// Starts a transaction: its writes become visible together at `commit`, or not at all.
     async fn begin(&self) -> Result<Box<dyn RecordTransaction>>;
 }
@@ -187,24 +196,22 @@ pub trait RecordAdapter: Send + Sync + fmt::Debug {
 /// is `InvalidInput`.
 #[async_trait]
 pub trait RecordTransaction: Send + fmt::Debug {
-    /// [`RecordAdapter::upsert`], inside the transaction.
+    /// [`RecordAdapter::upsert`], inside the transaction, counting no usage (see
+    /// [`charge`](RecordTransaction::charge)).
     async fn upsert(
         &mut self,
         key: &RecordKey,
         record: &StoredRecord,
         condition: WriteCondition,
-        change: &UsageChange,
     ) -> Result<()>;
     /// [`RecordAdapter::get`], inside the transaction (it sees the transaction's writes).
     async fn get(&mut self, key: &RecordKey) -> Result<Option<StoredRecord>>;
-    /// [`RecordAdapter::delete`], inside the transaction.
-    async fn delete(
-        &mut self,
-        key: &RecordKey,
-        expected: Option<u64>,
-        now_ms: i64,
-        change: &UsageChange,
-    ) -> Result<()>;
+    /// [`RecordAdapter::delete`], inside the transaction, counting no usage.
+    async fn delete(&mut self, key: &RecordKey, expected: Option<u64>, now_ms: i64) -> Result<()>;
+    /// Applies the transaction's whole change of `tenant`'s `namespace` usage (the facade
+    /// calls it once, just before commit, so the usage row is locked only then and always
+    /// last: it never joins a deadlock). `QuotaExceeded` if it would pass a limit.
+    async fn charge(&mut self, tenant: &str, namespace: &str, change: &UsageChange) -> Result<()>;
     /// [`RecordAdapter::register_schema`], inside the transaction.
     async fn register_schema(&mut self, schema: &StoredSchema, now_ms: i64) -> Result<bool>;
     /// Makes every write of the transaction visible at once.
@@ -276,6 +283,15 @@ impl RecordAdapter for UnconfiguredRecords {
         self.refuse()
     }
     async fn list(&self, _: &RecordKey, _: Option<&str>, _: usize) -> Result<Vec<StoredRecord>> {
+        self.refuse()
+    }
+    async fn scan(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<(&str, &str)>,
+        _: usize,
+    ) -> Result<Vec<(String, StoredRecord)>> {
         self.refuse()
     }
     async fn begin(&self) -> Result<Box<dyn RecordTransaction>> {

@@ -162,6 +162,7 @@ struct Statements {
     usage_get: &'static str,
     schema_insert: &'static str,
     schema_all: &'static str,
+    scan: &'static str,
 }
 
 macro_rules! statements {
@@ -347,6 +348,23 @@ macro_rules! statements {
             ),
             schema_all: "SELECT collection, version, fingerprint FROM sanctum_record_schemas \
                          ORDER BY collection, version",
+            // (collection, id) after the cursor; collections are never empty, so ('', '')
+            // starts at the beginning.
+            scan: concat!(
+                "SELECT collection, id, version, schema_version, created_at_ms, updated_at_ms, \
+                 sealed, deleted FROM sanctum_records WHERE tenant = ",
+                $p!(1),
+                " AND namespace = ",
+                $p!(2),
+                " AND deleted = 0 AND (collection > ",
+                $p!(3),
+                " OR (collection = ",
+                $p!(3),
+                " AND id > ",
+                $p!(4),
+                ")) ORDER BY collection, id LIMIT ",
+                $p!(5)
+            ),
         }
     };
 }
@@ -376,6 +394,16 @@ fn code_of(e: &sqlx::Error) -> ErrorCode {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => ErrorCode::TransientAdapter,
         sqlx::Error::Configuration(_) | sqlx::Error::Tls(_) => ErrorCode::Config,
+        // SQLite's codes are numbers, and so are many SQLSTATEs (42501 would read as BUSY).
+        sqlx::Error::Database(db)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+        {
+            match db.code().as_deref() {
+                Some(c) if is_sqlite_busy(c) => ErrorCode::TransientAdapter,
+                _ if db.is_unique_violation() => ErrorCode::Conflict,
+                _ => ErrorCode::PermanentAdapter,
+            }
+        }
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // PostgreSQL: serialization failure, deadlock, lock timeout, statement timeout
             // (query_canceled), admin shutdown or termination, and connection failures (08xxx).
@@ -383,8 +411,6 @@ fn code_of(e: &sqlx::Error) -> ErrorCode {
                 ErrorCode::TransientAdapter
             }
             Some(c) if c.starts_with("08") => ErrorCode::TransientAdapter,
-            // SQLite: SQLITE_BUSY and SQLITE_LOCKED, plain or extended.
-            Some(c) if is_sqlite_busy(c) => ErrorCode::TransientAdapter,
             _ if db.is_unique_violation() => ErrorCode::Conflict,
             _ => ErrorCode::PermanentAdapter,
         },
@@ -397,6 +423,7 @@ pub(crate) fn sql_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |e| Error::new(code_of(&e), format!("record database: {what} failed: {e}")).with_source(e)
 }
 
+/// SQLite: SQLITE_BUSY and SQLITE_LOCKED, plain or extended.
 fn is_sqlite_busy(code: &str) -> bool {
     // The primary result code is the low byte of an extended one: 5 BUSY, 6 LOCKED.
     code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
@@ -672,6 +699,33 @@ macro_rules! sql_adapter {
                     .collect()
             }
 
+            pub(super) async fn scan(
+                conn: &mut $conn,
+                tenant: &str,
+                namespace: &str,
+                after: Option<(&str, &str)>,
+                limit: usize,
+            ) -> Result<Vec<(String, StoredRecord)>> {
+                let (collection, id) = after.unwrap_or(("", ""));
+                let rows = sqlx::query($stmts.scan)
+                    .bind(tenant)
+                    .bind(namespace)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(sql_err("scan"))?;
+                rows.iter()
+                    .map(|row| {
+                        let collection: String = row.try_get("collection").map_err(|e| {
+                            Error::consistency("a stored record row is malformed").with_source(e)
+                        })?;
+                        Ok((collection, row_to_record(row)?))
+                    })
+                    .collect()
+            }
+
             pub(super) async fn list(
                 conn: &mut $conn,
                 key: &RecordKey,
@@ -816,6 +870,16 @@ macro_rules! sql_adapter {
                 $ops::list(&mut *self.conn().await?, key, after, limit).await
             }
 
+            async fn scan(
+                &self,
+                tenant: &str,
+                namespace: &str,
+                after: Option<(&str, &str)>,
+                limit: usize,
+            ) -> Result<Vec<(String, StoredRecord)>> {
+                $ops::scan(&mut *self.conn().await?, tenant, namespace, after, limit).await
+            }
+
             async fn begin(&self) -> Result<Box<dyn RecordTransaction>> {
                 let turn = self.write_turn().await?;
                 let tx = self.begin_now().await?;
@@ -853,11 +917,8 @@ macro_rules! sql_adapter {
                 key: &RecordKey,
                 record: &StoredRecord,
                 condition: WriteCondition,
-                change: &UsageChange,
             ) -> Result<()> {
-                let conn = self.open()?;
-                $ops::upsert(&mut *conn, key, record, condition).await?;
-                $ops::charge(conn, key, change).await
+                $ops::upsert(self.open()?, key, record, condition).await
             }
 
             async fn get(&mut self, key: &RecordKey) -> Result<Option<StoredRecord>> {
@@ -869,11 +930,23 @@ macro_rules! sql_adapter {
                 key: &RecordKey,
                 expected: Option<u64>,
                 now_ms: i64,
+            ) -> Result<()> {
+                $ops::delete(self.open()?, key, expected, now_ms).await
+            }
+
+            async fn charge(
+                &mut self,
+                tenant: &str,
+                namespace: &str,
                 change: &UsageChange,
             ) -> Result<()> {
-                let conn = self.open()?;
-                $ops::delete(&mut *conn, key, expected, now_ms).await?;
-                $ops::charge(conn, key, change).await
+                let key = RecordKey {
+                    tenant: tenant.to_string(),
+                    namespace: namespace.to_string(),
+                    collection: String::new(),
+                    id: String::new(),
+                };
+                $ops::charge(self.open()?, &key, change).await
             }
 
             async fn register_schema(
@@ -1160,6 +1233,35 @@ mod tests {
         assert!(POSTGRES.update.ends_with("AND version = $10"));
         for live_only in [SQLITE.list, SQLITE.list_after, SQLITE.delete, SQLITE.exists] {
             assert!(live_only.contains("deleted = 0"), "{live_only}");
+        }
+    }
+
+    /// Every SQLSTATE the mapping names, raised by the real server: the code a caller sees.
+    #[tokio::test]
+    async fn postgres_error_codes_map_as_documented() {
+        use sqlx::Connection;
+        let base = std::env::var("SANCTUM_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let mut conn = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+            .await
+            .expect("PostgreSQL at SANCTUM_TEST_POSTGRES_URL (default 127.0.0.1:5432)");
+        let cases = [
+            ("40001", ErrorCode::TransientAdapter), // serialization failure
+            ("40P01", ErrorCode::TransientAdapter), // deadlock
+            ("57014", ErrorCode::TransientAdapter), // statement timeout (query_canceled)
+            ("57P01", ErrorCode::TransientAdapter), // admin shutdown
+            ("08006", ErrorCode::TransientAdapter), // connection failure
+            ("23505", ErrorCode::Conflict),         // unique violation
+            ("42501", ErrorCode::PermanentAdapter), // insufficient privilege
+        ];
+        for (state, expected) in cases {
+            let sql =
+                format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{state}'; END $$");
+            let err = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap_err();
+            assert_eq!(sql_err("test")(err).code(), expected, "SQLSTATE {state}");
         }
     }
 

@@ -20,11 +20,13 @@
 //! one, never in between (each write is one statement, or one transaction with its usage).
 
 pub mod drift;
+mod rekey;
 pub mod schema;
 mod sealing;
 mod transaction;
 
 pub use drift::SchemaReport;
+pub use rekey::RecordReencryptReport;
 pub use schema::{CollectionSchema, SchemaRegistry, UpcastStep};
 pub use transaction::RecordTransaction;
 

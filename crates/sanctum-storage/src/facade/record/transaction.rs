@@ -12,7 +12,7 @@ use super::{
     Address, MAX_CAS_ATTEMPTS, Record, RecordStore, RecordVersion, UpsertOptions, Write,
     check_write, plan_delete, plan_write, version_of,
 };
-use crate::adapters::record::RecordTransaction as AdapterTransaction;
+use crate::adapters::record::{RecordTransaction as AdapterTransaction, UsageChange};
 use crate::crypto::NamespaceKeys;
 use crate::error::{Error, ErrorCode, Result};
 use crate::policy::Action;
@@ -34,6 +34,8 @@ pub struct RecordTransaction {
     tx: Box<dyn AdapterTransaction>,
     /// Audit events of the writes, recorded once the commit succeeded.
     written: Vec<(&'static str, Address, Option<u64>)>,
+    /// The usage the writes add up to, charged at commit (with the newest limits seen).
+    usage: UsageChange,
     rolled_back: bool,
 }
 
@@ -53,6 +55,7 @@ impl RecordStore {
                 keys,
                 tx,
                 written: Vec::new(),
+                usage: UsageChange::default(),
                 rolled_back: false,
             })
         })
@@ -125,9 +128,12 @@ impl RecordTransaction {
                 now: self.store.clock.now_ms() as i64,
             };
             let (record, condition, change) = plan_write(&self.keys, &at, current, write, limits)?;
-            let stored = self.tx.upsert(&at.key, &record, condition, &change).await;
+            let stored = self.tx.upsert(&at.key, &record, condition).await;
             match self.settle(stored).await {
-                Ok(()) => break record,
+                Ok(()) => {
+                    self.add_usage(change);
+                    break record;
+                }
                 Err(e) if e.code() == ErrorCode::Conflict && attempt < MAX_CAS_ATTEMPTS => continue,
                 Err(e) => return Err(e),
             }
@@ -186,22 +192,42 @@ impl RecordTransaction {
         let current = self.settle(current).await?;
         let (version, change) = plan_delete(&at, current, expected_version, limits)?;
         let now = self.store.clock.now_ms() as i64;
-        let deleted = self.tx.delete(&at.key, Some(version), now, &change).await;
+        let deleted = self.tx.delete(&at.key, Some(version), now).await;
         self.settle(deleted).await.map_err(|e| match e.code() {
             ErrorCode::NotFound => at.not_found(),
             _ => e,
         })?;
+        self.add_usage(change);
         self.written.push(("record.delete", at, Some(version)));
         Ok(())
     }
 
-    /// Makes every write of the transaction visible at once, then audits them.
+    fn add_usage(&mut self, change: UsageChange) {
+        self.usage = UsageChange {
+            records: self.usage.records + change.records,
+            bytes: self.usage.bytes + change.bytes,
+            max_records: change.max_records,
+            max_bytes: change.max_bytes,
+        };
+    }
+
+    /// Charges the transaction's usage (`QuotaExceeded`, and nothing of the transaction is
+    /// kept, if it would pass a limit), makes every write visible at once, then audits them.
     pub async fn commit(mut self) -> Result<()> {
         self.check_open()?;
         let store = self.store.clone();
         let ctx = self.ctx.clone();
         store
             .observed("record.commit", &ctx, async {
+                let tenant = ctx.tenant().as_str().to_string();
+                let ns = crate::types::Namespace::new(ctx.tenant(), &self.ns)?;
+                let usage = self.usage;
+                let charged = self.tx.charge(&tenant, ns.name(), &usage).await;
+                if let Err(e) = self.settle(charged).await {
+                    // Refused: the transaction ends here, whole.
+                    let _ = self.tx.rollback().await;
+                    return Err(e);
+                }
                 let committed = self.tx.commit().await;
                 self.settle(committed).await?;
                 for (operation, at, version) in &self.written {
