@@ -143,3 +143,90 @@ fn concurrent_processes_have_one_winner_per_round() {
         );
     }
 }
+
+/// Collections declared in `<home>/sanctum.toml`: `schema show` and `schema check` print them,
+/// a document written before the declaration reads upcast, writes are validated (every failing
+/// field named, nothing echoed), a schema edited under the same version number stops the
+/// record commands (and `schema check` says why, exiting 0), `migrate` prepares the database,
+/// and `quota set --max-records` limits the records.
+#[test]
+fn collections_declared_in_the_home_file() {
+    let sb = Sandbox::new();
+    let home = sb.home();
+    let early = sb.run_stdin(
+        &["record", "put", "ns", "users", "old"],
+        br#"{"name": "Old"}"#,
+    );
+    assert!(early.status.success(), "{}", common::describe(&early));
+    let v1 = r#"{"type": "object", "required": ["name"]}"#;
+    let v2 = r#"{"type": "object", "required": ["full_name", "plan"],
+                 "properties": {"plan": {"enum": ["free", "pro"]}}}"#;
+    std::fs::create_dir_all(home.join("schemas")).unwrap();
+    std::fs::write(home.join("schemas/users.v1.json"), v1).unwrap();
+    std::fs::write(home.join("schemas/users.v2.json"), v2).unwrap();
+    std::fs::write(
+        home.join("sanctum.toml"),
+        r#"
+[[record.collections]]
+name = "users"
+[[record.collections.versions]]
+version = 1
+schema = "schemas/users.v1.json"
+[[record.collections.versions]]
+version = 2
+schema = "schemas/users.v2.json"
+upcast = [{ rename = "/name", to = "/full_name" }, { add = "/plan", default = "free" }]
+"#,
+    )
+    .unwrap();
+    let shown = sb.json(&["schema", "show"]);
+    assert_eq!(shown[0]["collection"], json!("users"));
+    assert_eq!(shown[0]["versions"].as_array().unwrap().len(), 2);
+    let check = String::from_utf8(sb.ok(&["schema", "check"])).unwrap();
+    assert!(check.contains("no drift"), "{check}");
+    let old = sb.json(&["record", "get", "ns", "users", "old"]);
+    assert_eq!(old["document"], json!({"full_name": "Old", "plan": "free"}));
+    assert_eq!(old["version"]["schema_version"], json!(0));
+    let bad = sb.run_stdin(
+        &["record", "put", "ns", "users", "bad"],
+        br#"{"name": "canary-name", "plan": "gold"}"#,
+    );
+    assert_fails(&bad, 11, "invalid_input");
+    let err = common::stderr(&bad);
+    assert!(
+        err.contains("/full_name (required)") && err.contains("/plan (enum)"),
+        "{err}"
+    );
+    assert!(!err.contains("canary") && !err.contains("gold"), "{err}");
+    let good = sb.run_stdin(
+        &["--json", "record", "put", "ns", "users", "good"],
+        br#"{"full_name": "G", "plan": "pro"}"#,
+    );
+    assert!(good.status.success(), "{}", common::describe(&good));
+    assert_eq!(parse(&good.stdout)["schema_version"], json!(2));
+    // Quotas on records.
+    sb.ok(&["quota", "set", "ns", "--max-records", "2"]);
+    let shown = sb.json(&["quota", "show", "ns"]);
+    assert_eq!(shown["record_usage"]["records"], json!(2));
+    let third = sb.run_stdin(
+        &["record", "put", "ns", "users", "third"],
+        br#"{"full_name": "T", "plan": "free"}"#,
+    );
+    assert_fails(&third, 6, "quota_exceeded");
+    // The same version number, another schema: refused until fixed.
+    std::fs::write(
+        home.join("schemas/users.v2.json"),
+        r#"{"type": "object", "required": ["full_name"]}"#,
+    )
+    .unwrap();
+    let drifted = sb.run(&["record", "get", "ns", "users", "good"]);
+    assert_fails(&drifted, 12, "config");
+    assert!(common::stderr(&drifted).contains("changed"));
+    let check = sb.run(&["schema", "check"]);
+    assert!(check.status.success(), "{}", common::describe(&check));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("drift: collection 'users'"));
+    std::fs::write(home.join("schemas/users.v2.json"), v2).unwrap();
+    let migrated = String::from_utf8(sb.ok(&["migrate"])).unwrap();
+    assert!(migrated.contains("migrated"), "{migrated}");
+    sb.ok(&["record", "get", "ns", "users", "good"]);
+}

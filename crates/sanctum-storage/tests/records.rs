@@ -714,3 +714,128 @@ async fn sqlite_busy_past_the_timeout_is_transient() {
         .await
         .unwrap();
 }
+
+/// With `auto_migrate = false` a fresh PostgreSQL database is not touched: the first record
+/// call is a `Config` error that says to run `sanctum migrate`; after `migrate()` (what the
+/// command runs) records work.
+#[tokio::test]
+async fn postgres_without_auto_migrate_needs_migrate() {
+    let url = fresh_database("nomigrate").await;
+    let adapter: Arc<dyn RecordAdapter> = Arc::new(PostgresRecordAdapter::new(
+        "records",
+        PostgresSettings {
+            url,
+            password: None,
+            pool_size: 2,
+            statement_timeout: std::time::Duration::from_secs(30),
+            auto_migrate: false,
+        },
+    ));
+    let storage = storage_with(adapter).await;
+    let ctx = StorageContext::new("pg-migrate", "conformance").unwrap();
+    let put = |storage: Storage| {
+        let ctx = ctx.clone();
+        async move {
+            storage
+                .records()
+                .upsert(&ctx, "ns", "c", "a", json!({}), UpsertOptions::default())
+                .await
+        }
+    };
+    let err = put(storage.clone()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Config, "{err}");
+    assert!(err.message().contains("sanctum migrate"), "{err}");
+    storage.records().migrate().await.unwrap();
+    assert_eq!(put(storage.clone()).await.unwrap().version, 1);
+    // Migrating again changes nothing.
+    storage.records().migrate().await.unwrap();
+}
+
+/// Audit: every access decision, write, delete, schema registration and quota change of the
+/// record flow is an event; no event carries document content.
+#[tokio::test]
+async fn record_flows_are_audited_without_content() {
+    use sanctum_storage::facade::record::CollectionSchema;
+    use sanctum_storage::observability::audit::MemoryAuditSink;
+    use sanctum_storage::quota::QuotaLimits;
+    const SECRET: &str = "canary-audit-4d1f";
+    let audit = Arc::new(MemoryAuditSink::default());
+    let config = StorageConfig::from_toml_str(
+        "[blob]\nbackend = \"memory\"\n[policy]\nsuperusers = [\"conformance\"]",
+        NO_ENV,
+    )
+    .unwrap();
+    let declared = CollectionSchema::new("audited")
+        .version(1, json!({"type": "object"}))
+        .unwrap();
+    let deps = StorageDependencies {
+        record_adapter: Some(Arc::new(SqliteRecordAdapter::in_memory("records"))),
+        audit_sink: Some(audit.clone()),
+        record_schemas: vec![declared],
+        ..Default::default()
+    };
+    let storage = create_storage_client(config, deps).await.unwrap();
+    let ctx = StorageContext::new("audit-t", "conformance").unwrap();
+    let limits = QuotaLimits {
+        max_records: Some(10),
+        ..QuotaLimits::default()
+    };
+    storage.quotas().set(&ctx, "ns", limits).await.unwrap();
+    let records = storage.records();
+    records
+        .upsert(
+            &ctx,
+            "ns",
+            "audited",
+            "r",
+            json!({"secret": SECRET}),
+            UpsertOptions::default(),
+        )
+        .await
+        .unwrap();
+    records.get(&ctx, "ns", "audited", "r").await.unwrap();
+    records
+        .delete(&ctx, "ns", "audited", "r", None)
+        .await
+        .unwrap();
+    let events = audit.events();
+    let ops: Vec<&str> = events.iter().map(|e| e.operation).collect();
+    for wanted in [
+        "quota.set",
+        "record.schema.register",
+        "record.upsert",
+        "record.delete",
+    ] {
+        assert!(ops.contains(&wanted), "{wanted} missing from {ops:?}");
+    }
+    let quota = events
+        .iter()
+        .find(|e| e.operation == "quota.set" && e.decision.is_none())
+        .unwrap();
+    assert!(quota.detail.as_deref().unwrap().contains("max_records 10"));
+    let schema = events
+        .iter()
+        .find(|e| e.operation == "record.schema.register")
+        .unwrap();
+    assert_eq!(schema.key.as_deref(), Some("audited"));
+    let decided: Vec<&str> = events
+        .iter()
+        .filter(|e| e.decision.is_some())
+        .map(|e| e.operation)
+        .collect();
+    for wanted in ["record.upsert", "record.get", "record.delete"] {
+        assert!(
+            decided.contains(&wanted),
+            "no decision for {wanted}: {decided:?}"
+        );
+    }
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(
+        !text.contains(SECRET),
+        "an audit event carries document content"
+    );
+    assert!(
+        text.contains("audited/r"),
+        "positive control: events name the record"
+    );
+}

@@ -411,6 +411,8 @@ fn code_of(e: &sqlx::Error) -> ErrorCode {
                 ErrorCode::TransientAdapter
             }
             Some(c) if c.starts_with("08") => ErrorCode::TransientAdapter,
+            // Undefined table: the database was never migrated.
+            Some("42P01") => ErrorCode::Config,
             _ if db.is_unique_violation() => ErrorCode::Conflict,
             _ => ErrorCode::PermanentAdapter,
         },
@@ -420,7 +422,20 @@ fn code_of(e: &sqlx::Error) -> ErrorCode {
 
 /// Maps a database error to the error model ([`code_of`]), naming what failed.
 pub(crate) fn sql_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |e| Error::new(code_of(&e), format!("record database: {what} failed: {e}")).with_source(e)
+    move |e| {
+        let hint = match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                " (the record tables are missing: run `sanctum migrate` with a role that may \
+                 create them, or set record.auto_migrate = true)"
+            }
+            _ => "",
+        };
+        Error::new(
+            code_of(&e),
+            format!("record database: {what} failed: {e}{hint}"),
+        )
+        .with_source(e)
+    }
 }
 
 /// SQLite: SQLITE_BUSY and SQLITE_LOCKED, plain or extended.
@@ -1252,6 +1267,7 @@ mod tests {
             ("57P01", ErrorCode::TransientAdapter), // admin shutdown
             ("08006", ErrorCode::TransientAdapter), // connection failure
             ("23505", ErrorCode::Conflict),         // unique violation
+            ("42P01", ErrorCode::Config),           // undefined table: not migrated
             ("42501", ErrorCode::PermanentAdapter), // insufficient privilege
         ];
         for (state, expected) in cases {
