@@ -7,6 +7,9 @@
 //! - **raw B** (the cost of the features): one single-row `INSERT .. ON CONFLICT DO UPDATE`, or
 //!   one `SELECT`, of the plaintext document in a plain table, with sqlx.
 //!
+//! The three systems run in interleaved rounds (each round in another order); the median round
+//! of each is printed.
+//!
 //! Run: `cargo bench -p sanctum-storage --bench records` (`SANCTUM_BENCH_QUICK=1` for fewer
 //! operations). PostgreSQL comes from `SANCTUM_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`); without a server its rows are skipped. Figures are
@@ -29,6 +32,8 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 const CALLERS: usize = 8;
+/// Interleaved rounds per (backend, op); the median is reported.
+const ROUNDS: usize = 5;
 const IDS: usize = 64;
 
 fn document(i: usize) -> Value {
@@ -118,6 +123,11 @@ struct Row {
     raw_b: f64,
 }
 
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
 /// One backend: facade, raw A and raw B, upserts then gets.
 async fn measure(
     backend: &'static str,
@@ -154,59 +164,82 @@ async fn measure(
     }
     let mut rows = Vec::new();
     for op in ["upsert", "get"] {
-        let facade = {
-            let (storage, ctx, docs) = (storage.clone(), ctx.clone(), docs.clone());
-            run(per_caller, move |c, i| {
-                let (storage, ctx, docs) = (storage.clone(), ctx.clone(), docs.clone());
-                async move {
-                    let id = format!("c{c}-{}", i % IDS);
-                    let records = storage.records();
-                    if op == "upsert" {
-                        let doc = docs[i % IDS].clone();
-                        records
-                            .upsert(&ctx, "ns", "users", &id, doc, UpsertOptions::default())
-                            .await
-                            .unwrap();
-                    } else {
-                        std::hint::black_box(records.get(&ctx, "ns", "users", &id).await.unwrap());
+        // Rounds interleave the three systems, each round in another order, so drift of the
+        // machine (other load, the database's caches and checkpoints) spreads over all three;
+        // the median round is reported.
+        let mut samples: [Vec<f64>; 3] = Default::default();
+        for round in 0..ROUNDS {
+            for k in 0..3 {
+                let system = (round + k) % 3;
+                let rate = match system {
+                    0 => {
+                        let (storage, ctx, docs) = (storage.clone(), ctx.clone(), docs.clone());
+                        run(per_caller, move |c, i| {
+                            let (storage, ctx, docs) = (storage.clone(), ctx.clone(), docs.clone());
+                            async move {
+                                let id = format!("c{c}-{}", i % IDS);
+                                let records = storage.records();
+                                if op == "upsert" {
+                                    let doc = docs[i % IDS].clone();
+                                    records
+                                        .upsert(
+                                            &ctx,
+                                            "ns",
+                                            "users",
+                                            &id,
+                                            doc,
+                                            UpsertOptions::default(),
+                                        )
+                                        .await
+                                        .unwrap();
+                                } else {
+                                    std::hint::black_box(
+                                        records.get(&ctx, "ns", "users", &id).await.unwrap(),
+                                    );
+                                }
+                            }
+                        })
+                        .await
                     }
-                }
-            })
-            .await
-        };
-        let raw_a = {
-            let (adapter, plain) = (adapter.clone(), plain.clone());
-            run(per_caller, move |c, i| {
-                let (adapter, plain) = (adapter.clone(), plain.clone());
-                async move {
-                    let key = key(c, i);
-                    if op == "upsert" {
-                        raw_a_upsert(adapter.as_ref(), &key, &plain[i % IDS]).await;
-                    } else {
-                        let row = adapter.get(&key).await.unwrap().unwrap();
-                        let doc: Value = serde_json::from_slice(&row.sealed).unwrap();
-                        std::hint::black_box(doc);
+                    1 => {
+                        let (adapter, plain) = (adapter.clone(), plain.clone());
+                        run(per_caller, move |c, i| {
+                            let (adapter, plain) = (adapter.clone(), plain.clone());
+                            async move {
+                                let key = key(c, i);
+                                if op == "upsert" {
+                                    raw_a_upsert(adapter.as_ref(), &key, &plain[i % IDS]).await;
+                                } else {
+                                    let row = adapter.get(&key).await.unwrap().unwrap();
+                                    let doc: Value = serde_json::from_slice(&row.sealed).unwrap();
+                                    std::hint::black_box(doc);
+                                }
+                            }
+                        })
+                        .await
                     }
-                }
-            })
-            .await
-        };
-        let raw_b_rate = {
-            let (raw_b, plain) = (raw_b.clone(), plain.clone());
-            run(per_caller, move |c, i| {
-                let (raw_b, plain) = (raw_b.clone(), plain.clone());
-                async move {
-                    let id = format!("c{c}-{}", i % IDS);
-                    if op == "upsert" {
-                        raw_b.upsert(&id, &plain[i % IDS]).await;
-                    } else {
-                        let doc: Value = serde_json::from_slice(&raw_b.get(&id).await).unwrap();
-                        std::hint::black_box(doc);
+                    _ => {
+                        let (raw_b, plain) = (raw_b.clone(), plain.clone());
+                        run(per_caller, move |c, i| {
+                            let (raw_b, plain) = (raw_b.clone(), plain.clone());
+                            async move {
+                                let id = format!("c{c}-{}", i % IDS);
+                                if op == "upsert" {
+                                    raw_b.upsert(&id, &plain[i % IDS]).await;
+                                } else {
+                                    let doc: Value =
+                                        serde_json::from_slice(&raw_b.get(&id).await).unwrap();
+                                    std::hint::black_box(doc);
+                                }
+                            }
+                        })
+                        .await
                     }
-                }
-            })
-            .await
-        };
+                };
+                samples[system].push(rate);
+            }
+        }
+        let [facade, raw_a, raw_b_rate] = samples.map(median);
         rows.push(Row {
             backend,
             op,
@@ -345,7 +378,8 @@ fn main() {
         return; // cargo bench harness probe
     }
     let quick = std::env::var("SANCTUM_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let per_caller = if quick { 100 } else { 500 };
+    // Per caller and round.
+    let per_caller = if quick { 30 } else { 150 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -357,7 +391,7 @@ fn main() {
         rows.extend(pg);
     }
     println!(
-        "# records: 1 KiB documents, {CALLERS} concurrent callers, {} operations per row",
+        "# records: 1 KiB documents, {CALLERS} concurrent callers, {ROUNDS} interleaved rounds of {} operations per system; median round",
         CALLERS * per_caller
     );
     println!(
