@@ -307,19 +307,9 @@ impl KeyAdmin {
     ) -> Result<ReencryptReport> {
         let b = &self.blobs;
         observe("keys.reencrypt_namespace", b.adapter.as_ref(), ctx, async {
-            let namespace = Namespace::new(ctx.tenant(), ns)?;
-            b.access
-                .check(
-                    ctx,
-                    "keys.reencrypt_namespace",
-                    Action::ManageKeys,
-                    namespace.name(),
-                    None,
-                )
+            let namespace = self
+                .start_batch(ctx, "keys.reencrypt_namespace", ns, &opts)
                 .await?;
-            if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
-                return Err(Error::invalid(format!("limit must be 1-{MAX_LIST_LIMIT}")));
-            }
             let layout = Layout::new(&namespace);
             let prefix = layout.head_prefix("");
             let after = match &opts.cursor {
@@ -381,6 +371,26 @@ impl KeyAdmin {
         .await
     }
 
+    /// The checks before a batch of a re-encryption pass: the namespace's name, `ManageKeys` on
+    /// it, and the batch size.
+    async fn start_batch(
+        &self,
+        ctx: &StorageContext,
+        operation: &'static str,
+        ns: &str,
+        opts: &ReencryptOptions,
+    ) -> Result<Namespace> {
+        let namespace = Namespace::new(ctx.tenant(), ns)?;
+        self.blobs
+            .access
+            .check(ctx, operation, Action::ManageKeys, namespace.name(), None)
+            .await?;
+        if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
+            return Err(Error::invalid(format!("limit must be 1-{MAX_LIST_LIMIT}")));
+        }
+        Ok(namespace)
+    }
+
     /// Re-seals every record of `ns` that an older data-key epoch protects, up to `limit` per
     /// call, at the record's own version (its document, version and timestamps stay).
     /// Resumable: pass the report's `next_cursor` to continue. Needs `ManageKeys` on `ns`.
@@ -393,19 +403,9 @@ impl KeyAdmin {
     ) -> Result<super::record::RecordReencryptReport> {
         let b = &self.blobs;
         observe("keys.reencrypt_records", b.adapter.as_ref(), ctx, async {
-            let namespace = Namespace::new(ctx.tenant(), ns)?;
-            b.access
-                .check(
-                    ctx,
-                    "keys.reencrypt_records",
-                    Action::ManageKeys,
-                    namespace.name(),
-                    None,
-                )
+            let namespace = self
+                .start_batch(ctx, "keys.reencrypt_records", ns, &opts)
                 .await?;
-            if opts.limit == 0 || opts.limit > MAX_LIST_LIMIT {
-                return Err(Error::invalid(format!("limit must be 1-{MAX_LIST_LIMIT}")));
-            }
             if !self.records.configured() {
                 return Ok(super::record::RecordReencryptReport::default());
             }

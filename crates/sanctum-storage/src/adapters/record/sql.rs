@@ -775,6 +775,17 @@ macro_rules! sql_adapter {
                     .map_err(sql_err("begin a transaction"))
             }
 
+            /// Applies a lone write's usage `change`, then commits its transaction.
+            async fn charge_and_commit(
+                &self,
+                mut tx: sqlx::Transaction<'static, $db>,
+                key: &RecordKey,
+                change: &UsageChange,
+            ) -> Result<()> {
+                $ops::charge(&mut *tx, key, change).await?;
+                tx.commit().await.map_err(sql_err("commit"))
+            }
+
             async fn conn(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
                 self.pool()
                     .await?
@@ -838,8 +849,7 @@ macro_rules! sql_adapter {
                 }
                 let mut tx = self.begin_now().await?;
                 $ops::upsert(&mut *tx, key, record, condition).await?;
-                $ops::charge(&mut *tx, key, change).await?;
-                tx.commit().await.map_err(sql_err("commit"))
+                self.charge_and_commit(tx, key, change).await
             }
 
             async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
@@ -859,8 +869,7 @@ macro_rules! sql_adapter {
                 }
                 let mut tx = self.begin_now().await?;
                 $ops::delete(&mut *tx, key, expected, now_ms).await?;
-                $ops::charge(&mut *tx, key, change).await?;
-                tx.commit().await.map_err(sql_err("commit"))
+                self.charge_and_commit(tx, key, change).await
             }
 
             async fn usage(&self, tenant: &str, namespace: &str) -> Result<RecordUsage> {

@@ -199,6 +199,7 @@ impl RecordStore {
     /// The same store as another deployment of the code would see it: `schemas` declared, in
     /// `environment`, checked for drift again at its first use (the conformance suite's
     /// clients of one database).
+    #[cfg(any(test, feature = "conformance"))]
     pub(crate) fn redeclared(&self, schemas: SchemaRegistry, environment: Environment) -> Self {
         Self {
             schemas: Arc::new(schemas),
