@@ -24,7 +24,9 @@
 //! decryption. `observability` wraps every facade operation.
 //! Every body, every caller-given metadata value and every record document is encrypted before
 //! it reaches an adapter ([`crypto`]). Records (`Storage::records()`, in `facade::record`) take
-//! the same path over a `adapters::record::RecordAdapter`.
+//! the same path over a `adapters::record::RecordAdapter`, plus schema validation against the
+//! collection's declared JSON Schema before sealing, upcasting after opening, and record quotas
+//! counted in the record database in the write's own transaction.
 //!
 //! ## Features
 //! | feature | what it adds |
