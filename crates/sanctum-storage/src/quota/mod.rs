@@ -92,7 +92,9 @@ fn path(tenant: &str, ns: &str) -> Result<BlobPath> {
     BlobPath::new(format!("t/{tenant}/n/{ns}/quota"))
 }
 
-fn exceeded(what: &str, limit: u64, would: u64) -> Error {
+/// The `QuotaExceeded` of a charge that would take `what` to `would`, past `limit` (blobs and
+/// records say it alike).
+pub(crate) fn exceeded(what: &str, limit: u64, would: u64) -> Error {
     Error::new(
         ErrorCode::QuotaExceeded,
         format!("namespace quota exceeded: {what} would be {would}, the limit is {limit}"),

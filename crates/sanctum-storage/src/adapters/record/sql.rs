@@ -483,10 +483,7 @@ fn exceeded(now: RecordUsage, change: &UsageChange) -> Error {
             grown(now.bytes, change.bytes),
         ),
     };
-    Error::new(
-        ErrorCode::QuotaExceeded,
-        format!("namespace quota exceeded: {what} would be {would}, the limit is {limit}"),
-    )
+    crate::quota::exceeded(what, limit, would)
 }
 
 fn to_i64(v: u64) -> Result<i64> {

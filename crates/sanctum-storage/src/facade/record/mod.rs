@@ -356,6 +356,26 @@ impl RecordStore {
         Ok(())
     }
 
+    /// Checks `ctx`'s grant for `operation` on the record at `at` (the decision is audited).
+    async fn authorize(
+        &self,
+        ctx: &StorageContext,
+        operation: &'static str,
+        action: Action,
+        at: &Address,
+    ) -> Result<()> {
+        self.access
+            .check(
+                ctx,
+                operation,
+                action,
+                &at.key.namespace,
+                Some(&at.resource()),
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The limits a write to `ns` checks record usage against.
     async fn limits(&self, tenant: &str, ns: &str) -> Result<UsageChange> {
         let limits = self.quotas.limits(tenant, ns).await?.unwrap_or_default();
@@ -393,14 +413,7 @@ impl RecordStore {
         self.observed("record.upsert", ctx, async {
             let at = Address::new(ctx, ns, collection, id)?;
             let plaintext = check_write(&document, opts)?;
-            self.access
-                .check(
-                    ctx,
-                    "record.upsert",
-                    Action::Write,
-                    ns,
-                    Some(&at.resource()),
-                )
+            self.authorize(ctx, "record.upsert", Action::Write, &at)
                 .await?;
             self.ready(ctx).await?;
             let (schema_version, register) = self.admit_document(collection, &document)?;
@@ -464,9 +477,7 @@ impl RecordStore {
     ) -> Result<Record> {
         self.observed("record.get", ctx, async {
             let at = Address::new(ctx, ns, collection, id)?;
-            self.access
-                .check(ctx, "record.get", Action::Read, ns, Some(&at.resource()))
-                .await?;
+            self.authorize(ctx, "record.get", Action::Read, &at).await?;
             self.ready(ctx).await?;
             let stored = self
                 .adapter
@@ -510,14 +521,7 @@ impl RecordStore {
     ) -> Result<()> {
         self.observed("record.delete", ctx, async {
             let at = Address::new(ctx, ns, collection, id)?;
-            self.access
-                .check(
-                    ctx,
-                    "record.delete",
-                    Action::Delete,
-                    ns,
-                    Some(&at.resource()),
-                )
+            self.authorize(ctx, "record.delete", Action::Delete, &at)
                 .await?;
             self.ready(ctx).await?;
             let limits = self.limits(&at.key.tenant, &at.key.namespace).await?;

@@ -60,8 +60,9 @@ impl RecordStore {
     ) -> Result<RecordReencryptReport> {
         self.ready(ctx).await?;
         let tenant = ctx.tenant().as_str();
+        let scope = format!("{ns}/{SCOPE}");
         let after = cursor
-            .map(|c| decode_cursor(tenant, &format!("{ns}/{SCOPE}"), c))
+            .map(|c| decode_cursor(tenant, &scope, c))
             .transpose()?;
         let after = after.as_deref().and_then(|a| a.split_once('/'));
         let keys = self.keys.namespace(tenant, ns, true).await?;
@@ -90,7 +91,7 @@ impl RecordStore {
             }
         }
         report.next_cursor = match (more, last) {
-            (true, Some(last)) => Some(encode_cursor(tenant, &format!("{ns}/{SCOPE}"), &last)),
+            (true, Some(last)) => Some(encode_cursor(tenant, &scope, &last)),
             _ => None,
         };
         Ok(report)

@@ -98,14 +98,7 @@ impl RecordTransaction {
         let at = Address::new(&self.ctx, &self.ns, collection, id)?;
         let plaintext = check_write(&document, opts)?;
         self.store
-            .access
-            .check(
-                &self.ctx,
-                "record.upsert",
-                Action::Write,
-                &self.ns,
-                Some(&at.resource()),
-            )
+            .authorize(&self.ctx, "record.upsert", Action::Write, &at)
             .await?;
         let (schema_version, register) = self.store.admit_document(collection, &document)?;
         if let Some(schema) = register {
@@ -149,14 +142,7 @@ impl RecordTransaction {
         self.check_open()?;
         let at = Address::new(&self.ctx, &self.ns, collection, id)?;
         self.store
-            .access
-            .check(
-                &self.ctx,
-                "record.get",
-                Action::Read,
-                &self.ns,
-                Some(&at.resource()),
-            )
+            .authorize(&self.ctx, "record.get", Action::Read, &at)
             .await?;
         let stored = self.tx.get(&at.key).await;
         let stored = self
@@ -177,14 +163,7 @@ impl RecordTransaction {
         self.check_open()?;
         let at = Address::new(&self.ctx, &self.ns, collection, id)?;
         self.store
-            .access
-            .check(
-                &self.ctx,
-                "record.delete",
-                Action::Delete,
-                &self.ns,
-                Some(&at.resource()),
-            )
+            .authorize(&self.ctx, "record.delete", Action::Delete, &at)
             .await?;
         let limits = self.store.limits(&at.key.tenant, &at.key.namespace).await?;
         // Deleted at the version read: if another writer got there first, `Conflict`.
